@@ -1,0 +1,53 @@
+"""sepconv: separable convolutions for PyTorch.
+
+Layers (:mod:`sepconv.layers`) with functional twins (:mod:`sepconv.functional`), typed errors
+(:mod:`sepconv.errors`) and Keras interop (:mod:`sepconv.interop`).
+
+Example:
+    >>> import torch, sepconv
+    >>> sepconv.SeparableConv2d(32, 64, 3, padding="same")(torch.randn(1, 32, 8, 8)).shape
+    torch.Size([1, 64, 8, 8])
+"""
+
+from . import functional
+from .errors import (
+    ArgumentError,
+    DataFormatError,
+    DeviceMismatchError,
+    DtypeMismatchError,
+    NotSeparableError,
+    SepConvError,
+    ShapeError,
+)
+from .layers import (
+    DepthwiseConv1d,
+    DepthwiseConv2d,
+    DepthwiseConv3d,
+    PaddedConv2d,
+    SeparableConv1d,
+    SeparableConv2d,
+    SeparableConv3d,
+    SpatiallySeparableConv2d,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentError",
+    "DataFormatError",
+    "DepthwiseConv1d",
+    "DepthwiseConv2d",
+    "DepthwiseConv3d",
+    "DeviceMismatchError",
+    "DtypeMismatchError",
+    "NotSeparableError",
+    "PaddedConv2d",
+    "SepConvError",
+    "SeparableConv1d",
+    "SeparableConv2d",
+    "SeparableConv3d",
+    "ShapeError",
+    "SpatiallySeparableConv2d",
+    "__version__",
+    "functional",
+]

@@ -1,0 +1,150 @@
+"""Shared argument and shape checks. Every check raises a typed :mod:`sepconv.errors` error, never asserts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .errors import ArgumentError, DeviceMismatchError, DtypeMismatchError, ShapeError
+
+PaddingArg = int | Sequence[int] | str
+PADDING_STRINGS = ("same", "valid")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an int >= 1, else raise :class:`ArgumentError`."""
+    if not _is_int(value) or value < 1:  # type: ignore[operator]
+        raise ArgumentError(f"{name} must be a positive int, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def int_tuple(value: object, n: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """Expand an int or a length-``n`` sequence of ints into a tuple, each at least ``minimum``.
+
+    Example:
+        >>> int_tuple(3, 2, "kernel_size")
+        (3, 3)
+        >>> int_tuple((1, 2), 2, "stride")
+        (1, 2)
+    """
+    what = "positive" if minimum == 1 else f">= {minimum}"
+    if _is_int(value):
+        items: tuple = (value,) * n
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        items = tuple(value)
+        if len(items) != n:
+            raise ArgumentError(
+                f"{name} must be an int or a sequence of {n} ints, got {value!r} of length {len(items)}"
+            )
+    else:
+        raise ArgumentError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
+    for item in items:
+        if not _is_int(item) or item < minimum:
+            raise ArgumentError(f"{name} must hold {what} ints, got {value!r}")
+    return tuple(int(i) for i in items)
+
+
+def padding_arg(value: object, n: int) -> str | tuple[int, ...]:
+    """Normalise ``padding``: ``'same'``, ``'valid'``, or a tuple of ``n`` non-negative ints.
+
+    Example:
+        >>> padding_arg("SAME", 2), padding_arg(1, 2), padding_arg("valid", 1)
+        ('same', (1, 1), (0,))
+    """
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered not in PADDING_STRINGS:
+            raise ArgumentError(f"padding must be an int, a tuple of {n} ints, 'same' or 'valid', got {value!r}")
+        return (0,) * n if lowered == "valid" else "same"
+    return int_tuple(value, n, "padding", minimum=0)
+
+
+def padding_mode_arg(value: object) -> str:
+    """Check ``padding_mode`` is one of torch's: zeros, reflect, replicate, circular."""
+    if value not in PADDING_MODES:
+        raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, got {value!r}")
+    return str(value)
+
+
+def tensor_arg(value: object, name: str) -> torch.Tensor:
+    """Raise :class:`ArgumentError` unless ``value`` is a tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise ArgumentError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def conv_input(x: object, spatial_dims: int, name: str = "input") -> tuple[torch.Tensor, bool]:
+    """Check a conv input of shape ``(B, C, *spatial)`` or unbatched ``(C, *spatial)``.
+
+    Returns the batched tensor and whether a batch dimension was added.
+    """
+    x = tensor_arg(x, name)
+    if x.dim() == spatial_dims + 1:
+        return x.unsqueeze(0), True
+    if x.dim() != spatial_dims + 2:
+        dims = "".join(("L",) if spatial_dims == 1 else ("H", "W") if spatial_dims == 2 else ("D", "H", "W"))
+        raise ShapeError(
+            f"{name} must have shape (B, C, {', '.join(dims)}) or (C, {', '.join(dims)}) "
+            f"({spatial_dims + 2} or {spatial_dims + 1} dims), got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0 or any(s == 0 for s in x.shape[2:]):
+        raise ShapeError(f"{name} must not be empty, got shape {tuple(x.shape)}")
+    return x, False
+
+
+def same_dtype_device(x: torch.Tensor, weight: torch.Tensor, name: str) -> None:
+    """Raise if ``weight`` has another dtype or device than the input ``x``."""
+    if x.dtype != weight.dtype:
+        raise DtypeMismatchError(
+            f"input dtype {x.dtype} does not match {name} dtype {weight.dtype}; "
+            f"convert one of them (e.g. input.to({weight.dtype}))"
+        )
+    if x.device != weight.device:
+        raise DeviceMismatchError(
+            f"input is on {x.device} but {name} is on {weight.device}; move them to the same device"
+        )
+
+
+def weight_arg(weight: object, spatial_dims: int, name: str) -> torch.Tensor:
+    """Check a conv weight has ``spatial_dims + 2`` dimensions and no zero sizes."""
+    weight = tensor_arg(weight, name)
+    if weight.dim() != spatial_dims + 2 or 0 in weight.shape:
+        raise ShapeError(
+            f"{name} must have {spatial_dims + 2} non-empty dims (out, in/groups, *kernel), "
+            f"got shape {tuple(weight.shape)}"
+        )
+    return weight
+
+
+def bias_arg(bias: object, channels: int, x: torch.Tensor, name: str) -> torch.Tensor | None:
+    """Check an optional bias has shape ``(channels,)`` and the input's dtype and device."""
+    if bias is None:
+        return None
+    bias = tensor_arg(bias, name)
+    if tuple(bias.shape) != (channels,):
+        raise ShapeError(f"{name} must have shape ({channels},), got {tuple(bias.shape)}")
+    same_dtype_device(x, bias, name)
+    return bias
+
+
+def conv_channels(x: object, channels: int, spatial_dims: int, layer: str) -> None:
+    """Raise :class:`ShapeError` unless ``x`` is a conv input with ``channels`` channels."""
+    x = tensor_arg(x, "input")
+    if x.dim() in (spatial_dims + 1, spatial_dims + 2) and x.shape[-spatial_dims - 1] != channels:
+        raise ShapeError(
+            f"{layer} expects {channels} input channels, got input of shape {tuple(x.shape)} "
+            f"with {x.shape[-spatial_dims - 1]} channels"
+        )
+
+
+def bool_arg(value: object, name: str) -> bool:
+    """Raise :class:`ArgumentError` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise ArgumentError(f"{name} must be a bool, got {value!r}")
+    return value

@@ -1,0 +1,404 @@
+"""Functional twins of every sepconv layer.
+
+Each function checks its arguments at the top, resolves ``padding`` (ints, tuples, ``'valid'`` or
+TensorFlow-exact ``'same'`` with any stride) and calls :mod:`torch.nn.functional`. The layers in
+:mod:`sepconv.layers` only store parameters and call these functions.
+
+Example:
+    >>> import torch, sepconv.functional as SF
+    >>> x = torch.randn(2, 3, 12, 12)
+    >>> dw, pw = torch.randn(3, 1, 5, 5), torch.randn(256, 3, 1, 1)
+    >>> SF.separable_conv2d(x, dw, pw).shape   # the seeds' 12x12x3 -> 8x8x256 example
+    torch.Size([2, 256, 8, 8])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+from .errors import ArgumentError, ShapeError
+from .padding import output_size, pad_for_conv, resolve_padding
+
+__all__ = [
+    "conv",
+    "depthwise_conv1d",
+    "depthwise_conv2d",
+    "depthwise_conv3d",
+    "separable_conv1d",
+    "separable_conv2d",
+    "separable_conv3d",
+    "spatially_separable_conv2d",
+]
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+IntOrTuple = int | Sequence[int]
+
+
+def conv(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """N-d convolution (N from ``weight``) with checked arguments and TensorFlow-exact ``'same'`` padding.
+
+    Args:
+        input: ``(B, C, *spatial)`` or unbatched ``(C, *spatial)``.
+        weight: ``(out_channels, C / groups, *kernel)``.
+        bias: optional ``(out_channels,)``.
+        stride, padding, dilation: ints or per-axis tuples; ``padding`` may also be ``'same'``/``'valid'``.
+        groups: number of channel groups.
+        padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
+
+    Returns:
+        ``(B, out_channels, *out_spatial)`` (unbatched if the input was).
+
+    Example:
+        >>> conv(torch.ones(1, 1, 5, 5), torch.ones(1, 1, 2, 2), padding="same", stride=2).shape
+        torch.Size([1, 1, 3, 3])
+    """
+    weight = _checks.tensor_arg(weight, "weight")
+    nd = weight.dim() - 2
+    if nd not in _CONV:
+        raise ShapeError(f"weight must have 3, 4 or 5 dims (out, in/groups, *kernel), got {tuple(weight.shape)}")
+    return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, "weight")
+
+
+def _conv(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple | str,
+    dilation: IntOrTuple,
+    groups: int,
+    padding_mode: str,
+    nd: int,
+    name: str,
+) -> torch.Tensor:
+    x, unbatched = _checks.conv_input(input, nd)
+    weight = _checks.weight_arg(weight, nd, name)
+    _checks.same_dtype_device(x, weight, name)
+    groups = _checks.positive_int(groups, "groups")
+    stride_t = _checks.int_tuple(stride, nd, "stride")
+    dilation_t = _checks.int_tuple(dilation, nd, "dilation")
+    pad = _checks.padding_arg(padding, nd)
+    padding_mode = _checks.padding_mode_arg(padding_mode)
+    channels = x.shape[1]
+    if channels != weight.shape[1] * groups:
+        raise ShapeError(
+            f"input has {channels} channels but {name} of shape {tuple(weight.shape)} with groups={groups} "
+            f"expects {weight.shape[1] * groups}"
+        )
+    if weight.shape[0] % groups:
+        raise ShapeError(f"{name} has {weight.shape[0]} output channels, not divisible by groups={groups}")
+    bias = _checks.bias_arg(bias, weight.shape[0], x, f"{name.replace('weight', 'bias')}")
+    kernel = tuple(weight.shape[2:])
+    spatial = tuple(x.shape[2:])
+    pads = resolve_padding(spatial, pad, kernel, stride_t, dilation_t)
+    for axis, (n, k, s, d, (before, after)) in enumerate(zip(spatial, kernel, stride_t, dilation_t, pads)):
+        if output_size(n, k, s, d, before, after) < 1:
+            raise ShapeError(
+                f"input of spatial size {spatial} is too small for kernel {kernel} with dilation {dilation_t} "
+                f"and padding {pads} (axis {axis} would have no output)"
+            )
+        if padding_mode in ("reflect", "circular") and max(before, after) > (n - 1 if padding_mode == "reflect" else n):
+            raise ShapeError(
+                f"padding {max(before, after)} on axis {axis} of size {n} is too large for "
+                f"padding_mode={padding_mode!r}"
+            )
+    x, conv_pad = pad_for_conv(x, pads, padding_mode)
+    out = _CONV[nd](x, weight, bias, stride_t, conv_pad, dilation_t, groups)
+    return out.squeeze(0) if unbatched else out
+
+
+def _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, nd):
+    x = _checks.tensor_arg(input, "input")
+    weight = _checks.weight_arg(weight, nd, "depthwise weight")
+    if x.dim() in (nd + 1, nd + 2):
+        channels = x.shape[-nd - 1]
+        if weight.shape[1] != 1 or weight.shape[0] % channels:
+            raise ShapeError(
+                f"depthwise weight must have shape (C * depth_multiplier, 1, *kernel) for an input with "
+                f"C={channels} channels, got {tuple(weight.shape)}"
+            )
+        groups = channels
+    else:
+        groups = 1  # _conv reports the wrong input rank
+    return _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, nd, "depthwise weight")
+
+
+def depthwise_conv1d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Depthwise 1D conv: each of the C input channels convolved with its own ``depth_multiplier`` filters.
+
+    Args:
+        input: ``(B, C, L)`` or ``(C, L)``.
+        weight: ``(C * m, 1, k)``; output channel ``c * m + j`` is channel ``c``'s ``j``-th filter (as Keras).
+
+    Returns:
+        ``(B, C * m, L_out)``.
+
+    Example:
+        >>> depthwise_conv1d(torch.randn(2, 4, 10), torch.randn(8, 1, 3), padding="same").shape
+        torch.Size([2, 8, 10])
+    """
+    return _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, 1)
+
+
+def depthwise_conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Depthwise 2D conv (``groups = C``).
+
+    Args:
+        input: ``(B, C, H, W)`` or ``(C, H, W)``.
+        weight: ``(C * m, 1, kh, kw)``.
+
+    Returns:
+        ``(B, C * m, H_out, W_out)``.
+
+    Example:
+        >>> depthwise_conv2d(torch.randn(1, 3, 12, 12), torch.randn(3, 1, 5, 5)).shape
+        torch.Size([1, 3, 8, 8])
+    """
+    return _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, 2)
+
+
+def depthwise_conv3d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Depthwise 3D conv (``groups = C``).
+
+    Args:
+        input: ``(B, C, D, H, W)`` or ``(C, D, H, W)``.
+        weight: ``(C * m, 1, kd, kh, kw)``.
+
+    Returns:
+        ``(B, C * m, D_out, H_out, W_out)``.
+
+    Example:
+        >>> depthwise_conv3d(torch.randn(1, 2, 6, 6, 6), torch.randn(2, 1, 3, 3, 3), padding=1).shape
+        torch.Size([1, 2, 6, 6, 6])
+    """
+    return _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, 3)
+
+
+def _separable(
+    input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride, padding, dilation,
+    groups, padding_mode, nd,
+) -> torch.Tensor:
+    pointwise_weight = _checks.weight_arg(pointwise_weight, nd, "pointwise weight")
+    if any(k != 1 for k in pointwise_weight.shape[2:]):
+        raise ShapeError(
+            f"pointwise weight must have a 1x1 kernel, shape (out, C * m / groups{', 1' * nd}), "
+            f"got {tuple(pointwise_weight.shape)}"
+        )
+    mid = _depthwise(input, depthwise_weight, depthwise_bias, stride, padding, dilation, padding_mode, nd)
+    return _conv(mid, pointwise_weight, pointwise_bias, 1, 0, 1, groups, "zeros", nd, "pointwise weight")
+
+
+def separable_conv1d(
+    input: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: torch.Tensor | None = None,
+    pointwise_bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Depthwise separable 1D conv: depthwise (stride, padding, dilation) then 1x1 pointwise.
+
+    Args:
+        input: ``(B, C, L)``.
+        depthwise_weight: ``(C * m, 1, k)``.
+        pointwise_weight: ``(N, C * m / groups, 1)``.
+
+    Returns:
+        ``(B, N, L_out)``.
+
+    Example:
+        >>> separable_conv1d(torch.randn(2, 4, 9), torch.randn(4, 1, 3), torch.randn(6, 4, 1)).shape
+        torch.Size([2, 6, 7])
+    """
+    return _separable(input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride,
+                      padding, dilation, groups, padding_mode, 1)
+
+
+def separable_conv2d(
+    input: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: torch.Tensor | None = None,
+    pointwise_bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Depthwise separable 2D conv, as ``keras.layers.SeparableConv2D`` computes it.
+
+    Args:
+        input: ``(B, C, H, W)``.
+        depthwise_weight: ``(C * m, 1, kh, kw)``.
+        pointwise_weight: ``(N, C * m / groups, 1, 1)``.
+
+    Returns:
+        ``(B, N, H_out, W_out)``.
+
+    Example:
+        >>> x = torch.randn(1, 3, 12, 12)
+        >>> separable_conv2d(x, torch.randn(3, 1, 5, 5), torch.randn(256, 3, 1, 1)).shape
+        torch.Size([1, 256, 8, 8])
+    """
+    return _separable(input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride,
+                      padding, dilation, groups, padding_mode, 2)
+
+
+def separable_conv3d(
+    input: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: torch.Tensor | None = None,
+    pointwise_bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Depthwise separable 3D conv.
+
+    Args:
+        input: ``(B, C, D, H, W)``.
+        depthwise_weight: ``(C * m, 1, kd, kh, kw)``.
+        pointwise_weight: ``(N, C * m / groups, 1, 1, 1)``.
+
+    Returns:
+        ``(B, N, D_out, H_out, W_out)``.
+
+    Example:
+        >>> x = torch.randn(1, 2, 5, 5, 5)
+        >>> separable_conv3d(x, torch.randn(2, 1, 3, 3, 3), torch.randn(4, 2, 1, 1, 1)).shape
+        torch.Size([1, 4, 3, 3, 3])
+    """
+    return _separable(input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride,
+                      padding, dilation, groups, padding_mode, 3)
+
+
+def spatial_steps(
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: str | tuple[int, int],
+    dilation: tuple[int, int],
+    order: str,
+) -> list[dict]:
+    """Split a 2D geometry into the per-axis geometries of the two 1D steps, in application order.
+
+    Example:
+        >>> [s["kernel"] for s in spatial_steps((3, 5), (1, 1), (1, 2), (1, 1), "vh")]
+        [(3, 1), (1, 5)]
+    """
+    if order not in ("vh", "hv"):
+        raise ArgumentError(f"order must be 'vh' (vertical first) or 'hv', got {order!r}")
+    axes = (0, 1) if order == "vh" else (1, 0)
+    steps = []
+    for axis in axes:
+        def per_axis(value: tuple[int, int], other: int, axis: int = axis) -> tuple[int, int]:
+            return (value[0], other) if axis == 0 else (other, value[1])
+
+        steps.append({
+            "kernel": per_axis(kernel_size, 1),
+            "stride": per_axis(stride, 1),
+            "dilation": per_axis(dilation, 1),
+            "padding": padding if padding == "same" else per_axis(padding, 0),  # type: ignore[arg-type]
+        })
+    return steps
+
+
+def spatially_separable_conv2d(
+    input: torch.Tensor,
+    vertical_weight: torch.Tensor,
+    horizontal_weight: torch.Tensor,
+    vertical_bias: torch.Tensor | None = None,
+    horizontal_bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    order: str = "vh",
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Spatially separable 2D conv: a ``kh x 1`` conv then a ``1 x kw`` conv (``order='hv'`` swaps them).
+
+    Stride, dilation and padding are split per axis, so the output has exactly the shape of
+    ``torch.nn.functional.conv2d`` with the full ``kh x kw`` kernel. With one mid channel per output and no
+    first-step bias, the result equals the 2D conv with the outer-product kernel.
+
+    Args:
+        input: ``(B, C, H, W)``.
+        vertical_weight: ``(K, C / groups, kh, 1)``.
+        horizontal_weight: ``(N, K / groups, 1, kw)``.
+        vertical_bias, horizontal_bias: optional ``(K,)`` and ``(N,)``.
+        order: ``'vh'`` (vertical first) or ``'hv'``; for ``'hv'`` the horizontal weight is
+            ``(K, C / groups, 1, kw)`` and the vertical ``(N, K / groups, kh, 1)``.
+
+    Returns:
+        ``(B, N, H_out, W_out)``.
+
+    Example:
+        >>> col, row = torch.tensor([1., 2., 1.]), torch.tensor([-1., 0., 1.])
+        >>> x = torch.randn(1, 1, 8, 8)
+        >>> y = spatially_separable_conv2d(x, col.view(1, 1, 3, 1), row.view(1, 1, 1, 3))
+        >>> torch.allclose(y, torch.nn.functional.conv2d(x, torch.outer(col, row).view(1, 1, 3, 3)), atol=1e-5)
+        True
+    """
+    vertical_weight = _checks.weight_arg(vertical_weight, 2, "vertical weight")
+    horizontal_weight = _checks.weight_arg(horizontal_weight, 2, "horizontal weight")
+    if vertical_weight.shape[3] != 1:
+        raise ShapeError(f"vertical weight must have shape (out, in, kh, 1), got {tuple(vertical_weight.shape)}")
+    if horizontal_weight.shape[2] != 1:
+        raise ShapeError(
+            f"horizontal weight must have shape (out, in, 1, kw), got {tuple(horizontal_weight.shape)}"
+        )
+    kernel = (vertical_weight.shape[2], horizontal_weight.shape[3])
+    steps = spatial_steps(kernel, _checks.int_tuple(stride, 2, "stride"), _checks.padding_arg(padding, 2),
+                          _checks.int_tuple(dilation, 2, "dilation"), order)
+    named = {"v": (vertical_weight, vertical_bias, "vertical weight"),
+             "h": (horizontal_weight, horizontal_bias, "horizontal weight")}
+    x = input
+    for step, key in zip(steps, order):
+        weight, bias, name = named[key]
+        x = _conv(x, weight, bias, step["stride"], step["padding"], step["dilation"], groups, padding_mode, 2, name)
+    return x

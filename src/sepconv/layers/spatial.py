@@ -1,0 +1,107 @@
+"""Spatially separable convolution: a ``kh x 1`` conv then a ``1 x kw`` conv (or the other way round)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import _checks
+from ..errors import ArgumentError, ShapeError
+from ..functional import spatial_steps
+from ._init import format_args
+from .conv import PaddedConv2d
+
+__all__ = ["SpatiallySeparableConv2d"]
+
+
+class SpatiallySeparableConv2d(nn.Module):
+    """``(B, C, H, W) -> (B, N, H_out, W_out)`` through ``mid_channels`` intermediate maps.
+
+    ``vertical`` is a ``kh x 1`` conv, ``horizontal`` a ``1 x kw`` conv; ``order='vh'`` applies the vertical
+    one first (C -> mid -> N), ``'hv'`` the horizontal one. Stride, dilation and padding are split per axis so
+    the output has exactly the shape of ``nn.Conv2d(C, N, kernel_size, stride, padding, dilation)``; the
+    ``bias`` belongs to the second step. With ``mid_channels = min(C*kh, N*kw)`` (per group) any ``kh x kw``
+    conv is represented exactly (see :func:`sepconv.factorize.spatial_svd`).
+
+    Args:
+        mid_channels: intermediate channels K; default ``min(in_channels, out_channels)`` rounded up to a
+            multiple of ``groups``. Costs ``C*K*kh + K*N*kw`` multiplies per output position.
+
+    Example:
+        >>> layer = SpatiallySeparableConv2d(1, 1, 5, bias=False)
+        >>> sum(p.numel() for p in layer.parameters())  # the seeds' 10 instead of 25
+        10
+        >>> layer(torch.randn(1, 1, 12, 12)).shape
+        torch.Size([1, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        mid_channels: int | None = None,
+        order: str = "vh",
+        bias: bool = True,
+        groups: int = 1,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _checks.positive_int(in_channels, "in_channels")
+        self.out_channels = _checks.positive_int(out_channels, "out_channels")
+        self.groups = _checks.positive_int(groups, "groups")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ShapeError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        if mid_channels is None:
+            low = min(self.in_channels, self.out_channels)
+            mid_channels = -(-low // self.groups) * self.groups
+        self.mid_channels = _checks.positive_int(mid_channels, "mid_channels")
+        if self.mid_channels % self.groups:
+            raise ShapeError(f"groups={groups} must divide mid_channels={mid_channels}")
+        if order not in ("vh", "hv"):
+            raise ArgumentError(f"order must be 'vh' (vertical first) or 'hv', got {order!r}")
+        self.order = order
+        self.kernel_size = _checks.int_tuple(kernel_size, 2, "kernel_size")
+        self.stride = _checks.int_tuple(stride, 2, "stride")
+        self.padding = _checks.padding_arg(padding, 2)
+        self.dilation = _checks.int_tuple(dilation, 2, "dilation")
+        self.padding_mode = _checks.padding_mode_arg(padding_mode)
+        bias = _checks.bool_arg(bias, "bias")
+        steps = spatial_steps(self.kernel_size, self.stride, self.padding, self.dilation, order)
+        channels = [(self.in_channels, self.mid_channels), (self.mid_channels, self.out_channels)]
+        convs = [
+            PaddedConv2d(cin, cout, step["kernel"], step["stride"], step["padding"], step["dilation"],
+                         groups=self.groups, bias=bias and i == 1, padding_mode=self.padding_mode,
+                         device=device, dtype=dtype)
+            for i, (step, (cin, cout)) in enumerate(zip(steps, channels))
+        ]
+        first, second = convs
+        self.vertical, self.horizontal = (first, second) if order == "vh" else (second, first)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise both steps like ``nn.Conv2d``."""
+        self.vertical.reset_parameters()
+        self.horizontal.reset_parameters()
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        _checks.conv_channels(input, self.in_channels, 2, type(self).__name__)
+        if self.order == "vh":
+            return self.horizontal(self.vertical(input))
+        return self.vertical(self.horizontal(input))
+
+    def extra_repr(self) -> str:
+        head = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        rest = format_args(
+            {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "mid_channels": None, "order": "vh",
+             "bias": True, "groups": 1, "padding_mode": "zeros"},
+            {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
+             "mid_channels": self.mid_channels, "order": self.order,
+             "bias": self.horizontal.bias is not None or self.vertical.bias is not None,
+             "groups": self.groups, "padding_mode": self.padding_mode},
+        )
+        return f"{head}, {rest}" if rest else head
