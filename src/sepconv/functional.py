@@ -99,7 +99,7 @@ def _conv(
             f"expects {weight.shape[1] * groups}"
         )
     if weight.shape[0] % groups:
-        raise ShapeError(f"{name} has {weight.shape[0]} output channels, not divisible by groups={groups}")
+        raise ShapeError(f"{name} output channels must be divisible by groups={groups}, got {weight.shape[0]}")
     bias = _checks.bias_arg(bias, weight.shape[0], x, f"{name.replace('weight', 'bias')}")
     kernel = tuple(weight.shape[2:])
     spatial = tuple(x.shape[2:])
@@ -107,13 +107,14 @@ def _conv(
     for axis, (n, k, s, d, (before, after)) in enumerate(zip(spatial, kernel, stride_t, dilation_t, pads)):
         if output_size(n, k, s, d, before, after) < 1:
             raise ShapeError(
-                f"input of spatial size {spatial} is too small for kernel {kernel} with dilation {dilation_t} "
-                f"and padding {pads} (axis {axis} would have no output)"
+                f"input is too small: kernel {kernel} with dilation {dilation_t} and padding {pads} needs at least "
+                f"{(k - 1) * d + 1 - before - after} positions on spatial axis {axis}, got spatial size {spatial}"
             )
-        if padding_mode in ("reflect", "circular") and max(before, after) > (n - 1 if padding_mode == "reflect" else n):
+        limit = n - 1 if padding_mode == "reflect" else n
+        if padding_mode in ("reflect", "circular") and max(before, after) > limit:
             raise ShapeError(
-                f"padding {max(before, after)} on axis {axis} of size {n} is too large for "
-                f"padding_mode={padding_mode!r}"
+                f"padding_mode={padding_mode!r} allows at most {limit} padding on spatial axis {axis} of size {n}, "
+                f"got {max(before, after)}"
             )
     x, conv_pad = pad_for_conv(x, pads, padding_mode)
     out = _CONV[nd](x, weight, bias, stride_t, conv_pad, dilation_t, groups)

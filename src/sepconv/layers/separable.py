@@ -50,8 +50,8 @@ class _SeparableConvNd(nn.Module):
                                        device=device, dtype=dtype)
         mid = self.depthwise.out_channels
         if mid % groups or self.out_channels % groups:
-            raise ShapeError(f"groups={groups} must divide in_channels * depth_multiplier={mid} "
-                             f"and out_channels={self.out_channels}")
+            raise ShapeError(f"groups must divide in_channels * depth_multiplier ({mid}) "
+                             f"and out_channels ({self.out_channels}), got groups={groups}")
         self.norm = create_norm(norm, mid, n).to(device=device, dtype=dtype)
         self.act = create_activation(activation)
         self.pointwise = _POINTWISE[n](mid, self.out_channels, 1, groups=groups, bias=bias, device=device, dtype=dtype)

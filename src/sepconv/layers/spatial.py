@@ -56,13 +56,15 @@ class SpatiallySeparableConv2d(nn.Module):
         self.out_channels = _checks.positive_int(out_channels, "out_channels")
         self.groups = _checks.positive_int(groups, "groups")
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ShapeError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+            raise ShapeError(
+                f"groups must divide in_channels ({in_channels}) and out_channels ({out_channels}), got groups={groups}"
+            )
         if mid_channels is None:
             low = min(self.in_channels, self.out_channels)
             mid_channels = -(-low // self.groups) * self.groups
         self.mid_channels = _checks.positive_int(mid_channels, "mid_channels")
         if self.mid_channels % self.groups:
-            raise ShapeError(f"groups={groups} must divide mid_channels={mid_channels}")
+            raise ShapeError(f"groups ({groups}) must divide mid_channels, got mid_channels={mid_channels}")
         if order not in ("vh", "hv"):
             raise ArgumentError(f"order must be 'vh' (vertical first) or 'hv', got {order!r}")
         self.order = order
