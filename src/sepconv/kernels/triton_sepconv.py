@@ -89,7 +89,7 @@ def _fused_sepconv_fwd(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    num_n = tl.cdiv(N, BLOCK_N)
+    num_n = (N + BLOCK_N - 1) // BLOCK_N  # builtins only, see _kernel()
     pid_m = pid // num_n  # neighbouring programs share their input pixels (L2 reuse)
     pid_n = pid % num_n
 
@@ -106,12 +106,12 @@ def _fused_sepconv_fwd(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
         c_off = (offs_k // MULT).to(tl.int64) * sxc
-        mid = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+        mid = tl.full((BLOCK_M, BLOCK_K), 0.0, tl.float32)
         for i in tl.static_range(KH):
             ih = ih0 + i
             row_ok = m_mask & (ih >= 0) & (ih < H)
