@@ -215,10 +215,6 @@ def unsupported_reason(
         return f"dtype {x.dtype} is not supported (float32, float16, bfloat16)"
     if any(t is not None and t.device != x.device for t in tensors.values()):
         return "input, weights and biases must be on one device"
-    if triton is None:
-        return "triton is not installed (pip install sepconv[gpu])"
-    if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
-        return f"device {x.device} is not supported (CUDA, or CPU with TRITON_INTERPRET=1)"
     if min(x.shape) == 0:
         return "empty input"
     channels = x.shape[-3]
@@ -250,6 +246,10 @@ def unsupported_reason(
     for n, k, s, (before, after) in zip(x.shape[-2:], kernel, stride_t, pads):
         if output_size(n, k, s, 1, before, after) < 1:
             return f"input of spatial size {tuple(x.shape[-2:])} is too small for kernel {kernel}"
+    if triton is None:
+        return "triton is not installed (pip install sepconv[gpu])"
+    if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
+        return f"device {x.device} is not supported (CUDA, or CPU with TRITON_INTERPRET=1)"
     return None
 
 
