@@ -186,3 +186,4 @@ def test_without_triton_everything_falls_back() -> None:
         "triton is not installed (pip install sepconv[gpu])",
         "backend 'triton' needs Triton installed (pip install sepconv[gpu])",
     ]
+

@@ -177,8 +177,8 @@ def fused_forward(module: nn.Module, input: torch.Tensor) -> torch.Tensor | None
     attribute checks for CPU inputs under ``'auto'`` (Triton is not imported then).
     """
     backend = _state["backend"]
-    if backend == "torch" or not isinstance(input, torch.Tensor):
-        return None
+    if backend == "torch" or not isinstance(input, torch.Tensor) or torch.compiler.is_compiling():
+        return None  # under torch.compile the PyTorch path is traced (and fused by the compiler)
     if input.device.type != "cuda" and backend != "triton":
         return None
     if explain(module, input) is not None:
