@@ -29,8 +29,8 @@ Example:
     'kernel size (4, 4) is not supported (odd sizes up to 7 only)'
 """
 
-# No ``from __future__ import annotations`` is needed for Triton, but it keeps the annotations of the jitted
-# body as strings so this module imports without Triton; Triton reads the strings ('tl.constexpr').
+# The future import keeps the annotations of the jitted body as strings ('tl.constexpr', which Triton reads),
+# so this module imports without Triton.
 from __future__ import annotations
 
 import os
@@ -153,7 +153,12 @@ _JITTED: dict[bool, object] = {}
 
 
 def _kernel():
-    """The jitted kernel; built on first use so ``TRITON_INTERPRET`` is read then, not at import time."""
+    """The jitted kernel for the current ``TRITON_INTERPRET`` mode, built on first use in that mode.
+
+    Triton decides compiled vs interpreted when ``triton.jit`` runs, and its own ``@jit`` helpers (``tl.cdiv``,
+    ``tl.zeros``) were fixed when Triton was imported; the body uses builtins only, so it works in either mode
+    whatever the environment was at import time.
+    """
     mode = interpreting()
     if mode not in _JITTED:
         previous = os.environ.get("TRITON_INTERPRET")
