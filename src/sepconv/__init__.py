@@ -10,6 +10,9 @@ Example:
 """
 
 from . import functional
+
+# Compute backend switch (fused Triton kernel on GPU); importing it never imports Triton.
+from .backend import get_backend, set_backend
 from .errors import (
     ArgumentError,
     DataFormatError,
@@ -18,6 +21,7 @@ from .errors import (
     NotSeparableError,
     SepConvError,
     ShapeError,
+    UnsupportedConfigError,
 )
 from .layers import (
     DepthwiseConv1d,
@@ -48,6 +52,8 @@ __all__ = [
     "SeparableConv3d",
     "ShapeError",
     "SpatiallySeparableConv2d",
+    "UnsupportedConfigError",
     "__version__",
     "functional",
 ]
+__all__ += ["get_backend", "set_backend"]

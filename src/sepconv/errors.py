@@ -22,6 +22,7 @@ __all__ = [
     "NotSeparableError",
     "SepConvError",
     "ShapeError",
+    "UnsupportedConfigError",
 ]
 
 
@@ -51,3 +52,7 @@ class NotSeparableError(SepConvError):
 
 class DataFormatError(SepConvError):
     """A data file is truncated, corrupt or inconsistent."""
+
+
+class UnsupportedConfigError(SepConvError):
+    """An accelerated backend (the Triton kernel) does not support this configuration or is not available."""

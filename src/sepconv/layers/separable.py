@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import _checks
+from .. import backend as _backend
 from ..errors import ShapeError
 from ._init import format_args
 from .blocks import create_activation, create_norm
@@ -96,6 +97,10 @@ class _SeparableConvNd(nn.Module):
             self.norm.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.spatial_dims == 2 and _backend.get_backend() != "torch":  # fused Triton kernel (sepconv.backend)
+            fused = _backend.fused_forward(self, input)
+            if fused is not None:
+                return fused
         return self.pointwise(self.act(self.norm(self.depthwise(input))))
 
     def extra_repr(self) -> str:

@@ -1,0 +1,415 @@
+"""Fused depthwise-separable 2D forward in Triton: depthwise + scale/shift + activation + pointwise + bias.
+
+One program computes a ``BLOCK_M x BLOCK_N`` tile of the output (``BLOCK_M`` output pixels flattened over
+``(B, H_out, W_out)``, ``BLOCK_N`` output channels). It walks the ``C * m`` mid channels in chunks of
+``BLOCK_K``: for each chunk it computes the depthwise result of its ``BLOCK_M`` pixels in fp32 registers
+(``kh * kw`` shifted, masked loads of the channels_last input, so zero padding, TensorFlow's asymmetric
+``'same'`` included, costs nothing), adds the shift (depthwise bias and/or a folded BatchNorm), applies the
+activation, and feeds the tile straight into ``tl.dot`` with the matching ``BLOCK_K x BLOCK_N`` slice of the
+pointwise weight. The mid tensor never goes to memory. The epilogue adds the pointwise bias, applies the
+optional output activation and stores the tile into the ``(B, N, H_out, W_out)`` output at its strides
+(channels_last by default).
+
+The pointwise product runs on tensor cores for float16/bfloat16 (the depthwise tile is rounded to the input
+dtype first, exactly like PyTorch's two-kernel composition, accumulation in fp32); for float32 it is
+``precision='ieee'`` (exact fp32), ``'tf32'`` or ``'tf32x3'``.
+
+Supported: odd kernel sizes up to 7 (per axis), stride 1 or 2 (per axis), dilation 1, depth multiplier 1
+or 2, zero padding given as ints or ``'same'`` (TensorFlow semantics), pointwise ``groups=1``, float32,
+float16, bfloat16, CUDA tensors (or CPU tensors under ``TRITON_INTERPRET=1``). :func:`unsupported_reason`
+says why a call is not supported; :func:`fused_separable_conv2d` raises
+:class:`~sepconv.errors.UnsupportedConfigError` in that case, so callers can fall back to PyTorch.
+
+Triton is imported only if it is installed; this module imports without it (and then reports every call
+unsupported).
+
+Example:
+    >>> from sepconv.kernels import triton_sepconv as K
+    >>> K.unsupported_reason(torch.randn(1, 4, 8, 8), torch.randn(4, 1, 4, 4), torch.randn(8, 4, 1, 1))
+    'kernel size (4, 4) is not supported (odd sizes up to 7 only)'
+"""
+
+# The future import keeps the annotations of the jitted body as strings ('tl.constexpr', which Triton reads),
+# so this module imports without Triton.
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from .. import _checks
+from ..errors import UnsupportedConfigError
+from ..padding import output_size, resolve_padding
+
+try:  # optional dependency
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised only where triton is absent
+    triton = None
+    tl = None
+
+__all__ = [
+    "ACTIVATIONS",
+    "PRECISIONS",
+    "fused_separable_conv2d",
+    "triton_available",
+    "unsupported_reason",
+]
+
+ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
+PRECISIONS = ("ieee", "tf32", "tf32x3")
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def triton_available() -> bool:
+    """Whether Triton is importable.
+
+    Example:
+        >>> isinstance(triton_available(), bool)
+        True
+    """
+    return triton is not None
+
+
+def interpreting() -> bool:
+    """Whether ``TRITON_INTERPRET`` asks for Triton's CPU interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def _fused_sepconv_fwd(
+    x_ptr, wdw_ptr, shift_ptr, wpw_ptr, bias_ptr, out_ptr,
+    M, H, W, HO, WO, N, K,
+    sxb, sxc, sxh, sxw,
+    sob, soc, soh, sow,
+    pad_top, pad_left,
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, MULT: tl.constexpr,
+    HAS_SHIFT: tl.constexpr, DW_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, PW_ACT: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    num_n = (N + BLOCK_N - 1) // BLOCK_N  # builtins only, see _kernel()
+    pid_m = pid // num_n  # neighbouring programs share their input pixels (L2 reuse)
+    pid_n = pid % num_n
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_mask = offs_m < M
+    b = offs_m // (HO * WO)
+    rem = offs_m % (HO * WO)
+    oh = rem // WO
+    ow = rem % WO
+    ih0 = oh * SH - pad_top
+    iw0 = ow * SW - pad_left
+    x_base = b.to(tl.int64) * sxb
+
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < N
+
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        c_off = (offs_k // MULT).to(tl.int64) * sxc
+        mid = tl.full((BLOCK_M, BLOCK_K), 0.0, tl.float32)
+        for i in tl.static_range(KH):
+            ih = ih0 + i
+            row_ok = m_mask & (ih >= 0) & (ih < H)
+            row_off = x_base + ih.to(tl.int64) * sxh
+            for j in tl.static_range(KW):
+                iw = iw0 + j
+                ok = row_ok & (iw >= 0) & (iw < W)
+                xv = tl.load(
+                    x_ptr + (row_off + iw.to(tl.int64) * sxw)[:, None] + c_off[None, :],
+                    mask=ok[:, None] & k_mask[None, :], other=0.0,
+                )
+                wv = tl.load(wdw_ptr + (i * KW + j) * K + offs_k, mask=k_mask, other=0.0)
+                mid += xv.to(tl.float32) * wv[None, :]
+        if HAS_SHIFT:
+            mid += tl.load(shift_ptr + offs_k, mask=k_mask, other=0.0)[None, :]
+        if DW_ACT == 1:
+            mid = tl.maximum(mid, 0.0)
+        elif DW_ACT == 2:
+            mid = tl.minimum(tl.maximum(mid, 0.0), 6.0)
+        wp = tl.load(wpw_ptr + offs_k[:, None] * N + offs_n[None, :],
+                     mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        if UPCAST_DOT:  # interpreter only: its bf16 dot multiplies the raw bits; bf16 products are exact in fp32
+            acc = tl.dot(mid.to(wp.dtype).to(tl.float32), wp.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(mid.to(wp.dtype), wp, acc, input_precision=PRECISION)
+
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
+    if PW_ACT == 1:
+        acc = tl.maximum(acc, 0.0)
+    elif PW_ACT == 2:
+        acc = tl.minimum(tl.maximum(acc, 0.0), 6.0)
+    out_off = b.to(tl.int64) * sob + oh.to(tl.int64) * soh + ow.to(tl.int64) * sow
+    out_ptrs = out_ptr + out_off[:, None] + offs_n[None, :].to(tl.int64) * soc
+    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+
+
+_JITTED: dict[bool, object] = {}
+
+
+def _kernel():
+    """The jitted kernel for the current ``TRITON_INTERPRET`` mode, built on first use in that mode.
+
+    Triton decides compiled vs interpreted when ``triton.jit`` runs, and its own ``@jit`` helpers (``tl.cdiv``,
+    ``tl.zeros``) were fixed when Triton was imported; the body uses builtins only, so it works in either mode
+    whatever the environment was at import time.
+    """
+    mode = interpreting()
+    if mode not in _JITTED:
+        previous = os.environ.get("TRITON_INTERPRET")
+        os.environ["TRITON_INTERPRET"] = "1" if mode else "0"
+        try:
+            _JITTED[mode] = triton.jit(_fused_sepconv_fwd)
+        finally:
+            if previous is None:
+                del os.environ["TRITON_INTERPRET"]
+            else:
+                os.environ["TRITON_INTERPRET"] = previous
+    return _JITTED[mode]
+
+
+def _geometry(
+    x: torch.Tensor, kernel: tuple[int, int], stride: Sequence[int] | int, padding: object
+) -> tuple[tuple[int, int], str | tuple[int, ...], list[tuple[int, int]]]:
+    stride_t = _checks.int_tuple(stride, 2, "stride")
+    pad = _checks.padding_arg(padding, 2)
+    pads = resolve_padding(tuple(x.shape[-2:]), pad, kernel, stride_t, (1, 1))
+    return stride_t, pad, pads  # type: ignore[return-value]
+
+
+def unsupported_reason(
+    input: object,
+    depthwise_weight: object,
+    pointwise_weight: object,
+    depthwise_bias: object = None,
+    pointwise_bias: object = None,
+    stride: Sequence[int] | int = 1,
+    padding: object = 0,
+    dilation: Sequence[int] | int = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> str | None:
+    """Return why the fused kernel cannot run this call, or ``None`` when it can.
+
+    Arguments as :func:`sepconv.functional.separable_conv2d`. Bad arguments (which the PyTorch path reports
+    with a typed error) are reported as unsupported too, so a caller that falls back gets that error.
+
+    Example:
+        >>> x, dw, pw = torch.randn(1, 4, 8, 8), torch.randn(8, 1, 3, 3), torch.randn(6, 8, 1, 1)
+        >>> unsupported_reason(x, dw, pw, stride=3)
+        'stride (3, 3) is not supported (1 or 2 per axis)'
+    """
+    x, wdw, wpw = input, depthwise_weight, pointwise_weight
+    if not (isinstance(x, torch.Tensor) and isinstance(wdw, torch.Tensor) and isinstance(wpw, torch.Tensor)):
+        return "input and weights must be tensors"
+    tensors = {"input": x, "depthwise weight": wdw, "pointwise weight": wpw,
+               "depthwise bias": depthwise_bias, "pointwise bias": pointwise_bias}
+    for name, t in tensors.items():
+        if t is not None and not isinstance(t, torch.Tensor):
+            return f"{name} is not a tensor"
+    if x.dim() not in (3, 4) or wdw.dim() != 4 or wpw.dim() != 4:
+        return "only 2D inputs (B, C, H, W) or (C, H, W) with 4-dim weights are supported"
+    if any(t is not None and t.dtype != x.dtype for t in tensors.values()):
+        return "input, weights and biases must share one dtype"
+    if x.dtype not in _DTYPES:
+        return f"dtype {x.dtype} is not supported (float32, float16, bfloat16)"
+    if any(t is not None and t.device != x.device for t in tensors.values()):
+        return "input, weights and biases must be on one device"
+    if min(x.shape) == 0:
+        return "empty input"
+    channels = x.shape[-3]
+    mid = wdw.shape[0]
+    if wdw.shape[1] != 1 or mid % channels:
+        return f"depthwise weight of shape {tuple(wdw.shape)} does not fit {channels} input channels"
+    if mid // channels not in (1, 2):
+        return f"depth multiplier {mid // channels} is not supported (1 or 2)"
+    kernel = (int(wdw.shape[2]), int(wdw.shape[3]))
+    if any(k % 2 == 0 or k > 7 for k in kernel):
+        return f"kernel size {kernel} is not supported (odd sizes up to 7 only)"
+    if groups != 1:
+        return f"groups={groups} is not supported (1 only)"
+    if tuple(wpw.shape[1:]) != (mid, 1, 1):
+        return f"pointwise weight of shape {tuple(wpw.shape)} does not fit {mid} mid channels"
+    for name, bias, size in (("depthwise", depthwise_bias, mid), ("pointwise", pointwise_bias, wpw.shape[0])):
+        if bias is not None and tuple(bias.shape) != (size,):  # type: ignore[union-attr]
+            return f"{name} bias must have shape ({size},)"
+    if padding_mode != "zeros":
+        return f"padding_mode={padding_mode!r} is not supported ('zeros' only)"
+    try:
+        if _checks.int_tuple(dilation, 2, "dilation") != (1, 1):
+            return f"dilation {dilation} is not supported (1 only)"
+        stride_t, _, pads = _geometry(x, kernel, stride, padding)
+    except ValueError as err:
+        return str(err)
+    if any(s not in (1, 2) for s in stride_t):
+        return f"stride {stride_t} is not supported (1 or 2 per axis)"
+    for n, k, s, (before, after) in zip(x.shape[-2:], kernel, stride_t, pads):
+        if output_size(n, k, s, 1, before, after) < 1:
+            return f"input of spatial size {tuple(x.shape[-2:])} is too small for kernel {kernel}"
+    if triton is None:
+        return "triton is not installed (pip install sepconv[gpu])"
+    if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
+        return f"device {x.device} is not supported (CUDA, or CPU with TRITON_INTERPRET=1)"
+    return None
+
+
+def _block_sizes(m: int, n: int, k: int, dtype: torch.dtype) -> tuple[int, int, int]:
+    def pow2(v: int) -> int:
+        return 1 << max(v - 1, 0).bit_length()
+
+    block_n = min(max(pow2(n), 16), 128)
+    block_k = min(max(pow2(k), 16), 64 if dtype != torch.float32 else 32)
+    block_m = 128 if m >= 128 * 64 else 64 if m >= 64 else 32
+    return block_m, block_n, block_k
+
+
+def fused_separable_conv2d(
+    input: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: torch.Tensor | None = None,
+    pointwise_bias: torch.Tensor | None = None,
+    stride: Sequence[int] | int = 1,
+    padding: Sequence[int] | int | str = 0,
+    *,
+    depthwise_scale: torch.Tensor | None = None,
+    depthwise_shift: torch.Tensor | None = None,
+    depthwise_activation: str | None = None,
+    activation: str | None = None,
+    precision: str = "ieee",
+    out: torch.Tensor | None = None,
+    block_sizes: tuple[int, int, int] | None = None,
+) -> torch.Tensor:
+    """Fused ``act(pointwise(dw_act((depthwise(x) + depthwise_bias) * scale + shift)) + bias)`` in one kernel.
+
+    Args:
+        input: ``(B, C, H, W)`` or ``(C, H, W)``; channels_last memory is fastest, any strides work.
+        depthwise_weight: ``(C * m, 1, kh, kw)`` with ``m`` in {1, 2}, ``kh``, ``kw`` odd and at most 7.
+        pointwise_weight: ``(N, C * m, 1, 1)``.
+        depthwise_bias, pointwise_bias: optional ``(C * m,)`` and ``(N,)``.
+        stride: 1 or 2 per axis.
+        padding: ints, a pair of ints, ``'valid'`` or ``'same'`` (TensorFlow: extra element at the end).
+        depthwise_scale, depthwise_shift: optional ``(C * m,)`` per-channel affine after the depthwise conv
+            (a folded eval-mode BatchNorm: ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``);
+            the scale is folded into the depthwise weights on the host.
+        depthwise_activation, activation: ``None``, ``'relu'`` or ``'relu6'``, after the depthwise step and
+            after the pointwise step.
+        precision: float32 pointwise product: ``'ieee'`` (exact fp32), ``'tf32'`` or ``'tf32x3'``. Ignored for
+            float16/bfloat16 (tensor cores, fp32 accumulation).
+        out: optional preallocated ``(B, N, H_out, W_out)`` output of the input's dtype and device (any
+            strides); every element is written.
+        block_sizes: ``(BLOCK_M, BLOCK_N, BLOCK_K)`` override (powers of two, each >= 16).
+
+    Returns:
+        ``(B, N, H_out, W_out)`` in channels_last memory format (or ``out``), unbatched if the input was.
+
+    Raises:
+        UnsupportedConfigError: the configuration is outside what the kernel supports (see
+            :func:`unsupported_reason`); fall back to :func:`sepconv.functional.separable_conv2d`.
+    """
+    reason = unsupported_reason(input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
+                                stride, padding)
+    if reason is not None:
+        raise UnsupportedConfigError(f"fused separable conv: {reason}")
+    for name, value in (("depthwise_activation", depthwise_activation), ("activation", activation)):
+        if value not in ACTIVATIONS:
+            raise UnsupportedConfigError(f"{name} must be one of {list(ACTIVATIONS)}, got {value!r}")
+    if precision not in PRECISIONS:
+        raise UnsupportedConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    x = input.unsqueeze(0) if input.dim() == 3 else input
+    mid = depthwise_weight.shape[0]
+    for name, t in (("depthwise_scale", depthwise_scale), ("depthwise_shift", depthwise_shift)):
+        if t is not None and (not isinstance(t, torch.Tensor) or tuple(t.shape) != (mid,) or t.device != x.device):
+            raise UnsupportedConfigError(f"{name} must be a ({mid},) tensor on {x.device}")
+    wdw, shift = fold_depthwise(depthwise_weight, depthwise_bias, depthwise_scale, depthwise_shift)
+    wpw = pointwise_weight.reshape(pointwise_weight.shape[0], mid).t().contiguous()
+    return launch(x, wdw, shift, wpw, pointwise_bias, depthwise_weight.shape[2:], stride, padding,
+                  depthwise_activation, activation, precision, out, block_sizes, unbatched=input.dim() == 3)
+
+
+def fold_depthwise(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    scale: torch.Tensor | None,
+    shift: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Depthwise weight ``(C*m, 1, kh, kw)`` -> fp32 ``(kh*kw, C*m)`` with ``scale`` folded in, and the fp32 shift.
+
+    Example:
+        >>> w, s = fold_depthwise(torch.ones(2, 1, 3, 3), torch.ones(2), torch.full((2,), 2.0), None)
+        >>> w.shape, w[0, 0].item(), s.tolist()
+        (torch.Size([9, 2]), 2.0, [2.0, 2.0])
+    """
+    w = weight.detach().float().reshape(weight.shape[0], -1)
+    b = None if bias is None else bias.detach().float()
+    if scale is not None:
+        s = scale.detach().float()
+        w = w * s[:, None]
+        b = None if b is None else b * s
+    if shift is not None:
+        b = shift.detach().float() if b is None else b + shift.detach().float()
+    return w.t().contiguous(), b
+
+
+def launch(
+    x: torch.Tensor,
+    wdw: torch.Tensor,
+    shift: torch.Tensor | None,
+    wpw: torch.Tensor,
+    bias: torch.Tensor | None,
+    kernel: Sequence[int],
+    stride: Sequence[int] | int,
+    padding: object,
+    depthwise_activation: str | None,
+    activation: str | None,
+    precision: str,
+    out: torch.Tensor | None = None,
+    block_sizes: tuple[int, int, int] | None = None,
+    unbatched: bool = False,
+) -> torch.Tensor:
+    """Launch the kernel on prepared operands (see :func:`fold_depthwise`); ``wpw`` is ``(C*m, N)``.
+
+    Internal: the caller has checked the configuration with :func:`unsupported_reason`.
+    """
+    bsz, channels, h, w = x.shape
+    k_mid, n = wpw.shape
+    kernel_t = (int(kernel[0]), int(kernel[1]))
+    stride_t, _, pads = _geometry(x, kernel_t, stride, padding)
+    ho = output_size(h, kernel_t[0], stride_t[0], 1, *pads[0])
+    wo = output_size(w, kernel_t[1], stride_t[1], 1, *pads[1])
+    shape = (bsz, n, ho, wo)
+    if out is None:
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    elif unbatched and tuple(out.shape) == shape[1:]:
+        out = out.unsqueeze(0)
+    if tuple(out.shape) != shape or out.dtype != x.dtype or out.device != x.device:
+        raise UnsupportedConfigError(
+            f"out must be a {x.dtype} tensor of shape {shape} on {x.device}, got {out.dtype} {tuple(out.shape)} "
+            f"on {out.device}"
+        )
+    wpw = wpw.detach().to(x.dtype)
+    bias_f = None if bias is None else bias.detach().float().contiguous()
+    m = bsz * ho * wo
+    block_m, block_n, block_k = block_sizes or _block_sizes(m, n, k_mid, x.dtype)
+    if min(block_m, block_n, block_k) < 16 or any(v & (v - 1) for v in (block_m, block_n, block_k)):
+        raise UnsupportedConfigError(f"block sizes must be powers of two >= 16, got {(block_m, block_n, block_k)}")
+    grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n),)
+    dummy = wdw  # never read when the matching HAS_* flag is off
+    _kernel()[grid](
+        x, wdw, dummy if shift is None else shift.contiguous(), wpw, dummy if bias_f is None else bias_f, out,
+        m, h, w, ho, wo, n, k_mid,
+        *x.stride(), *out.stride(),
+        pads[0][0], pads[1][0],
+        KH=kernel_t[0], KW=kernel_t[1], SH=stride_t[0], SW=stride_t[1], MULT=k_mid // channels,
+        HAS_SHIFT=shift is not None, DW_ACT=ACTIVATIONS[depthwise_activation], HAS_BIAS=bias_f is not None,
+        PW_ACT=ACTIVATIONS[activation], PRECISION=precision if x.dtype == torch.float32 else "tf32",
+        UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu",
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        num_warps=4 if block_m * block_n <= 64 * 64 else 8,
+    )
+    return out.squeeze(0) if unbatched else out
