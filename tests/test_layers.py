@@ -14,8 +14,7 @@ from torch import nn
 
 import sepconv
 import sepconv.functional as SF
-
-from .conftest import rel_err
+from conftest import rel_err
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 DEPTHWISE = {1: sepconv.DepthwiseConv1d, 2: sepconv.DepthwiseConv2d, 3: sepconv.DepthwiseConv3d}
