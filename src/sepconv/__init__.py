@@ -18,6 +18,7 @@ from .errors import (
     NotSeparableError,
     SepConvError,
     ShapeError,
+    UnsupportedLayerError,
 )
 from .layers import (
     DepthwiseConv1d,
@@ -31,6 +32,9 @@ from .layers import (
 )
 
 __version__ = "0.1.0"
+
+# Keras interop; keras itself is imported lazily, inside sepconv.interop's functions.
+from . import interop
 
 __all__ = [
     "ArgumentError",
@@ -48,6 +52,8 @@ __all__ = [
     "SeparableConv3d",
     "ShapeError",
     "SpatiallySeparableConv2d",
+    "UnsupportedLayerError",
     "__version__",
     "functional",
+    "interop",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "NotSeparableError",
     "SepConvError",
     "ShapeError",
+    "UnsupportedLayerError",
 ]
 
 
@@ -51,3 +52,7 @@ class NotSeparableError(SepConvError):
 
 class DataFormatError(SepConvError):
     """A data file is truncated, corrupt or inconsistent."""
+
+
+class UnsupportedLayerError(SepConvError):
+    """A layer (or one of its options) has no exact equivalent on the other side of a Keras conversion."""
