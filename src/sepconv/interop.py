@@ -237,9 +237,11 @@ def _from_conv(layer: Any, state: _State) -> list[nn.Module]:
                 f"{_name(layer)}: padding='same' with strides={s} > 1 is not supported for Conv1D (torch.nn.Conv1d "
                 f"refuses it); use strides=1, padding='valid' or 'causal', or a SeparableConv1D/DepthwiseConv1D"
             )
-        if padding == "causal":  # the torch module is channels-first: the steps are the last axis
-            modules.append(nn.ConstantPad1d(((k - 1) * d, 0), 0.0))
-        conv = nn.Conv1d(cin * groups, filters, k, s, "same" if padding == "same" else 0, d, groups,
+        total = (k - 1) * d  # 'same' with stride 1 pads (k-1)*d whatever the length, the extra at the end
+        pads = {"valid": (0, 0), "same": (total // 2, total - total // 2), "causal": (total, 0)}[padding]
+        if pads[0] != pads[1]:  # the torch module is channels-first: the steps are the last axis
+            modules.append(nn.ConstantPad1d(pads, 0.0))
+        conv = nn.Conv1d(cin * groups, filters, k, s, pads[0] if pads[0] == pads[1] else 0, d, groups,
                          layer.use_bias, dtype=kernel_t.dtype)
     _copy(conv.weight, kernel_t.permute(n + 1, n, *range(n)))
     if layer.use_bias:
