@@ -28,8 +28,10 @@ Example:
     >>> x = torch.rand(1, 9, 9, 3)                    # channels_last, Keras' default
     >>> y_keras = k(x).detach()                       # the torch backend returns torch tensors
     >>> layer = from_keras(k)
-    >>> layer.depthwise, layer.pointwise.weight.shape
-    (DepthwiseConv2d(3, kernel_size=(3, 3), stride=(2, 2), padding='same', depth_multiplier=2, bias=False), torch.Size([8, 6, 1, 1]))
+    >>> layer.depthwise
+    DepthwiseConv2d(3, kernel_size=(3, 3), stride=(2, 2), padding='same', depth_multiplier=2, bias=False)
+    >>> layer.pointwise.weight.shape
+    torch.Size([8, 6, 1, 1])
     >>> y = layer(x.permute(0, 3, 1, 2))              # sepconv is channels-first
     >>> torch.allclose(y.permute(0, 2, 3, 1), y_keras, atol=1e-5)
     True
@@ -487,13 +489,10 @@ def _to_depthwise(module: _DepthwiseConvNd, data_format: str) -> tuple[Any, int]
 def _to_conv(module: nn.Conv1d | nn.Conv2d, data_format: str) -> tuple[Any, int]:
     keras = _keras()
     n = module.weight.dim() - 2
+    # PaddedConv2d's 'same' holds for any stride; torch's own 'same' exists only with stride 1
     padding: Any = "same" if getattr(module, "same", False) else module.padding
-    if isinstance(padding, str) and padding not in ("same", "valid"):  # pragma: no cover - torch checks this
-        raise UnsupportedLayerError(f"{type(module).__name__}: padding={padding!r} is not supported")
     if padding == "valid":
         padding = (0,) * n
-    if padding == "same" and any(s != 1 for s in module.stride) and not isinstance(module, PaddedConv2d):
-        raise UnsupportedLayerError(f"{type(module).__name__}: padding='same' with stride {module.stride}")
     keras_padding = _keras_padding(module, padding, module.kernel_size, module.stride, module.dilation,
                                    module.padding_mode)
     if any(s > 1 for s in module.stride) and any(d > 1 for d in module.dilation):
