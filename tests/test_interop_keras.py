@@ -406,3 +406,13 @@ def test_to_keras_rejects_bad_arguments() -> None:
         to_keras("conv")
     with pytest.raises(ArgumentError, match=r"data_format must be one of.*'NHWC'"):
         to_keras(sepconv.DepthwiseConv2d(3, 3), data_format="NHWC")
+
+
+def test_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Python block of docs/keras.md runs as written (its asserts compare Keras and sepconv)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "keras.md")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, path, "exec"), {})
+    assert "SeparableConv2d" in capsys.readouterr().out
