@@ -22,6 +22,7 @@ from .errors import (
     SepConvError,
     ShapeError,
     UnsupportedConfigError,
+    UnsupportedLayerError,
 )
 from .layers import (
     DepthwiseConv1d,
@@ -35,6 +36,9 @@ from .layers import (
 )
 
 __version__ = "0.1.0"
+
+# Keras interop; keras itself is imported lazily, inside sepconv.interop's functions.
+from . import interop
 
 __all__ = [
     "ArgumentError",
@@ -53,7 +57,9 @@ __all__ = [
     "ShapeError",
     "SpatiallySeparableConv2d",
     "UnsupportedConfigError",
+    "UnsupportedLayerError",
     "__version__",
     "functional",
+    "interop",
 ]
 __all__ += ["get_backend", "set_backend"]

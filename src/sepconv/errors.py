@@ -23,6 +23,7 @@ __all__ = [
     "SepConvError",
     "ShapeError",
     "UnsupportedConfigError",
+    "UnsupportedLayerError",
 ]
 
 
@@ -56,3 +57,7 @@ class DataFormatError(SepConvError):
 
 class UnsupportedConfigError(SepConvError):
     """An accelerated backend (the Triton kernel) does not support this configuration or is not available."""
+
+
+class UnsupportedLayerError(SepConvError):
+    """A layer (or one of its options) has no exact equivalent on the other side of a Keras conversion."""
