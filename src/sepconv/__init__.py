@@ -30,6 +30,12 @@ from .layers import (
     SpatiallySeparableConv2d,
 )
 
+# --- factorization (issue 3) ---
+# isort: split
+from . import factorize, named_kernels
+from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
+from .named_kernels import get_kernel
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -50,4 +56,16 @@ __all__ = [
     "SpatiallySeparableConv2d",
     "__version__",
     "functional",
+]
+
+# --- factorization (issue 3) ---
+__all__ += [
+    "depthwise_svd",
+    "factor_kernel",
+    "factorize",
+    "get_kernel",
+    "low_rank",
+    "named_kernels",
+    "separable_rank",
+    "spatial_svd",
 ]
