@@ -33,6 +33,7 @@ from .layers import (
 # --- factorization (issue 3) ---
 # isort: split
 from . import factorize, named_kernels
+from .convert import ConversionReport, convert
 from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
 from .named_kernels import get_kernel
 
@@ -60,6 +61,8 @@ __all__ = [
 
 # --- factorization (issue 3) ---
 __all__ += [
+    "ConversionReport",
+    "convert",
     "depthwise_svd",
     "factor_kernel",
     "factorize",
