@@ -399,15 +399,30 @@ def _depthwise_matrices(weight: torch.Tensor, groups: int) -> torch.Tensor:
 def depthwise_singular_values(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """Per-input-channel singular values ``(C, min(N/g, kernel size))`` of the slices :func:`depthwise_svd` uses."""
     weight = _conv_weight(weight, groups, 3, 5)
-    return torch.linalg.svdvals(_depthwise_matrices(weight.to(_compute_dtype(weight)), groups))
+    s, _ = _gram_svd(_depthwise_matrices(weight, groups))
+    return s[:, :depthwise_ranks(weight, groups)].to(weight.dtype)
+
+
+def _gram_svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values (descending) and right singular vectors of a batch of tall-or-wide ``(B, n, k)`` matrices.
+
+    Uses the ``k x k`` Gram matrix in float64 (``k`` is a kernel size, so this is small and fast): a batched
+    SVD of hundreds of ``N x 9`` matrices is an order of magnitude slower on CPU.
+    """
+    gram = a.to(torch.float64).transpose(-1, -2) @ a.to(torch.float64)
+    evals, evecs = torch.linalg.eigh(gram)
+    s = evals.flip(-1).clamp_min(0).sqrt()
+    s[..., min(a.shape[-2:]):] = 0  # rank <= min(n, k): the rest is rounding noise of the squares
+    return s, evecs.flip(-1)
 
 
 def depthwise_svd(weight: torch.Tensor, depth_multiplier: int, groups: int = 1) -> DepthwiseFactors:
     """Optimal depthwise-then-pointwise factorization of a conv weight (Network Decoupling, Guo et al. 2018).
 
     For every input channel ``c`` the ``(N/g) x (kernel size)`` slice ``W[group outputs, c]`` is truncated to its
-    ``m`` largest singular values ``Σ_j s_j u_j v_jᵀ``: depthwise filter ``(c, j)`` is ``sqrt(s_j) v_j`` and the
-    pointwise weight from mid channel ``c·m + j`` to output ``n`` is ``sqrt(s_j) u_j[n]``. Exact at
+    ``m`` largest singular values ``Σ_j s_j u_j v_jᵀ``: depthwise filter ``(c, j)`` is the unit vector ``v_j`` and
+    the pointwise weight from mid channel ``c·m + j`` to output ``n`` is ``s_j u_j[n]`` (computed as ``W v_j``, from
+    the float64 Gram matrix, so no division by small singular values). Exact at
     ``m = min(N/g, kernel size)``. Works for 1D, 2D and 3D weights.
 
     Args:
@@ -428,13 +443,12 @@ def depthwise_svd(weight: torch.Tensor, depth_multiplier: int, groups: int = 1) 
     n, cg, *kernel = weight.shape
     maximum = depthwise_ranks(weight, groups)
     m = _check_rank(depth_multiplier, maximum, f"a weight of shape {tuple(weight.shape)} (groups={groups})")
-    work = weight.to(_compute_dtype(weight))
-    u, s, vh = torch.linalg.svd(_depthwise_matrices(work, groups), full_matrices=False)
-    root = s[:, :m].sqrt()
+    a = _depthwise_matrices(weight, groups).to(torch.float64)
+    s, v = _gram_svd(a)
     c = groups * cg
-    depthwise = (vh[:, :m, :] * root[:, :, None]).reshape(c * m, 1, *kernel)
-    # pointwise[g*N/g + n, c_local*m + j] = u[g*C/g + c_local, n, j] * root
-    point = (u[:, :, :m] * root[:, None, :]).reshape(groups, cg, n // groups, m).permute(0, 2, 1, 3)
+    depthwise = v[:, :, :m].transpose(-1, -2).reshape(c * m, 1, *kernel)
+    # pointwise[g*N/g + n, c_local*m + j] = (A v_j)[n] = s_j u_j[n]
+    point = (a @ v[:, :, :m]).reshape(groups, cg, n // groups, m).permute(0, 2, 1, 3)
     pointwise = point.reshape(n, cg * m, *([1] * len(kernel)))
     error = _relative(s[:, m:].square().sum(), s.square().sum())
     dtype = weight.dtype
