@@ -69,12 +69,12 @@ def test_xception_feature_map_sizes() -> None:
     sizes = [layer.output_shape[-1] for layer in sepconv.count(model[:6], (1, 3, 299, 299)).layers[::2]]
     assert sizes == [149, 147]
     shapes = []
-    hooks = [model[i].register_forward_hook(lambda m, i, o: shapes.append(o.shape[-1])) for i in (6, 7, 8, 16)]
+    hooks = [model[i].register_forward_hook(lambda m, i, o: shapes.append(o.shape[-1])) for i in (6, 7, 8, 16, 17)]
     with torch.no_grad():
-        model[:17](torch.zeros(1, 3, 299, 299))
+        model[:18](torch.zeros(1, 3, 299, 299))
     for h in hooks:
         h.remove()
-    assert shapes == [74, 37, 19, 10]
+    assert shapes == [74, 37, 19, 19, 10]
 
 
 def test_registry() -> None:
