@@ -34,6 +34,7 @@ from .layers import (
 # cost, models, speed and export (issue 4)
 from . import cost
 from .cost import count
+from .fusion import fuse
 
 __version__ = "0.1.0"
 
@@ -57,4 +58,5 @@ __all__ = [
     "cost",
     "count",
     "functional",
+    "fuse",
 ]
