@@ -41,6 +41,10 @@ from . import factorize, named_kernels
 from .convert import ConversionReport, convert
 from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
 from .named_kernels import get_kernel
+# cost, models, speed and export (issue 4)
+from . import cost
+from .cost import count
+from .fusion import fuse
 
 __version__ = "0.1.0"
 
@@ -66,6 +70,8 @@ __all__ = [
     "UnsupportedConfigError",
     "UnsupportedLayerError",
     "__version__",
+    "cost",
+    "count",
     "functional",
     "interop",
 ]
@@ -83,4 +89,5 @@ __all__ += [
     "named_kernels",
     "separable_rank",
     "spatial_svd",
+    "fuse",
 ]

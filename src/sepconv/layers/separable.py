@@ -8,6 +8,7 @@ from torch import nn
 from .. import _checks
 from .. import backend as _backend
 from ..errors import ShapeError
+from ..kernels import cpu as _cpu
 from ._init import format_args
 from .blocks import create_activation, create_norm
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
@@ -101,6 +102,8 @@ class _SeparableConvNd(nn.Module):
             fused = _backend.fused_forward(self, input)
             if fused is not None:
                 return fused
+        if _cpu.applies(self, input):  # channels_last fast path (sepconv.kernels.cpu)
+            return _cpu.separable_forward(self, input)  # type: ignore[return-value]
         return self.pointwise(self.act(self.norm(self.depthwise(input))))
 
     def extra_repr(self) -> str:
