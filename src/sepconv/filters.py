@@ -247,7 +247,9 @@ def _kernel_arg(kernel: object) -> torch.Tensor:
         try:
             k = torch.as_tensor(np.asarray(kernel))
         except (TypeError, ValueError) as err:
-            raise ArgumentError(f"kernel must be a 2D array, tensor or kernel name, got {type(kernel).__name__}") from err
+            raise ArgumentError(
+                f"kernel must be a 2D array of real numbers, a tensor or a kernel name, got {type(kernel).__name__}"
+            ) from err
     if k.dim() != 2 or 0 in k.shape:
         raise ShapeError(f"kernel must be a non-empty 2D array (kh, kw), got shape {tuple(k.shape)}")
     if not (k.dtype.is_floating_point or k.dtype in (torch.int8, torch.int16, torch.int32, torch.int64)):
@@ -330,9 +332,7 @@ def _image_arg(image: object) -> tuple[torch.Tensor, bool, int]:
         t, was_numpy = torch.from_numpy(np.ascontiguousarray(image)), True
     elif isinstance(image, torch.Tensor):
         if not image.dtype.is_floating_point:
-            raise ArgumentError(
-                f"image must have a floating dtype, got {image.dtype}; convert it, e.g. image.float()"
-            )
+            raise ArgumentError(f"image must have a floating dtype, got {image.dtype}; convert it, e.g. image.float()")
         t, was_numpy = image, False
     else:
         raise ArgumentError(f"image must be a numpy array or a torch.Tensor, got {type(image).__name__}")
@@ -494,9 +494,7 @@ def laplacian(image: Any, neighbours: int = 4, *, border: str = "reflect") -> An
     return filter2d(image, named_kernels.laplacian(neighbours), border=border)
 
 
-def laplacian_of_gaussian(
-    image: Any, sigma: float = 1.4, *, size: int | None = None, border: str = "reflect"
-) -> Any:
+def laplacian_of_gaussian(image: Any, sigma: float = 1.4, *, size: int | None = None, border: str = "reflect") -> Any:
     """Laplacian of Gaussian (rank 2: two separable terms). ``size`` defaults to ``2 * ceil(3 sigma) + 1``."""
     return filter2d(image, named_kernels.laplacian_of_gaussian(_size_for(sigma, size), float(sigma)), border=border)
 
