@@ -38,6 +38,10 @@ from .named_kernels import get_kernel
 
 __version__ = "0.1.0"
 
+# --- image filtering with automatic separation (issue 7)
+from . import filters
+from .filters import filter2d
+
 __all__ = [
     "ArgumentError",
     "DataFormatError",
@@ -55,6 +59,8 @@ __all__ = [
     "ShapeError",
     "SpatiallySeparableConv2d",
     "__version__",
+    "filter2d",
+    "filters",
     "functional",
 ]
 
