@@ -46,11 +46,13 @@ from sepconv.named_kernels import box, gaussian
 
 
 def make_kernel(kind: str, size: int) -> np.ndarray:
-    """Kernels of the benchmark: exactly separable (gaussian, box) or random rank 2 / rank 3 (fixed seed)."""
+    """Kernels of the benchmark: exactly separable (gaussian, box), random rank 2 / 3 or full rank (fixed seed)."""
     if kind == "gaussian":
         return gaussian(size, max(size / 6, 0.5)).numpy()
     if kind == "box":
         return box(size).numpy()
+    if kind == "full":  # random full-rank kernel: direct vs FFT
+        return np.random.default_rng(size).standard_normal((size, size)) / size
     rank = int(kind[-1])
     rng = np.random.default_rng(size * 10 + rank)
     return sum(np.outer(rng.standard_normal(size), rng.standard_normal(size)) for _ in range(rank)) / size
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--size", type=int, default=2048, help="image side")
     parser.add_argument("--sizes", default="3,5,9,15,25,31", help="kernel sizes")
-    parser.add_argument("--kinds", default="gaussian,box,rank2,rank3")
+    parser.add_argument("--kinds", default="gaussian,box,rank2,rank3", help="also: full (random full rank)")
+    parser.add_argument("--name", default="filters", help="results file name (without extension)")
     parser.add_argument("--quick", action="store_true", help="skip scipy.correlate and the forced methods")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     info["runtime_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = "filters" if args.threads == 1 else f"filters_threads{args.threads}"
+    name = args.name
     (out / f"{name}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1) + "\n")
     (out / f"{name}.md").write_text(markdown(info, results))
     print(f"wrote {out / name}.json and .md in {info['runtime_s']} s")

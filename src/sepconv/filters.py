@@ -68,11 +68,12 @@ BORDERS = ("reflect", "reflect101", "replicate", "constant", "wrap")
 MODES = ("correlate", "convolve")
 METHODS = ("auto", "separable", "direct", "fft")
 
-# Cost model, in nanoseconds per output pixel on one core (fp32), measured by benchmarks/bench_filters.py
-# (``--calibrate``): a 1D pass over tiles of _tile(k) outputs costs PASS_NS + MAC_NS * (tile + k - 1); the
-# direct path is kh such passes; the FFT path costs FFT_NS * log2(padded pixels) + FFT0_NS.
+# Cost model, in nanoseconds per output pixel on one core (fp32), fitted to the forced-method timings of
+# benchmarks/bench_filters.py (2048x2048, see benchmarks/results/filters*.md): a 1D pass over tiles of
+# _tile(k) outputs costs PASS_NS + MAC_NS * (tile + k - 1); the separable path is rank x 2 passes, the direct
+# path kh row passes; the FFT path costs FFT_NS * log2(padded pixels) + FFT0_NS.
 PASS_NS = 0.4
-MAC_NS = 0.045
+MAC_NS = 0.034
 FFT_NS = 2.2
 FFT0_NS = 4.0
 
