@@ -37,19 +37,20 @@ from .layers import (
 
 # --- factorization (issue 3) ---
 # isort: split
-from . import factorize, named_kernels
-from .convert import ConversionReport, convert
-from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
-from .named_kernels import get_kernel
 # cost, models, speed and export (issue 4)
-from . import cost
+from . import cost, factorize, named_kernels
+from .convert import ConversionReport, convert
 from .cost import count
+from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
 from .fusion import fuse
+from .named_kernels import get_kernel
 
 __version__ = "0.1.0"
 
 # Keras interop; keras itself is imported lazily, inside sepconv.interop's functions.
-from . import interop
+# --- image filtering with automatic separation (issue 7)
+from . import filters, interop
+from .filters import filter2d
 
 __all__ = [
     "ArgumentError",
@@ -72,6 +73,8 @@ __all__ = [
     "__version__",
     "cost",
     "count",
+    "filter2d",
+    "filters",
     "functional",
     "interop",
 ]
@@ -84,10 +87,10 @@ __all__ += [
     "depthwise_svd",
     "factor_kernel",
     "factorize",
+    "fuse",
     "get_kernel",
     "low_rank",
     "named_kernels",
     "separable_rank",
     "spatial_svd",
-    "fuse",
 ]

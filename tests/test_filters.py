@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sepconv import filters
+from sepconv.errors import ArgumentError, SepConvError, ShapeError
+from sepconv.filters import filter2d, plan
+from sepconv.named_kernels import get_kernel
+
+ndimage = pytest.importorskip("scipy.ndimage")
+cv2 = pytest.importorskip("cv2")
+skdata = pytest.importorskip("skimage.data")
+
+SCIPY_MODE = {
+    "reflect": "reflect",
+    "reflect101": "mirror",
+    "replicate": "nearest",
+    "constant": "constant",
+    "wrap": "wrap",
+}
+CV2_BORDER = {
+    "reflect": cv2.BORDER_REFLECT,
+    "reflect101": cv2.BORDER_REFLECT_101,
+    "replicate": cv2.BORDER_REPLICATE,
+    "constant": cv2.BORDER_CONSTANT,
+    "wrap": cv2.BORDER_WRAP,
+}
+METHODS = ("separable", "direct", "fft")
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _low_rank_kernel(kh: int, kw: int, rank: int, seed: int = 1) -> np.ndarray:
+    rng = _rng(seed)
+    return sum(np.outer(rng.standard_normal(kh), rng.standard_normal(kw)) for _ in range(rank))
+
+
+def _cv2_filter(image: np.ndarray, kernel: np.ndarray, border: str) -> np.ndarray:
+    """cv2.filter2D with our border; BORDER_WRAP (rejected by filter2D) through copyMakeBorder + crop."""
+    if border != "wrap":
+        return cv2.filter2D(image, -1, kernel, borderType=CV2_BORDER[border])
+    kh, kw = kernel.shape
+    top, left = kh // 2, kw // 2
+    padded = cv2.copyMakeBorder(image, top, kh - 1 - top, left, kw - 1 - left, cv2.BORDER_WRAP)
+    full = cv2.filter2D(padded, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    return full[top : top + image.shape[0], left : left + image.shape[1]]
+
+
+# ----------------------------------------------------------------------------------- borders
+@pytest.mark.parametrize("border", filters.BORDERS)
+def test_pad2d_matches_numpy_pad(border: str) -> None:
+    x = torch.arange(12.0).reshape(3, 4)
+    np_mode = {"reflect": "symmetric", "reflect101": "reflect", "replicate": "edge", "constant": "constant"}
+    expected = np.pad(x.numpy(), ((2, 5), (3, 1)), mode=np_mode.get(border, "wrap"))
+    np.testing.assert_array_equal(filters.pad2d(x, (2, 5, 3, 1), border).numpy(), expected)
+
+
+@pytest.mark.parametrize("border", filters.BORDERS)
+def test_border_equivalences_with_cv2_copy_make_border(border: str) -> None:
+    x = _rng().random((5, 6)).astype(np.float32)
+    ours = filters.pad2d(torch.from_numpy(x), (3, 2, 4, 1), border).numpy()
+    theirs = cv2.copyMakeBorder(x, 3, 2, 4, 1, CV2_BORDER[border], value=0)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_reflect_names_are_not_numpy_names() -> None:
+    # The documented trap: our (OpenCV/scipy) 'reflect' repeats the edge, numpy/torch 'reflect' does not.
+    row = torch.tensor([[1.0, 2.0, 3.0]])
+    assert filters.pad2d(row, (0, 0, 1, 1), "reflect").tolist() == [[1.0, 1.0, 2.0, 3.0, 3.0]]
+    assert filters.pad2d(row, (0, 0, 1, 1), "reflect101").tolist() == [[2.0, 1.0, 2.0, 3.0, 2.0]]
+
+
+# ----------------------------------------------------------------------------------- vs scipy
+@pytest.mark.parametrize("border", filters.BORDERS)
+@pytest.mark.parametrize("mode", ["correlate", "convolve"])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("shape", [(3, 3), (4, 5), (7, 2)])
+def test_matches_scipy_every_border_mode_method(border: str, mode: str, method: str, shape: tuple) -> None:
+    image = _rng(2).standard_normal((37, 70))
+    kernel = _low_rank_kernel(*shape, rank=2)
+    ours = filter2d(image, kernel, border=border, mode=mode, method=method)
+    reference = getattr(ndimage, mode)(image, kernel, mode=SCIPY_MODE[border], cval=0.0)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("border", filters.BORDERS)
+def test_kernel_larger_than_image_repeats_the_border_like_scipy(border: str) -> None:
+    image = _rng(3).standard_normal((4, 5))
+    kernel = _low_rank_kernel(11, 9, rank=1)
+    for method in METHODS:
+        ours = filter2d(image, kernel, border=border, method=method)
+        reference = ndimage.correlate(image, kernel, mode=SCIPY_MODE[border])
+        np.testing.assert_allclose(ours, reference, atol=1e-10)
+
+
+def test_constant_border_cval_matches_scipy() -> None:
+    image = _rng(4).standard_normal((20, 21))
+    kernel = _low_rank_kernel(5, 5, rank=1)
+    ours = filter2d(image, kernel, border="constant", cval=2.5)
+    np.testing.assert_allclose(ours, ndimage.correlate(image, kernel, mode="constant", cval=2.5), atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------- vs OpenCV
+@pytest.mark.parametrize("border", filters.BORDERS)
+@pytest.mark.parametrize("kernel_name", ["sobel-x", "scharr-y", "gaussian:7:1.5", "box:4", "log:9:1.4", "laplacian"])
+def test_matches_cv2_filter2d_on_camera(border: str, kernel_name: str) -> None:
+    camera = skdata.camera().astype(np.float32) / 255  # bundled in the scikit-image wheel (no download)
+    kernel = get_kernel(kernel_name).numpy()
+    ours = filter2d(camera, kernel, border=border)
+    reference = _cv2_filter(camera, kernel.astype(np.float32), border)
+    assert ours.dtype == np.float32 and ours.shape == camera.shape
+    np.testing.assert_allclose(ours, reference, atol=2e-5 * max(1.0, np.abs(kernel).sum()))
+
+
+@pytest.mark.parametrize("border", filters.BORDERS)
+def test_random_full_rank_kernel_matches_cv2(border: str) -> None:
+    image = _rng(5).random((64, 48)).astype(np.float32)
+    kernel = _rng(6).standard_normal((6, 5)).astype(np.float32)  # even height: anchor kh // 2 like OpenCV
+    for method in METHODS:
+        ours = filter2d(image, kernel, border=border, method=method)
+        np.testing.assert_allclose(ours, _cv2_filter(image, kernel, border), atol=5e-5)
+
+
+def test_camera_sobel_gaussian_blur_vs_opencv_functions() -> None:
+    camera = skdata.camera().astype(np.float32) / 255
+    reflect = cv2.BORDER_REFLECT
+    checks = [
+        (filters.sobel(camera, "x"), cv2.Sobel(camera, -1, 1, 0, ksize=3, borderType=reflect)),
+        (filters.sobel(camera, "y"), cv2.Sobel(camera, -1, 0, 1, ksize=3, borderType=reflect)),
+        (filters.scharr(camera, "x"), cv2.Scharr(camera, -1, 1, 0, borderType=reflect)),
+        (filters.gaussian(camera, 2.0, size=13), cv2.GaussianBlur(camera, (13, 13), 2.0, borderType=reflect)),
+        (filters.box(camera, 5), cv2.blur(camera, (5, 5), borderType=reflect)),
+        (filters.laplacian(camera), cv2.Laplacian(camera, -1, ksize=1, borderType=reflect)),
+    ]
+    for ours, theirs in checks:
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_prewitt_log_unsharp_against_direct_definitions() -> None:
+    image = _rng(7).random((30, 31))
+    prewitt = np.outer([1.0, 1.0, 1.0], [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(filters.prewitt(image, "x"), ndimage.correlate(image, prewitt), atol=1e-12)
+    np.testing.assert_allclose(filters.prewitt(image, "y"), ndimage.correlate(image, prewitt.T), atol=1e-12)
+    log = get_kernel("log:13:2").numpy()
+    np.testing.assert_allclose(filters.laplacian_of_gaussian(image, 2.0), ndimage.correlate(image, log), atol=1e-12)
+    blurred = ndimage.correlate(image, get_kernel("gaussian:7:1").numpy())
+    np.testing.assert_allclose(filters.unsharp_mask(image, 1.0, 0.7), image + 0.7 * (image - blurred), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------- types and layouts
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_torch_dtypes_round_trip(dtype: torch.dtype) -> None:
+    x = torch.rand(2, 3, 17, 19, dtype=torch.float64)
+    out = filter2d(x.to(dtype), "gaussian:5:1")
+    assert isinstance(out, torch.Tensor) and out.dtype == dtype and out.shape == x.shape
+    reference = ndimage.correlate(x.numpy(), get_kernel("gaussian:5:1").numpy()[None, None], mode="reflect")
+    tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2, torch.float32: 1e-6, torch.float64: 1e-12}[dtype]
+    np.testing.assert_allclose(out.double().numpy(), reference, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_numpy_hwc_round_trip(dtype: type) -> None:
+    image = _rng(8).random((15, 16, 3)).astype(dtype)
+    out = filter2d(image, "sobel-y", border="replicate")
+    assert isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == image.shape
+    kernel = get_kernel("sobel-y").numpy()[:, :, None]
+    reference = ndimage.correlate(image.astype(np.float64), kernel, mode="nearest")
+    np.testing.assert_allclose(out.astype(np.float64), reference, atol=1e-2 if dtype == np.float16 else 1e-5)
+
+
+def test_non_contiguous_inputs_and_no_mutation() -> None:
+    base = _rng(9).random((20, 30))
+    view = base[:, ::2]
+    before = view.copy()
+    out = filter2d(view, "box:3")
+    np.testing.assert_array_equal(view, before)
+    np.testing.assert_allclose(out, ndimage.correlate(before, np.full((3, 3), 1 / 9)), atol=1e-12)
+    t = torch.rand(3, 8, 9).permute(1, 2, 0)  # H x W x C, non-contiguous
+    np.testing.assert_allclose(filter2d(t, "box:3").numpy(), filter2d(t.contiguous().numpy(), "box:3"), atol=1e-6)
+
+
+def test_kernel_inputs_tensor_list_name() -> None:
+    image = _rng(10).random((9, 9))
+    a = filter2d(image, [[1, 2, 1], [0, 0, 0], [-1, -2, -1]])
+    b = filter2d(image, torch.tensor([[1.0, 2, 1], [0, 0, 0], [-1, -2, -1]]))
+    c = filter2d(image, "sobel-y")
+    np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(a, -c)
+
+
+def test_zero_kernel_gives_zeros() -> None:
+    assert filter2d(np.ones((5, 5)), np.zeros((3, 3))).tolist() == np.zeros((5, 5)).tolist()
+
+
+# ----------------------------------------------------------------------------------- rank and plan
+def test_plan_finds_rank_and_integer_factors() -> None:
+    p = plan("sobel-x")
+    assert (p.method, p.rank, p.error) == ("separable", 1, 0.0)
+    assert p.columns.tolist() == [[1.0, 2.0, 1.0]] and p.rows.tolist() == [[-1.0, 0.0, 1.0]]
+    assert p.multiplications == {"direct": 9, "separable": 6}
+    assert plan("log:9:1.4").rank == 2
+    assert plan(_low_rank_kernel(7, 7, 3)).rank == 3
+
+
+def test_plan_cost_model_choices() -> None:
+    assert plan("gaussian:25:4", (2048, 2048)).method == "separable"
+    assert plan(_rng(11).standard_normal((3, 3))).method == "direct"  # full rank 3: 9 taps beat 3 x (3 + 3)
+    assert plan(_rng(12).standard_normal((31, 31)), (2048, 2048)).method == "fft"
+    costs = plan("box:9").costs
+    assert set(costs) == {"separable", "direct", "fft"} and all(c > 0 for c in costs.values())
+
+
+def test_low_rank_approximation_meets_rtol() -> None:
+    kernel = get_kernel("log:9:1.4").numpy()
+    image = _rng(13).random((40, 40))
+    p = plan(kernel, rank=1)
+    assert p.rank == 1 and 0 < p.error < 1
+    approx = filter2d(image, kernel, rank=1, method="separable")
+    reference = ndimage.correlate(image, (p.columns.T @ p.rows).numpy())
+    np.testing.assert_allclose(approx, reference, atol=1e-12)
+    # a loose rtol lowers the rank, a tight one keeps it exact
+    assert plan(kernel, rtol=0.5).rank == 1
+    assert plan(kernel, rtol=1e-12).rank == 2
+
+
+# ----------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"border": "mirror"}, ArgumentError, "border must be one of"),
+        ({"mode": "conv"}, ArgumentError, "mode must be one of"),
+        ({"method": "gpu"}, ArgumentError, "method must be one of"),
+        ({"cval": "0"}, ArgumentError, "cval must be a number"),
+        ({"rank": 1, "rtol": 0.1}, ArgumentError, "at most one of rank and rtol"),
+        ({"rank": 4}, ArgumentError, "rank"),
+        ({"rtol": 2.0}, ArgumentError, "rtol"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, error: type, words: str) -> None:
+    with pytest.raises(error, match=words):
+        filter2d(np.zeros((5, 5)), np.ones((3, 3)), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("image", "kernel", "error", "words"),
+    [
+        (np.zeros((5, 5), dtype=np.uint8), np.ones((3, 3)), ArgumentError, "floating dtype, got uint8"),
+        (torch.zeros(5, 5, dtype=torch.int64), np.ones((3, 3)), ArgumentError, "floating dtype"),
+        ([[1.0]], np.ones((3, 3)), ArgumentError, "numpy array or a torch.Tensor, got list"),
+        (np.zeros(5), np.ones((3, 3)), ShapeError, r"\(H, W\), \(H, W, C\) or \(B, C, H, W\)"),
+        (np.zeros((0, 5)), np.ones((3, 3)), ShapeError, "must not be empty"),
+        (np.zeros((5, 5)), np.ones((3, 3, 3)), ShapeError, "kernel must be a non-empty 2D"),
+        (np.zeros((5, 5)), np.array([[np.nan]]), ArgumentError, "finite"),
+        (np.zeros((5, 5)), np.array([["a"]]), ArgumentError, "real numbers"),
+        (np.zeros((5, 5)), "nope", ArgumentError, "unknown kernel"),
+    ],
+)
+def test_bad_inputs(image: object, kernel: object, error: type, words: str) -> None:
+    with pytest.raises(error, match=words):
+        filter2d(image, kernel)
+
+
+def test_named_filter_argument_errors() -> None:
+    image = np.zeros((5, 5))
+    with pytest.raises(ArgumentError, match="axis must be 'x' or 'y'"):
+        filters.sobel(image, "z")
+    with pytest.raises(ArgumentError, match="sigma must be a positive"):
+        filters.gaussian(image, -1.0)
+    with pytest.raises(ArgumentError, match="amount must be a finite number"):
+        filters.unsharp_mask(image, amount=float("inf"))
+    with pytest.raises(SepConvError, match="neighbours must be 4 or 8"):
+        filters.laplacian(image, 6)
