@@ -30,6 +30,11 @@ from .layers import (
     SpatiallySeparableConv2d,
 )
 
+# isort: split
+# cost, models, speed and export (issue 4)
+from . import cost
+from .cost import count
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -49,5 +54,7 @@ __all__ = [
     "ShapeError",
     "SpatiallySeparableConv2d",
     "__version__",
+    "cost",
+    "count",
     "functional",
 ]

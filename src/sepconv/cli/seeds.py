@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from torch import nn
 
+from ..cost import SeedRow, count
 from ..layers import SeparableConv2d, SpatiallySeparableConv2d
+from ._table import print_seed_table
 
 HELP = "reproduce the seed articles' parameter and multiplication counts with real layers"
 
@@ -20,33 +21,30 @@ def _weights(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def seed_rows() -> list[tuple[str, int, int]]:
-    """``(example, standard, separable)`` counts, each measured on an instantiated layer or a forward pass."""
+def _per_position(module: nn.Module, size: int = 8) -> int:
+    """Multiply-adds per output position of a ``'same'``-padded layer, counted on a forward pass."""
+    return count(module, (1, 1, size, size)).macs // (size * size)
+
+
+def seed_rows() -> list[SeedRow]:
+    """The seed rows, each measured on an instantiated layer or counted on a forward pass.
+
+    :func:`sepconv.cost.seed_rows` gives the same numbers from the formulas (``sepconv cost``).
+    """
     rows = [
-        ("5x5 kernel: parameters", _weights(nn.Conv2d(1, 1, 5, bias=False)),
-         _weights(SpatiallySeparableConv2d(1, 1, 5, bias=False))),
-        ("3x3 kernel: multiplications per position", _weights(nn.Conv2d(1, 1, 3, bias=False)),
-         _weights(SpatiallySeparableConv2d(1, 1, 3, bias=False))),
-        ("in=3, out=32, k=3: parameters", _weights(nn.Conv2d(3, 32, 3, bias=False)),
-         _weights(SeparableConv2d(3, 32, 3, bias=False))),
+        SeedRow("5x5 kernel: parameters", _weights(nn.Conv2d(1, 1, 5, bias=False)),
+                _weights(SpatiallySeparableConv2d(1, 1, 5, bias=False))),
+        SeedRow("3x3 kernel: multiplications per position", _per_position(nn.Conv2d(1, 1, 3, padding=1, bias=False)),
+                _per_position(SpatiallySeparableConv2d(1, 1, 3, padding="same", bias=False))),
+        SeedRow("in=3, out=32, k=3: parameters", _weights(nn.Conv2d(3, 32, 3, bias=False)),
+                _weights(SeparableConv2d(3, 32, 3, bias=False))),
     ]
-    x = torch.zeros(1, 3, 12, 12)
-    standard, separable = nn.Conv2d(3, 256, 5, bias=False), SeparableConv2d(3, 256, 5, bias=False)
-    positions = standard(x).shape[-1] * standard(x).shape[-2]
-    mid_positions = separable.depthwise(x).shape[-1] * separable.depthwise(x).shape[-2]
-    rows.append(("12x12x3 -> 8x8x256, 5x5: multiplications", positions * _weights(standard),
-                 mid_positions * _weights(separable.depthwise) + positions * _weights(separable.pointwise)))
+    rows.append(SeedRow("12x12x3 -> 8x8x256, 5x5: multiplications",
+                        count(nn.Conv2d(3, 256, 5, bias=False), (1, 3, 12, 12)).macs,
+                        count(SeparableConv2d(3, 256, 5, bias=False), (1, 3, 12, 12)).macs))
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="The seed articles' examples")
-    for column in ("example", "standard", "separable", "ratio"):
-        table.add_column(column, justify="left" if column == "example" else "right")
-    for name, standard, separable in seed_rows():
-        table.add_row(name, f"{standard:,}", f"{separable:,}", f"{standard / separable:.1f}x")
-    Console().print(table)
+    print_seed_table(seed_rows(), "The seed articles' examples")
     return 0
