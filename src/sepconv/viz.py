@@ -51,8 +51,9 @@ def plot_accuracy_vs_macs(summary: list[dict], path: Path) -> Path:
         color, marker = _style(row["variant"])
         ax.errorbar(row["macs"], row["acc_mean"], yerr=row["acc_std"], fmt=marker, color=color, ms=9,
                     capsize=4, label=row["variant"])
-        ax.annotate(row["variant"], (row["macs"], row["acc_mean"]), textcoords="offset points", xytext=(8, 6),
-                    fontsize=9, color=color)
+        below = row["variant"].endswith("-early")
+        ax.annotate(row["variant"], (row["macs"], row["acc_mean"]), textcoords="offset points",
+                    xytext=(9, -13 if below else 5), fontsize=9, color=color)
     ax.set_xscale("log")
     ax.set_xlabel("multiply-adds per image (log scale)")
     ax.set_ylabel("test accuracy, % (mean ± std over seeds)")
@@ -64,8 +65,9 @@ def plot_accuracy_vs_macs(summary: list[dict], path: Path) -> Path:
     accs = [r["acc_mean"] for r in summary]
     if accs:
         spread = max(max(accs) - min(accs), 1.0)
-        ax.set_ylim(min(accs) - 0.6 * spread - max(r["acc_std"] for r in summary),
-                    max(accs) + 0.4 * spread + max(r["acc_std"] for r in summary))
+        top = max(a + r["acc_std"] for a, r in zip(accs, summary))
+        ax.set_ylim(min(a - r["acc_std"] for a, r in zip(accs, summary)) - 0.4 * spread,
+                    min(top + 0.25 * spread, 100.0 + 0.05 * spread))
     ax.legend(loc="lower right", fontsize=8, ncols=2)
     fig.savefig(path)
     return path
@@ -165,8 +167,12 @@ def plot_separable_filters(layer: nn.Module, path: Path, title: str = "", n: int
         v_ax.set_title(f"vert[r]  (mid {m} ← in {c})", fontsize=10)
         v_ax.set_ylabel("row r")
         v_ax.set_yticks(rows)
+        limit = 1.15 * max(np.abs(horz).max(), np.abs(vert).max(), 1e-12)
+        h_ax.set_ylim(-limit, limit)
+        v_ax.set_xlim(-limit, limit)
+        h_ax.axhline(0, color="black", lw=0.6)
+        v_ax.axvline(0, color="black", lw=0.6)
         for ax in (h_ax, v_ax):
-            ax.axhline(0, color="black", lw=0.6) if ax is h_ax else ax.axvline(0, color="black", lw=0.6)
             ax.grid(True, alpha=0.3)
         fine_c = np.linspace(0, len(horz) - 1, 40)
         fine_r = np.linspace(0, len(vert) - 1, 40)
