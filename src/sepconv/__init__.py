@@ -35,6 +35,13 @@ from .layers import (
 from . import cost
 from .cost import count
 
+# --- factorization (issue 3) ---
+# isort: split
+from . import factorize, named_kernels
+from .convert import ConversionReport, convert
+from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
+from .named_kernels import get_kernel
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -57,4 +64,18 @@ __all__ = [
     "cost",
     "count",
     "functional",
+]
+
+# --- factorization (issue 3) ---
+__all__ += [
+    "ConversionReport",
+    "convert",
+    "depthwise_svd",
+    "factor_kernel",
+    "factorize",
+    "get_kernel",
+    "low_rank",
+    "named_kernels",
+    "separable_rank",
+    "spatial_svd",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import seeds
+from . import factor, seeds
 
 HELP = "run the main job on the embedded default data"
 
@@ -14,4 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return seeds.run(args)
+    status = seeds.run(args)
+    print()
+    return status or factor.run(argparse.Namespace(kernel="sobel", rank=None, rtol=None, plot=None))

@@ -111,6 +111,51 @@ class _SeparableConvNd(nn.Module):
         )
         return f"{head}, {rest}" if rest else head
 
+    @classmethod
+    def from_conv(cls, conv: nn.Module, depth_multiplier: int | None = None) -> _SeparableConvNd:
+        """Depthwise separable layer closest (Frobenius) to a trained ``nn.Conv{1,2,3}d``.
+
+        Uses :func:`sepconv.factorize.depthwise_svd`; the whole geometry is copied (stride, padding ints or
+        strings, dilation, ``groups`` as pointwise groups, padding_mode, bias into the pointwise conv, device,
+        dtype, train/eval mode). ``depth_multiplier=None`` picks the exact ``min(N / groups, prod(kernel))``,
+        for which the output equals the conv's up to rounding.
+
+        Example:
+            >>> conv = nn.Conv2d(3, 8, 3, stride=(2, 1), padding=1)
+            >>> layer = SeparableConv2d.from_conv(conv)
+            >>> x = torch.randn(1, 3, 9, 9)
+            >>> layer.depth_multiplier, bool(torch.allclose(layer(x), conv(x), atol=1e-5))
+            (8, True)
+        """
+        from ..factorize import depthwise_ranks, depthwise_svd
+
+        weight, padding = _conv_geometry(conv, cls.spatial_dims, cls.__name__)
+        if depth_multiplier is None:
+            depth_multiplier = depthwise_ranks(weight, conv.groups)
+        factors = depthwise_svd(weight, depth_multiplier, conv.groups)
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation,
+                    depth_multiplier, bias=conv.bias is not None, depthwise_bias=False,
+                    padding_mode=conv.padding_mode, groups=conv.groups, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            layer.depthwise.weight.copy_(factors.depthwise)
+            layer.pointwise.weight.copy_(factors.pointwise)
+            if conv.bias is not None:
+                layer.pointwise.bias.copy_(conv.bias)
+        return layer.train(conv.training)
+
+
+def _conv_geometry(conv: object, spatial_dims: int, target: str) -> tuple[torch.Tensor, str | tuple[int, ...]]:
+    """The detached weight of a ``nn.Conv{n}d`` and its padding as sepconv layers take it ('same'/'valid'/ints)."""
+    from ..errors import ArgumentError
+
+    kind = _POINTWISE[spatial_dims]
+    if not isinstance(conv, kind):
+        raise ArgumentError(f"{target}.from_conv needs a torch.nn.{kind.__name__}, got {type(conv).__name__}")
+    padding = conv.padding
+    if getattr(conv, "same", False):  # PaddedConv2d('same'): TensorFlow-exact for any stride
+        padding = "same"
+    return conv.weight.detach(), padding if isinstance(padding, str) else tuple(padding)
+
 
 class SeparableConv1d(_SeparableConvNd):
     """Depthwise separable 1D conv, ``(B, C, L) -> (B, N, L_out)``, as ``keras.layers.SeparableConv1D``.

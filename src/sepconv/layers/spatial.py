@@ -105,3 +105,35 @@ class SpatiallySeparableConv2d(nn.Module):
              "groups": self.groups, "padding_mode": self.padding_mode},
         )
         return f"{head}, {rest}" if rest else head
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, mid_channels: int | None = None) -> SpatiallySeparableConv2d:
+        """Spatially separable layer closest (Frobenius) to a trained ``nn.Conv2d`` (Tai et al. 2016).
+
+        Uses :func:`sepconv.factorize.spatial_svd`; copies stride, padding (ints or strings), dilation, groups,
+        padding_mode, bias (on the horizontal step), device, dtype and train/eval mode. ``mid_channels=None``
+        picks the exact ``groups * min(C/g·kh, N/g·kw)``.
+
+        Example:
+            >>> conv = nn.Conv2d(4, 6, (3, 5), padding="same", padding_mode="reflect")
+            >>> layer = SpatiallySeparableConv2d.from_conv(conv)
+            >>> x = torch.randn(1, 4, 10, 10)
+            >>> layer.mid_channels, bool(torch.allclose(layer(x), conv(x), atol=1e-5))
+            (12, True)
+        """
+        from ..factorize import spatial_ranks, spatial_svd
+        from .separable import _conv_geometry
+
+        weight, padding = _conv_geometry(conv, 2, cls.__name__)
+        if mid_channels is None:
+            mid_channels = spatial_ranks(weight, conv.groups)
+        factors = spatial_svd(weight, mid_channels, conv.groups)
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation,
+                    mid_channels, "vh", conv.bias is not None, conv.groups, conv.padding_mode,
+                    device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            layer.vertical.weight.copy_(factors.vertical)
+            layer.horizontal.weight.copy_(factors.horizontal)
+            if conv.bias is not None:
+                layer.horizontal.bias.copy_(conv.bias)
+        return layer.train(conv.training)

@@ -1,0 +1,456 @@
+"""Kernel rank, exact and best low-rank separable factorizations, and layer-level SVD factorizations.
+
+Kernel level (batched over leading dimensions, float32/float64, CPU and CUDA): a ``(..., kh, kw)`` kernel
+``K`` has SVD ``K = Σ s_i u_i v_iᵀ``; the best (Frobenius) sum of ``r`` separable terms keeps the ``r``
+largest singular values (Eckart–Young) and its relative error is ``sqrt(Σ_{i>r} s_i²) / sqrt(Σ s_i²)``.
+
+Layer level: :func:`spatial_svd` (vertical ``kh x 1`` then horizontal ``1 x kw`` conv, Tai et al. 2016) and
+:func:`depthwise_svd` (depthwise then pointwise conv, Guo et al. 2018), both optimal for their rank and both
+returning the relative weight error.
+
+Sign and scale convention of :func:`factor_kernel` (and of every term of :func:`low_rank`):
+
+* a kernel whose entries are all integers gets a *primitive integer column* (gcd 1) and an integer row
+  (``column[:, None] * row[None, :] == kernel`` exactly), e.g. Sobel-x = ``[1, 2, 1]ᵀ × [-1, 0, 1]``;
+* any other kernel gets a balanced split: column and row have the same Euclidean norm ``sqrt(s_1)``;
+* signs: the column sums to a positive number; when it sums to zero, the row does; when both sum to zero,
+  the column's first non-zero entry is positive.
+
+Example:
+    >>> import torch
+    >>> from sepconv.named_kernels import get_kernel
+    >>> column, row = factor_kernel(get_kernel("sobel-x"))
+    >>> column.tolist(), row.tolist()
+    ([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
+    >>> int(separable_rank(get_kernel("laplacian")))
+    2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import _checks
+from .errors import ArgumentError, NotSeparableError, ShapeError
+
+__all__ = [
+    "DepthwiseFactors",
+    "LowRank",
+    "SpatialFactors",
+    "depthwise_svd",
+    "factor_kernel",
+    "low_rank",
+    "separable_rank",
+    "spatial_svd",
+]
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _float_tensor(value: object, name: str, min_dims: int) -> torch.Tensor:
+    tensor = _checks.tensor_arg(value, name)
+    if tensor.dim() < min_dims:
+        raise ShapeError(f"{name} must have at least {min_dims} dims, got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ShapeError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.float64)
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ArgumentError(f"{name} must be finite, got {bad} NaN/inf value(s) in shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    return tensor.dtype if tensor.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _default_rtol(shape: tuple[int, int], dtype: torch.dtype) -> float:
+    return max(shape) * torch.finfo(dtype).eps
+
+
+def _check_rtol(rtol: object, name: str = "rtol") -> float:
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
+        raise ArgumentError(f"{name} must be a number in [0, 1), got {rtol!r}")
+    return float(rtol)
+
+
+def _check_rank(rank: object, maximum: int, what: str) -> int:
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= maximum:
+        raise ArgumentError(f"rank must be an int in [1, {maximum}] for {what}, got {rank!r}")
+    return rank
+
+
+def _tail_error(s: torch.Tensor, rank: int) -> torch.Tensor:
+    """Relative Frobenius error of keeping ``rank`` singular values along the last dim of ``s``."""
+    total = s.square().sum(-1)
+    tail = s[..., rank:].square().sum(-1)
+    return torch.where(total > 0, (tail / total.clamp_min(torch.finfo(s.dtype).tiny)).sqrt(), torch.zeros_like(total))
+
+
+# ------------------------------------------------------------------------------------------- kernels
+def separable_rank(kernel: torch.Tensor, rtol: float | None = None) -> torch.Tensor:
+    """Numerical rank of each 2D kernel: the number of singular values above ``rtol * s_max``.
+
+    Args:
+        kernel: ``(..., kh, kw)``.
+        rtol: relative tolerance; default ``max(kh, kw) * eps(dtype)`` (NumPy's ``matrix_rank`` rule).
+
+    Returns:
+        ``(...)`` int64 tensor; 1 means exactly separable, 0 an all-zero kernel.
+
+    Example:
+        >>> from sepconv.named_kernels import get_kernel
+        >>> separable_rank(torch.stack([get_kernel("sobel-x"), get_kernel("laplacian"), torch.eye(3)])).tolist()
+        [1, 2, 3]
+    """
+    kernel = _float_tensor(kernel, "kernel", 2)
+    s = torch.linalg.svdvals(kernel.to(_compute_dtype(kernel)))
+    rtol = _default_rtol(kernel.shape[-2:], s.dtype) if rtol is None else _check_rtol(rtol)
+    return (s > rtol * s[..., :1]).sum(-1)
+
+
+def _canonical_signs(columns: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip (column, row) pairs (last dim = entries) so the convention of the module docstring holds."""
+    eps = 64 * torch.finfo(columns.dtype).eps
+    col_scale = columns.abs().amax(-1).clamp_min(torch.finfo(columns.dtype).tiny)
+    row_scale = rows.abs().amax(-1).clamp_min(torch.finfo(rows.dtype).tiny)
+    col_sum, row_sum = columns.sum(-1) / col_scale, rows.sum(-1) / row_scale
+    index = (columns.abs() > eps * col_scale[..., None]).to(torch.int64).argmax(-1, keepdim=True)
+    first = columns.gather(-1, index).squeeze(-1)
+    sign = torch.where(col_sum.abs() > eps, col_sum.sign(),
+                       torch.where(row_sum.abs() > eps, row_sum.sign(), first.sign()))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return columns * sign[..., None], rows * sign[..., None]
+
+
+def _integer_factors(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Primitive integer column and integer row of rank-1 integer kernels ``(B, kh, kw)`` (float64)."""
+    j = kernel.abs().sum(-2).argmax(-1)  # column of largest L1 norm
+    col = kernel.gather(-1, j[:, None, None].expand(-1, kernel.shape[-2], 1)).squeeze(-1).round().to(torch.int64)
+    g = col[:, 0].abs()
+    for i in range(1, col.shape[-1]):
+        g = torch.gcd(g, col[:, i])
+    col = (col // g.clamp_min(1)[:, None]).to(kernel.dtype)
+    i = col.abs().argmax(-1)
+    pivot = col.gather(-1, i[:, None])
+    row = kernel.gather(-2, i[:, None, None].expand(-1, 1, kernel.shape[-1])).squeeze(-2) / pivot
+    return col, row
+
+
+def factor_kernel(kernel: torch.Tensor, rtol: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact separable factorization ``kernel == column[..., :, None] * row[..., None, :]``.
+
+    Integer kernels come back with integer factors; see the module docstring for the sign/scale convention.
+
+    Args:
+        kernel: ``(..., kh, kw)``.
+        rtol: rank tolerance as in :func:`separable_rank`.
+
+    Returns:
+        ``(column, row)`` of shapes ``(..., kh)`` and ``(..., kw)``, the kernel's dtype and device.
+
+    Raises:
+        NotSeparableError: a kernel has numerical rank > 1 (the message gives the rank and the relative error
+            of the best rank-1 approximation, see :func:`low_rank`).
+
+    Example:
+        >>> from sepconv.named_kernels import get_kernel
+        >>> [t.tolist() for t in factor_kernel(get_kernel("seed"))]
+        [[3.0, 4.0, 5.0], [1.0, 2.0, 3.0]]
+        >>> [t.tolist() for t in factor_kernel(get_kernel("sobel-y"))]
+        [[-1.0, 0.0, 1.0], [1.0, 2.0, 1.0]]
+    """
+    kernel = _float_tensor(kernel, "kernel", 2)
+    work = kernel.to(torch.float64) if kernel.device.type == "cpu" else kernel.to(_compute_dtype(kernel))
+    batch, (kh, kw) = work.shape[:-2], work.shape[-2:]
+    flat = work.reshape(-1, kh, kw)
+    u, s, vh = torch.linalg.svd(flat, full_matrices=False)
+    tol = _default_rtol((kh, kw), kernel.dtype) if rtol is None else _check_rtol(rtol)
+    ranks = (s > tol * s[:, :1]).sum(-1)
+    if bool((ranks > 1).any()):
+        worst = int(ranks.argmax())
+        error = float(_tail_error(s[worst], 1))
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), batch))
+        where = f" at batch index {index}" if batch else ""
+        raise NotSeparableError(
+            f"kernel{where} has rank {int(ranks[worst])}, not 1: its best separable (rank-1) approximation has "
+            f"relative error {error:.3g}; use low_rank(kernel, rank={int(ranks[worst])}) for an exact sum of "
+            f"{int(ranks[worst])} separable terms"
+        )
+    root = s[:, 0].sqrt()
+    columns, rows = u[:, :, 0] * root[:, None], vh[:, 0, :] * root[:, None]
+    scale = flat.abs().amax((-2, -1))
+    is_int = (flat - flat.round()).abs().amax((-2, -1)) <= 1e-6 * scale.clamp_min(1)
+    is_int &= (scale > 0) & (scale < 2**40)
+    if bool(is_int.any()):
+        int_col, int_row = _integer_factors(flat[is_int].to(torch.float64))
+        exact = (int_col[:, :, None] * int_row[:, None, :] - flat[is_int]).abs().amax((-2, -1))
+        ok = exact <= 1e-6 * scale[is_int].clamp_min(1)
+        index = is_int.nonzero().squeeze(-1)[ok]
+        columns, rows = columns.clone(), rows.clone()
+        columns[index], rows[index] = int_col[ok].to(columns.dtype), int_row[ok].to(rows.dtype)
+    columns, rows = _canonical_signs(columns, rows)
+    return (columns.reshape(*batch, kh).to(kernel.dtype), rows.reshape(*batch, kw).to(kernel.dtype))
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """Best sum of ``rank`` separable terms of a batch of kernels (from :func:`low_rank`).
+
+    Attributes:
+        columns: ``(..., rank, kh)``; term ``k`` is ``columns[..., k, :, None] * rows[..., k, None, :]``.
+        rows: ``(..., rank, kw)``.
+        error: ``(...)`` relative Frobenius error ``||K - K_r|| / ||K||`` (0 for an all-zero kernel).
+        singular_values: ``(..., min(kh, kw))`` all singular values, largest first.
+        rank: number of terms kept.
+    """
+
+    columns: torch.Tensor
+    rows: torch.Tensor
+    error: torch.Tensor
+    singular_values: torch.Tensor
+    rank: int
+
+    def reconstruct(self) -> torch.Tensor:
+        """The rank-``rank`` kernel ``Σ_k columns_k ⊗ rows_k``, shape ``(..., kh, kw)``."""
+        return torch.einsum("...ki,...kj->...ij", self.columns, self.rows)
+
+
+def low_rank(
+    kernel: torch.Tensor, rank: int | None = None, *, rtol: float | None = None, energy: float | None = None
+) -> LowRank:
+    """Best (Frobenius) approximation of each kernel by a sum of ``rank`` separable (outer-product) terms.
+
+    Args:
+        kernel: ``(..., kh, kw)``.
+        rank: terms to keep, ``1 <= rank <= min(kh, kw)``. ``None`` picks the smallest rank such that every
+            kernel of the batch reaches ``rtol`` (relative Frobenius error ``<= rtol``) or ``energy`` (fraction
+            of ``Σ s_i²`` kept ``>= energy``); with neither, the exact numerical rank (largest in the batch).
+        rtol: target relative error in ``[0, 1)``, only with ``rank=None``.
+        energy: target kept energy in ``(0, 1]``, only with ``rank=None``.
+
+    Returns:
+        :class:`LowRank` whose terms follow the balanced split and sign convention of the module docstring.
+
+    Example:
+        >>> from sepconv.named_kernels import get_kernel
+        >>> approx = low_rank(get_kernel("laplacian"), 1)
+        >>> approx.rank, round(float(approx.error), 4)
+        (1, 0.1005)
+        >>> low_rank(get_kernel("log:9:1.4"), rtol=1e-9).rank
+        2
+    """
+    kernel = _float_tensor(kernel, "kernel", 2)
+    kh, kw = kernel.shape[-2:]
+    maximum = min(kh, kw)
+    given = [n for n, v in (("rank", rank), ("rtol", rtol), ("energy", energy)) if v is not None]
+    if len(given) > 1:
+        raise ArgumentError(f"give at most one of rank, rtol and energy, got {', '.join(given)}")
+    work = kernel.to(_compute_dtype(kernel))
+    u, s, vh = torch.linalg.svd(work, full_matrices=False)
+    if rank is not None:
+        rank = _check_rank(rank, maximum, f"a {kh}x{kw} kernel")
+    else:
+        errors = torch.stack([_tail_error(s, r) for r in range(maximum + 1)], -1).reshape(-1, maximum + 1)
+        if energy is not None:
+            if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0 < energy <= 1:
+                raise ArgumentError(f"energy must be a number in (0, 1], got {energy!r}")
+            reached = (1 - errors.square()) >= energy - 16 * torch.finfo(s.dtype).eps
+        elif rtol is not None:
+            reached = errors <= _check_rtol(rtol)
+        else:
+            tol = _default_rtol((kh, kw), s.dtype)
+            reached = torch.arange(maximum + 1, device=s.device) >= (s > tol * s[..., :1]).sum(-1).reshape(-1, 1)
+        reached[:, -1] = True
+        rank = max(1, int(reached.to(torch.int64).argmax(-1).max()))
+    root = s[..., :rank].sqrt()
+    columns = (u[..., :, :rank] * root[..., None, :]).transpose(-1, -2)
+    rows = vh[..., :rank, :] * root[..., :, None]
+    columns, rows = _canonical_signs(columns, rows)
+    dtype = kernel.dtype
+    return LowRank(columns.to(dtype), rows.to(dtype), _tail_error(s, rank).to(dtype), s.to(dtype), rank)
+
+
+# -------------------------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class SpatialFactors:
+    """Result of :func:`spatial_svd`.
+
+    Attributes:
+        vertical: ``(K, C / groups, kh, 1)`` weight of the first (vertical) conv.
+        horizontal: ``(N, K / groups, 1, kw)`` weight of the second (horizontal) conv.
+        error: relative weight error ``||W - W_K||_F / ||W||_F`` (a 0-dim tensor).
+        singular_values: ``(groups, min(C·kh, N·kw) / groups...)`` per-group singular values, largest first.
+    """
+
+    vertical: torch.Tensor
+    horizontal: torch.Tensor
+    error: torch.Tensor
+    singular_values: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DepthwiseFactors:
+    """Result of :func:`depthwise_svd`.
+
+    Attributes:
+        depthwise: ``(C·m, 1, *kernel)`` weight; output channel ``c·m + j`` filters input channel ``c``.
+        pointwise: ``(N, C·m / groups, 1, ...)`` 1x1 weight (``groups`` as in the original conv).
+        error: relative weight error ``||W - W_m||_F / ||W||_F`` (a 0-dim tensor).
+        singular_values: ``(C, min(N / groups, kernel size))`` per-input-channel singular values.
+    """
+
+    depthwise: torch.Tensor
+    pointwise: torch.Tensor
+    error: torch.Tensor
+    singular_values: torch.Tensor
+
+
+def _conv_weight(weight: object, groups: int, min_dims: int, max_dims: int) -> torch.Tensor:
+    weight = _float_tensor(weight, "weight", min_dims)
+    if weight.dim() > max_dims:
+        raise ShapeError(f"weight must have {min_dims} to {max_dims} dims (out, in/groups, *kernel), "
+                         f"got shape {tuple(weight.shape)}")
+    groups = _checks.positive_int(groups, "groups")
+    if weight.shape[0] % groups:
+        raise ShapeError(f"groups={groups} must divide the weight's out channels {weight.shape[0]}")
+    return weight
+
+
+def _relative(tail: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    return torch.where(total > 0, (tail / total.clamp_min(torch.finfo(total.dtype).tiny)).sqrt(),
+                       torch.zeros_like(total))
+
+
+def spatial_ranks(weight: torch.Tensor, groups: int = 1) -> int:
+    """Largest useful ``K`` of :func:`spatial_svd`: ``groups * min(C/g·kh, N/g·kw)`` (exact factorization)."""
+    n, cg, kh, kw = weight.shape
+    return groups * min(cg * kh, n // groups * kw)
+
+
+def spatial_singular_values(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """Per-group singular values ``(groups, min(C/g·kh, N/g·kw))`` of the matrices :func:`spatial_svd` factors."""
+    weight = _conv_weight(weight, groups, 4, 4)
+    return torch.linalg.svdvals(_spatial_matrix(weight.to(_compute_dtype(weight)), groups))
+
+
+def _spatial_matrix(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    n, cg, kh, kw = weight.shape
+    # M[g, (c, h), (w, n)] = W[g*N/g + n, c, h, w]
+    return weight.reshape(groups, n // groups, cg, kh, kw).permute(0, 2, 3, 4, 1).reshape(groups, cg * kh, -1)
+
+
+def spatial_svd(weight: torch.Tensor, rank: int, groups: int = 1) -> SpatialFactors:
+    """Optimal vertical/horizontal factorization of a 2D conv weight (Tai et al., ICLR 2016).
+
+    ``W[N, C/g, kh, kw]`` is rearranged per group as the ``(C/g·kh) x (kw·N/g)`` matrix
+    ``M[(c, h), (w, n)] = W[n, c, h, w]`` and truncated to ``rank / groups`` singular values; the vertical conv
+    (``C -> K``, ``kh x 1``) then the horizontal conv (``K -> N``, ``1 x kw``), both with ``groups``, compute
+    the conv of the truncated weight. Exact at ``K = groups * min(C/g·kh, N/g·kw)``.
+
+    Args:
+        weight: ``(N, C / groups, kh, kw)``.
+        rank: mid channels ``K``, a multiple of ``groups`` in ``[groups, groups * min(C/g·kh, N/g·kw)]``.
+        groups: the conv's ``groups``.
+
+    Returns:
+        :class:`SpatialFactors` in the weight's dtype and device.
+
+    Example:
+        >>> w = torch.randn(8, 4, 3, 3, dtype=torch.float64)
+        >>> f = spatial_svd(w, 12)
+        >>> f.vertical.shape, f.horizontal.shape, float(f.error) < 1e-12
+        (torch.Size([12, 4, 3, 1]), torch.Size([8, 12, 1, 3]), True)
+    """
+    weight = _conv_weight(weight, groups, 4, 4)
+    n, cg, kh, kw = weight.shape
+    maximum = spatial_ranks(weight, groups)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not groups <= rank <= maximum or rank % groups:
+        raise ArgumentError(f"rank must be a multiple of groups={groups} in [{groups}, {maximum}] for a "
+                            f"weight of shape {tuple(weight.shape)}, got {rank!r}")
+    work = weight.to(_compute_dtype(weight))
+    u, s, vh = torch.linalg.svd(_spatial_matrix(work, groups), full_matrices=False)
+    r = rank // groups
+    root = s[:, :r].sqrt()
+    vertical = (u[:, :, :r] * root[:, None, :]).reshape(groups, cg, kh, r).permute(0, 3, 1, 2)
+    vertical = vertical.reshape(rank, cg, kh, 1)
+    horizontal = (vh[:, :r, :] * root[:, :, None]).reshape(groups, r, kw, n // groups).permute(0, 3, 1, 2)
+    horizontal = horizontal.reshape(n, r, 1, kw)
+    error = _relative(s[:, r:].square().sum(), s.square().sum())
+    dtype = weight.dtype
+    return SpatialFactors(vertical.to(dtype).contiguous(), horizontal.to(dtype).contiguous(), error.to(dtype),
+                          s.to(dtype))
+
+
+def depthwise_ranks(weight: torch.Tensor, groups: int = 1) -> int:
+    """Largest useful depth multiplier of :func:`depthwise_svd`: ``min(N / groups, prod(kernel))`` (exact)."""
+    return min(weight.shape[0] // groups, int(torch.tensor(weight.shape[2:]).prod()))
+
+
+def _depthwise_matrices(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    n, cg = weight.shape[:2]
+    # A[c, n_local, kernel] for input channel c = g * C/g + c_local
+    per_group = weight.reshape(groups, n // groups, cg, -1).permute(0, 2, 1, 3)
+    return per_group.reshape(groups * cg, n // groups, -1)
+
+
+def depthwise_singular_values(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """Per-input-channel singular values ``(C, min(N/g, kernel size))`` of the slices :func:`depthwise_svd` uses."""
+    weight = _conv_weight(weight, groups, 3, 5)
+    s, _ = _gram_svd(_depthwise_matrices(weight, groups))
+    return s[:, :depthwise_ranks(weight, groups)].to(weight.dtype)
+
+
+def _gram_svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values (descending) and right singular vectors of a batch of tall-or-wide ``(B, n, k)`` matrices.
+
+    Uses the ``k x k`` Gram matrix in float64 (``k`` is a kernel size, so this is small and fast): a batched
+    SVD of hundreds of ``N x 9`` matrices is an order of magnitude slower on CPU.
+    """
+    gram = a.to(torch.float64).transpose(-1, -2) @ a.to(torch.float64)
+    evals, evecs = torch.linalg.eigh(gram)
+    s = evals.flip(-1).clamp_min(0).sqrt()
+    s[..., min(a.shape[-2:]):] = 0  # rank <= min(n, k): the rest is rounding noise of the squares
+    return s, evecs.flip(-1)
+
+
+def depthwise_svd(weight: torch.Tensor, depth_multiplier: int, groups: int = 1) -> DepthwiseFactors:
+    """Optimal depthwise-then-pointwise factorization of a conv weight (Network Decoupling, Guo et al. 2018).
+
+    For every input channel ``c`` the ``(N/g) x (kernel size)`` slice ``W[group outputs, c]`` is truncated to its
+    ``m`` largest singular values ``Σ_j s_j u_j v_jᵀ``: depthwise filter ``(c, j)`` is the unit vector ``v_j`` and
+    the pointwise weight from mid channel ``c·m + j`` to output ``n`` is ``s_j u_j[n]`` (computed as ``W v_j``, from
+    the float64 Gram matrix, so no division by small singular values). Exact at
+    ``m = min(N/g, kernel size)``. Works for 1D, 2D and 3D weights.
+
+    Args:
+        weight: ``(N, C / groups, *kernel)``.
+        depth_multiplier: ``m`` in ``[1, min(N / groups, prod(kernel))]``.
+        groups: the conv's ``groups`` (kept by the pointwise conv).
+
+    Returns:
+        :class:`DepthwiseFactors` in the weight's dtype and device.
+
+    Example:
+        >>> w = torch.randn(16, 3, 3, 3)
+        >>> f = depthwise_svd(w, 9)
+        >>> f.depthwise.shape, f.pointwise.shape, float(f.error) < 1e-5
+        (torch.Size([27, 1, 3, 3]), torch.Size([16, 27, 1, 1]), True)
+    """
+    weight = _conv_weight(weight, groups, 3, 5)
+    n, cg, *kernel = weight.shape
+    maximum = depthwise_ranks(weight, groups)
+    m = _check_rank(depth_multiplier, maximum, f"a weight of shape {tuple(weight.shape)} (groups={groups})")
+    a = _depthwise_matrices(weight, groups).to(torch.float64)
+    s, v = _gram_svd(a)
+    c = groups * cg
+    depthwise = v[:, :, :m].transpose(-1, -2).reshape(c * m, 1, *kernel)
+    # pointwise[g*N/g + n, c_local*m + j] = (A v_j)[n] = s_j u_j[n]
+    point = (a @ v[:, :, :m]).reshape(groups, cg, n // groups, m).permute(0, 2, 1, 3)
+    pointwise = point.reshape(n, cg * m, *([1] * len(kernel)))
+    error = _relative(s[:, m:].square().sum(), s.square().sum())
+    dtype = weight.dtype
+    return DepthwiseFactors(depthwise.to(dtype).contiguous(), pointwise.to(dtype).contiguous(), error.to(dtype),
+                            s.to(dtype))
