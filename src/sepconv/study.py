@@ -52,7 +52,7 @@ from .models.small_cnn import small_cnn
 
 __all__ = ["VARIANTS", "StudyConfig", "run_study", "summarize"]
 
-#: name -> (conv kind, placement, description). ``convert`` is handled separately (needs the standard model).
+#: name -> (conv kind, placement, description). ``convert`` starts from the trained ``standard`` run of each seed.
 VARIANTS: dict[str, tuple[str, str, str]] = {
     "standard": ("standard", "all", "every conv standard"),
     "spatial": ("spatial", "all", "every stage conv spatially separable (k x 1 then 1 x k)"),
@@ -61,13 +61,15 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     "depthwise": ("depthwise", "all", "every stage conv depthwise separable (depthwise then 1x1)"),
     "depthwise-early": ("depthwise", "early", "depthwise separable in the first half of the stage convs"),
     "depthwise-late": ("depthwise", "late", "depthwise separable in the second half of the stage convs"),
+    "convert": ("convert", "all", "the trained standard net converted by sepconv.convert(method='depthwise', "
+                "budget=convert_budget), then fine-tuned with knowledge distillation from the original"),
 }
 #: what ``sepconv study`` and ``make demo`` run unless told otherwise.
-DEFAULT_VARIANTS = ("standard", "spatial", "depthwise", "depthwise-early", "depthwise-late")
+DEFAULT_VARIANTS = ("standard", "spatial", "depthwise", "depthwise-early", "depthwise-late", "convert")
 
 #: config fields that must match for ``resume`` to continue a run folder.
 _SAME_ON_RESUME = ("data", "epochs", "batch_size", "lr", "weight_decay", "seed", "widths", "stem", "kernel_size",
-                   "val_fraction", "test_fraction")
+                   "val_fraction", "test_fraction", "convert_budget", "finetune_epochs")
 
 
 @dataclass
@@ -85,6 +87,9 @@ class StudyConfig:
         seed: first seed.
         widths, stem, kernel_size: network shape (:func:`sepconv.models.small_cnn`).
         latency_reps: interleaved timing rounds per variant (median reported).
+        convert_budget: MAC budget of the ``convert`` variant, relative to the standard network, in (0, 1].
+        finetune_epochs: distillation epochs of the ``convert`` variant after the conversion (same learning
+            rate and cosine schedule as the training, over these epochs).
         val_fraction, test_fraction: data split (test only for sources without their own test split).
         plots: write the PNG plots.
         threads: torch CPU threads (``None``: torch's default). One by default: on small images each op is
@@ -106,6 +111,8 @@ class StudyConfig:
     stem: int = 16
     kernel_size: int = 3
     latency_reps: int = 15
+    convert_budget: float = 0.2
+    finetune_epochs: int = 5
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     plots: bool = True
@@ -116,7 +123,7 @@ class StudyConfig:
     def check(self) -> StudyConfig:
         """Validate every field; raises :class:`~sepconv.errors.ArgumentError` naming the bad one."""
         parse_spec(self.data)
-        for name in ("epochs", "batch_size", "seeds", "stem", "kernel_size", "latency_reps"):
+        for name in ("epochs", "batch_size", "seeds", "stem", "kernel_size", "latency_reps", "finetune_epochs"):
             _checks.positive_int(getattr(self, name), name)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ArgumentError(f"seed must be an int >= 0, got {self.seed!r}")
@@ -132,6 +139,13 @@ class StudyConfig:
         for name in self.variants:
             if name not in VARIANTS:
                 raise ArgumentError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+        budget = self.convert_budget
+        if not isinstance(budget, float | int) or isinstance(budget, bool) or not 0 < budget <= 1:
+            raise ArgumentError(f"convert_budget must be a number in (0, 1] (MACs relative to the standard "
+                                f"network), got {budget!r}")
+        if "convert" in self.variants and "standard" not in self.variants:
+            raise ArgumentError("variant 'convert' starts from the trained 'standard' network: add 'standard' "
+                                "to the variants")
         if len(set(self.variants)) != len(self.variants):
             raise ArgumentError(f"variants must not repeat, got {list(self.variants)}")
         if self.resume and self.overwrite:
@@ -190,10 +204,35 @@ def _barrier(world: int) -> None:
 
 
 def build_model(variant: str, data: Dataset, config: StudyConfig) -> nn.Module:
-    """The :func:`small_cnn` of ``variant`` for ``data``'s image and class count."""
+    """The untrained :func:`small_cnn` of ``variant`` (``convert``: the standard one) for ``data``."""
     conv, placement, _ = VARIANTS[variant]
-    return small_cnn(data.image_shape[0], data.num_classes, conv, placement, config.widths, config.stem,
-                     config.kernel_size)
+    return small_cnn(data.image_shape[0], data.num_classes, "standard" if conv == "convert" else conv, placement,
+                     config.widths, config.stem, config.kernel_size)
+
+
+def load_trained(variant: str, seed: int, data: Dataset, config: StudyConfig, out: Path) -> nn.Module:
+    """The trained model of a finished run, from its checkpoint (``weights_only=True``), in eval mode.
+
+    For ``convert`` the architecture is rebuilt by converting the trained standard model again (the
+    conversion is deterministic), then the fine-tuned weights are loaded.
+    """
+    model = converted(seed, data, config, out)[0] if variant == "convert" else build_model(variant, data, config)
+    state = torch.load(out / "checkpoints" / f"{variant}-seed{seed}.pt", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def converted(seed: int, data: Dataset, config: StudyConfig, out: Path) -> tuple[nn.Module, nn.Module, dict]:
+    """``(converted model, trained standard model, conversion summary)`` for ``seed``."""
+    from .convert import convert
+
+    teacher = load_trained("standard", seed, data, config, out)
+    model, report = convert(teacher, method="depthwise", budget=config.convert_budget,
+                            example_inputs=data.x_val[:64])
+    summary = {"mac_ratio": report.mac_ratio, "output_error": report.output_error,
+               "params_after": report.params_after, "macs_after": report.macs_after,
+               "ranks": {layer.name: layer.rank for layer in report.layers}}
+    return model, teacher, summary
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
@@ -249,14 +288,29 @@ class _Reporter:
             self.progress.advance(self.run_task)  # type: ignore[attr-defined]
 
 
+def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
+                       temperature: float = 4.0, alpha: float = 0.5) -> torch.Tensor:
+    """Hinton's knowledge distillation: ``alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE``."""
+    soft = F.kl_div(F.log_softmax(logits / temperature, 1), F.log_softmax(teacher_logits / temperature, 1),
+                    reduction="batchmean", log_target=True)
+    return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(logits, y)
+
+
 def train_run(variant: str, seed: int, data: Dataset, config: StudyConfig, checkpoint: Path, rank: int,
-              world: int, reporter: _Reporter) -> dict:
-    """Train one ``(variant, seed)`` run, resuming from ``checkpoint`` if it holds an unfinished one."""
+              world: int, reporter: _Reporter, *, model: nn.Module | None = None, teacher: nn.Module | None = None,
+              epochs: int | None = None, lr: float | None = None) -> dict:
+    """Train one ``(variant, seed)`` run, resuming from ``checkpoint`` if it holds an unfinished one.
+
+    ``model`` (default: a fresh :func:`build_model`) is trained for ``epochs`` (default ``config.epochs``) at
+    learning rate ``lr``; with a ``teacher`` the loss is :func:`_distillation_loss` against its logits.
+    """
     torch.manual_seed(seed)
-    model = build_model(variant, data, config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model = build_model(variant, data, config) if model is None else model
+    epochs = config.epochs if epochs is None else epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr if lr is None else lr,
+                                  weight_decay=config.weight_decay)
     steps_per_epoch = sum(1 for _ in range(0, len(data.y_train), config.batch_size))
-    total = config.epochs * steps_per_epoch
+    total = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total))
     history: list[dict] = []
     start, train_time = 0, 0.0
@@ -271,14 +325,19 @@ def train_run(variant: str, seed: int, data: Dataset, config: StudyConfig, check
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model)
-    for epoch in range(start, config.epochs):
-        reporter.start(f"{variant} seed {seed} epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
+    for epoch in range(start, epochs):
+        reporter.start(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}", steps_per_epoch)
         net.train()
         began = time.perf_counter()
         loss_sum, seen = 0.0, 0
         for idx in _batches(len(data.y_train), config.batch_size, seed, epoch, rank, world):
             x, y = data.x_train[idx], data.y_train[idx]
-            loss = F.cross_entropy(net(x), y)
+            if teacher is None:
+                loss = F.cross_entropy(net(x), y)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = _distillation_loss(net(x), teacher_logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -394,6 +453,9 @@ def summarize(results: dict) -> list[dict]:
                      "latency_b1_ms": latency.get("batch1_ms"), "latency_b64_ms": latency.get("batch64_ms"),
                      "train_time_s": statistics.fmean(r["train_time_s"] for r in runs),
                      "acc_mean": mean, "acc_std": std, "seeds": len(runs)})
+        if all("test_acc_before_finetune" in r for r in runs):
+            rows[-1]["acc_before_finetune_mean"], rows[-1]["acc_before_finetune_std"] = _mean_std(
+                [r["test_acc_before_finetune"] for r in runs])
     return rows
 
 
@@ -443,8 +505,9 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
     results["world_size"] = world
     costs = results.setdefault("costs", {})
     for variant in config.variants:
-        cost = count(build_model(variant, data, config).eval(), (1, *data.image_shape))
-        costs[variant] = {"params": cost.params, "macs": cost.macs}
+        if variant != "convert":  # its architecture exists only after the conversion: counted then
+            cost = count(build_model(variant, data, config).eval(), (1, *data.image_shape))
+            costs[variant] = {"params": cost.params, "macs": cost.macs}
     seeds = [config.seed + i for i in range(config.seeds)]
 
     def save() -> None:
@@ -456,15 +519,27 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
     save()
     todo = [(v, s) for v in config.variants for s in seeds
             if not any(r["seed"] == s for r in results["runs"].get(v, []))]
+    todo.sort(key=lambda run: run[0] == "convert")  # after every standard run it starts from
     if len(todo) < len(config.variants) * len(seeds):
         say(f"resuming: {len(config.variants) * len(seeds) - len(todo)} finished runs kept, {len(todo)} to do")
     with _progress(progress and rank == 0) as bars:
         reporter = _Reporter(bars, say, on_epoch)
-        reporter.run_task = bars.add_task("study", total=len(todo) * config.epochs)
+        reporter.run_task = bars.add_task("study", total=sum(config.finetune_epochs if v == "convert" else
+                                                                 config.epochs for v, _ in todo))
         reporter.batch_task = bars.add_task("epoch", total=1)
         for variant, seed in todo:
-            run = train_run(variant, seed, data, config, out / "checkpoints" / f"{variant}-seed{seed}.pt", rank,
-                            world, reporter)
+            checkpoint = out / "checkpoints" / f"{variant}-seed{seed}.pt"
+            if variant == "convert":
+                model, teacher, conversion = converted(seed, data, config, out)
+                before = evaluate(model, data.x_test, data.y_test)
+                run = train_run(variant, seed, data, config, checkpoint, rank, world, reporter, model=model,
+                                teacher=teacher, epochs=config.finetune_epochs)
+                run.update(test_acc_before_finetune=before, conversion=conversion)
+                cost = count(model.eval(), (1, *data.image_shape))
+                costs[variant] = {"params": cost.params, "macs": cost.macs}
+            else:
+                run = train_run(variant, seed, data, config, checkpoint, rank, world, reporter)
+            _barrier(world)
             results["runs"].setdefault(variant, []).append(run)
             results["runs"][variant].sort(key=lambda r: r["seed"])
             say(f"{variant:16s} seed {seed}: test accuracy {run['test_acc']:.2f}% "
@@ -473,12 +548,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
             save()
     if rank == 0:
         if set(results.get("latency", {})) != set(config.variants):
-            models = {}
-            for variant in config.variants:
-                model = build_model(variant, data, config)
-                state = torch.load(out / "checkpoints" / f"{variant}-seed{seeds[0]}.pt", weights_only=True)
-                model.load_state_dict(state["model"])
-                models[variant] = model
+            models = {variant: load_trained(variant, seeds[0], data, config, out) for variant in config.variants}
             say(f"timing inference, {config.latency_reps} interleaved rounds")
             results["latency"] = measure_latency(models, data.image_shape, config.latency_reps)
         results["wall_time_s"] = results.get("wall_time_s", 0.0) + time.perf_counter() - began
@@ -498,9 +568,7 @@ def _trained_spatial_layer(config: StudyConfig, data: Dataset, out: Path, seed: 
 
     for variant in config.variants:
         if VARIANTS[variant][0] == "spatial":
-            model = build_model(variant, data, config)
-            state = torch.load(out / "checkpoints" / f"{variant}-seed{seed}.pt", weights_only=True)
-            model.load_state_dict(state["model"])
+            model = load_trained(variant, seed, data, config, out)
             for name, module in model.named_modules():
                 if isinstance(module, SpatiallySeparableConv2d):
                     return f"{variant} (seed {seed}): {name}", module
@@ -529,7 +597,10 @@ def table_rows(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in summary:
         ratio = base["macs"] / r["macs"] if base and r["macs"] else None
-        rows.append([r["variant"], _fmt(r["params"], ","), _fmt(r["macs"], ","),
+        name = r["variant"]
+        if "acc_before_finetune_mean" in r:
+            name += f" ({r['acc_before_finetune_mean']:.1f}% before FT)"
+        rows.append([name, _fmt(r["params"], ","), _fmt(r["macs"], ","),
                      "–" if ratio is None else "1.00x" if ratio == 1 else f"{ratio:.2f}x fewer" if ratio > 1 else
                      f"{1 / ratio:.2f}x more",
                      _fmt(r["latency_b1_ms"], ".3f"), _fmt(r["latency_b64_ms"], ".2f"),
@@ -560,6 +631,11 @@ def findings(summary: list[dict]) -> list[str]:
     for name in by:
         if name != "standard":
             lines.append(compare(name))
+    conv = by.get("convert")
+    if conv and "acc_before_finetune_mean" in conv:
+        lines.append(f"**convert** (no training from scratch): right after `sepconv.convert` the standard network "
+                     f"scores {conv['acc_before_finetune_mean']:.2f} ± {conv['acc_before_finetune_std']:.2f}%, "
+                     f"after the distillation fine-tune {conv['acc_mean']:.2f} ± {conv['acc_std']:.2f}%.")
     for kind in ("depthwise", "spatial"):
         early, late = by.get(f"{kind}-early"), by.get(f"{kind}-late")
         if early and late:

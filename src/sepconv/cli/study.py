@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-size", type=int, default=default.kernel_size, help="odd conv kernel size")
     parser.add_argument("--latency-reps", type=int, default=default.latency_reps,
                         help="interleaved timing rounds (median reported)")
+    parser.add_argument("--convert-budget", type=float, default=default.convert_budget,
+                        help="MAC budget of the 'convert' variant relative to standard, in (0, 1] "
+                             "(default %(default)s)")
+    parser.add_argument("--finetune-epochs", type=int, default=default.finetune_epochs,
+                        help="distillation epochs after the conversion (default %(default)s)")
     parser.add_argument("--threads", type=int, default=default.threads,
                         help="torch CPU threads (default %(default)s: small images train fastest on one)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -59,7 +64,8 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(data=args.data, out=args.out, variants=variants, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seeds=args.seeds,
                        seed=args.seed, widths=_int_list(args.widths), stem=args.stem, kernel_size=args.kernel_size,
-                       latency_reps=args.latency_reps, plots=not args.no_plots, resume=args.resume,
+                       latency_reps=args.latency_reps, convert_budget=args.convert_budget,
+                       finetune_epochs=args.finetune_epochs, plots=not args.no_plots, resume=args.resume,
                        overwrite=args.overwrite, threads=args.threads).check()
 
 
@@ -74,7 +80,7 @@ def print_table(results: dict) -> None:
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    Console(width=max(Console().width, 130)).print(table)
+    Console(width=max(Console().width, 140)).print(table)
 
 
 def run(args: argparse.Namespace) -> int:
