@@ -27,6 +27,7 @@ import gzip
 import io
 import pickle
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -305,6 +306,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Rebuilds only builtins containers and numpy arrays: a CIFAR batch cannot run code."""
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str) -> object:
@@ -427,9 +429,9 @@ def _folder(root: Path) -> tuple:
 
 def _npz(path: Path) -> tuple:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataFormatError(f"{path}: not a readable .npz archive ({err})") from err
     if {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
         pairs = [("x_train", "y_train"), ("x_test", "y_test")]
