@@ -51,14 +51,14 @@ def test_mnist_idx(tmp_path: Path, gz: bool) -> None:
 def test_mnist_truncated_file_names_it(tmp_path: Path) -> None:
     _mnist_dir(tmp_path)
     _idx(tmp_path / "train-images-idx3-ubyte", np.zeros((40, 6, 6)), truncate=5)
-    with pytest.raises(DataFormatError, match="train-images-idx3-ubyte.*truncated"):
+    with pytest.raises(DataFormatError, match=r"train-images-idx3-ubyte.*truncated"):
         load(f"mnist:{tmp_path}")
 
 
 def test_mnist_wrong_magic(tmp_path: Path) -> None:
     _mnist_dir(tmp_path)
     _idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(20), magic=bytes([1, 2, 8, 1]))
-    with pytest.raises(DataFormatError, match="t10k-labels-idx1-ubyte.*magic"):
+    with pytest.raises(DataFormatError, match=r"t10k-labels-idx1-ubyte.*magic"):
         load(f"mnist:{tmp_path}")
 
 
@@ -72,7 +72,7 @@ def test_mnist_count_mismatch(tmp_path: Path) -> None:
 def test_mnist_corrupt_gzip(tmp_path: Path) -> None:
     _mnist_dir(tmp_path, gz=True)
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
-    with pytest.raises(DataFormatError, match="t10k-images-idx3-ubyte.gz"):
+    with pytest.raises(DataFormatError, match=r"t10k-images-idx3-ubyte.gz"):
         load(f"mnist:{tmp_path}")
 
 
@@ -124,7 +124,7 @@ def test_cifar10_refuses_code_in_pickles(tmp_path: Path) -> None:
 
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
     _cifar(tmp_path / "test_batch", 20)
-    with pytest.raises(DataFormatError, match="forbidden object builtins.print"):
+    with pytest.raises(DataFormatError, match=r"forbidden object builtins.print"):
         load(f"cifar10:{tmp_path}")
 
 
@@ -152,7 +152,7 @@ def test_image_folder_flat_and_split(tmp_path: Path) -> None:
 def test_image_folder_bad_layouts(tmp_path: Path) -> None:
     root = _image_folder(tmp_path / "a")
     (root / "stray.png").write_bytes(b"x")
-    with pytest.raises(DataFormatError, match="found file 'stray.png'"):
+    with pytest.raises(DataFormatError, match=r"found file 'stray.png'"):
         load(f"folder:{root}")
     root = _image_folder(tmp_path / "b")
     (root / "dog" / "3.png").write_bytes(b"\x89PNG broken")

@@ -162,7 +162,7 @@ def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nda
     for label in np.unique(y):
         idx = np.flatnonzero(y == label)
         rng.shuffle(idx)
-        n_held = int(round(len(idx) * fraction))
+        n_held = round(len(idx) * fraction)
         if len(idx) > 1:
             n_held = min(max(n_held, 1), len(idx) - 1)
         held.append(idx[:n_held])
@@ -305,9 +305,11 @@ def _mnist(directory: Path) -> tuple:
 class _ArrayUnpickler(pickle.Unpickler):
     """Rebuilds only builtins containers and numpy arrays: a CIFAR batch cannot run code."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    _ALLOWED: frozenset = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    })
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in self._ALLOWED:

@@ -148,6 +148,8 @@ class StudyConfig:
                                 "to the variants")
         if len(set(self.variants)) != len(self.variants):
             raise ArgumentError(f"variants must not repeat, got {list(self.variants)}")
+        if self.kernel_size % 2 == 0:
+            raise ArgumentError(f"kernel_size must be odd (for 'same' padding), got {self.kernel_size}")
         if self.resume and self.overwrite:
             raise ArgumentError("resume and overwrite exclude each other: resume continues the run folder, "
                                 "overwrite deletes it")
@@ -380,7 +382,7 @@ def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], re
     for model in models.values():
         model.eval()
     with torch.inference_mode():
-        for name, model in models.items():  # warm-up
+        for model in models.values():  # warm-up
             for b in batches:
                 model(inputs[b])
         for _ in range(reps):
@@ -461,8 +463,14 @@ def summarize(results: dict) -> list[dict]:
 
 def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -85,7 +85,7 @@ def plot_training_curves(runs: dict[str, list[dict]], path: Path) -> Path:
         epochs = np.arange(1, n + 1)
         acc = np.mean([[e["val_acc"] for e in h[:n]] for h in histories], axis=0)
         loss = np.mean([[e["train_loss"] for e in h[:n]] for h in histories], axis=0)
-        color, marker = _style(variant)
+        color, _ = _style(variant)
         style = "-" if "-" not in variant else ("--" if variant.endswith("early") else ":")
         acc_ax.plot(epochs, acc, style, color=color, label=variant, lw=1.8)
         loss_ax.plot(epochs, loss, style, color=color, label=variant, lw=1.8)
