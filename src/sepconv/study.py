@@ -669,7 +669,7 @@ def write_report(results: dict, out: Path) -> Path:
              f"seeds {config['seed']}..{config['seed'] + config['seeds'] - 1}; {results.get('world_size', 1)} "
              f"process(es). Test accuracy is mean ± std over the seeds, measured once after training; "
              f"MACs = multiply-adds for one image; latency = median over {config['latency_reps']} interleaved "
-             f"rounds, on {torch.get_num_threads()} CPU threads.", "",
+             f"rounds, on {torch.get_num_threads()} CPU thread(s).", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in
                                                          range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -87,8 +87,9 @@ def plot_training_curves(runs: dict[str, list[dict]], path: Path) -> Path:
         loss = np.mean([[e["train_loss"] for e in h[:n]] for h in histories], axis=0)
         color, _ = _style(variant)
         style = "-" if "-" not in variant else ("--" if variant.endswith("early") else ":")
-        acc_ax.plot(epochs, acc, style, color=color, label=variant, lw=1.8)
-        loss_ax.plot(epochs, loss, style, color=color, label=variant, lw=1.8)
+        label = f"{variant} (fine-tune; distillation loss)" if variant == "convert" else variant
+        acc_ax.plot(epochs, acc, style, color=color, label=label, lw=1.8)
+        loss_ax.plot(epochs, loss, style, color=color, label=label, lw=1.8)
     acc_ax.set_title("validation accuracy (mean over seeds)")
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("%")

@@ -58,6 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overwrite", action="store_true", help="delete the study in --out and start over")
 
 
+def build_defaults(**overrides: object) -> argparse.Namespace:
+    """The parsed default arguments of ``sepconv study``, with ``overrides`` (what ``sepconv demo`` runs)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """A checked :class:`StudyConfig` from parsed arguments."""
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
