@@ -42,3 +42,17 @@ def test_bad_arguments_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert pytest.importorskip("re").search(message, err), err
+
+
+def test_interrupt_exit_130_points_to_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from sepconv import study
+
+    def interrupted(*args: object, **kwargs: object) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_study", interrupted)
+    monkeypatch.setattr("sepconv.cli.study.run_study", interrupted)
+    assert main(["study", "--out", str(tmp_path), *TINY]) == 130
+    err = capsys.readouterr().err
+    assert "continue with --resume" in err and "interrupted" in err

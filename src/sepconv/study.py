@@ -531,6 +531,8 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
     if len(todo) < len(config.variants) * len(seeds):
         say(f"resuming: {len(config.variants) * len(seeds) - len(todo)} finished runs kept, {len(todo)} to do")
     with _progress(progress and rank == 0) as bars:
+        if log is not None and rank == 0 and not bars.disable:  # print above the live bars, not through them
+            say = lambda line: bars.console.print(line, markup=False, highlight=False)  # noqa: E731
         reporter = _Reporter(bars, say, on_epoch)
         reporter.run_task = bars.add_task("study", total=sum(config.finetune_epochs if v == "convert" else
                                                                  config.epochs for v, _ in todo))
