@@ -42,6 +42,12 @@ from .convert import ConversionReport, convert
 from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
 from .named_kernels import get_kernel
 
+# --- study (issue 5) ---
+# isort: split
+from . import data, study
+from .models.small_cnn import small_cnn
+from .study import StudyConfig, run_study
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -79,3 +85,6 @@ __all__ += [
     "separable_rank",
     "spatial_svd",
 ]
+
+# --- study (issue 5) ---
+__all__ += ["StudyConfig", "data", "run_study", "small_cnn", "study"]
