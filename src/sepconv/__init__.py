@@ -34,6 +34,7 @@ from .layers import (
 # cost, models, speed and export (issue 4)
 from . import cost
 from .cost import count
+from .fusion import fuse
 
 # --- factorization (issue 3) ---
 # isort: split
@@ -70,6 +71,7 @@ __all__ = [
     "cost",
     "count",
     "functional",
+    "fuse",
 ]
 
 # --- factorization (issue 3) ---

@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import _checks
 from ..errors import ShapeError
+from ..kernels import cpu as _cpu
 from ._init import format_args
 from .blocks import create_activation, create_norm
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
@@ -96,6 +97,8 @@ class _SeparableConvNd(nn.Module):
             self.norm.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if _cpu.applies(self, input):  # channels_last fast path (sepconv.kernels.cpu)
+            return _cpu.separable_forward(self, input)  # type: ignore[return-value]
         return self.pointwise(self.act(self.norm(self.depthwise(input))))
 
     def extra_repr(self) -> str:

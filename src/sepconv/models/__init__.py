@@ -1,5 +1,20 @@
-"""Reference architectures built from sepconv layers."""
+"""Reference architectures built from sepconv layers (``conv='depthwise'`` or ``'standard'``).
 
-from .small_cnn import SmallCNN, small_cnn
+Example:
+    >>> from sepconv import models
+    >>> sorted(models.available())
+    ['mobilenet_v1', 'small_cnn', 'xception']
+"""
 
-__all__ = ["SmallCNN", "small_cnn"]
+from ._registry import available, create_model
+from .mobilenet_v1 import mobilenet_v1
+from .small_cnn import small_cnn
+from .xception import xception
+
+__all__ = [
+    "available",
+    "create_model",
+    "mobilenet_v1",
+    "small_cnn",
+    "xception",
+]

@@ -1,0 +1,35 @@
+"""Record a CPU run of `sepconv bench` into benchmarks/results/ (JSON + markdown). Not a test.
+
+Usage: PYTHONPATH=src python benchmarks/run_cpu.py [repeats]
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import torch
+
+from sepconv.bench import run_benchmarks
+from sepconv.cli.bench import render, write_json
+
+if __name__ == "__main__":
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    torch.set_num_threads(2)
+    report = run_benchmarks(repeats=repeats)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    write_json(report, str(out / "cpu.json"))
+    text = io.StringIO()
+    with redirect_stdout(text):
+        render(report)
+    m = report["machine"]
+    header = (f"# sepconv bench, CPU\n\n{m['cpu']}, {m['cores']} cores, torch {m['torch']} "
+              f"({m['torch_threads']} threads), {m['date']}, {repeats} interleaved repeats.\n"
+              f"{m['note']}.\n\n```\n")
+    tmp = out / "cpu.md.tmp"
+    tmp.write_text(header + text.getvalue() + "```\n")
+    tmp.replace(out / "cpu.md")
+    print(text.getvalue())

@@ -1,0 +1,123 @@
+"""``sepconv cost``: parameters and multiply-adds, the seed documents' table, any geometry, or a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..cost import count, depthwise_cost, seed_rows, separable_cost, spatial_cost, standard_cost
+from ..errors import ArgumentError
+from ._table import print_seed_table, print_table
+
+HELP = "count parameters and multiply-adds: the seeds' table, any conv geometry (--in/--out/--kernel) or a model"
+
+
+def _ints(text: str, name: str, minimum: int = 1) -> int | tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ArgumentError(f"--{name} must be an int or two ints as HxW, got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) < minimum:
+        raise ArgumentError(f"--{name} must be one or two ints >= {minimum} (e.g. 3 or 3x5), got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _padding(text: str) -> str | int | tuple[int, int]:
+    return text.lower() if text.lower() in ("same", "valid") else _ints(text, "padding", minimum=0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    geometry = parser.add_argument_group("conv geometry (give --in, --out and --kernel)")
+    geometry.add_argument("--in", dest="in_channels", type=int, help="input channels C")
+    geometry.add_argument("--out", dest="out_channels", type=int, help="output channels N")
+    geometry.add_argument("--kernel", help="kernel size, k or KHxKW")
+    geometry.add_argument("--size", help="input size, S or HxW (default: counts per output position)")
+    geometry.add_argument("--stride", default="1", help="stride, s or SHxSW (default 1)")
+    geometry.add_argument("--padding", default="0", help="padding: int, HxW, 'same' or 'valid' (default 0)")
+    geometry.add_argument("--dilation", default="1", help="dilation (default 1)")
+    geometry.add_argument("--depth-multiplier", type=int, default=1, help="depthwise multiplier m (default 1)")
+    geometry.add_argument("--mid-channels", type=int, help="spatially separable mid channels (default min(C, N))")
+    geometry.add_argument("--bias", action="store_true", help="count biases")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="count a reference model per layer (mobilenet_v1, xception, ...)")
+    model.add_argument("--conv", default="depthwise", help="the model's convs: depthwise or standard")
+    model.add_argument("--width-mult", type=float, default=1.0, help="MobileNet width multiplier (default 1.0)")
+    model.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _geometry(args: argparse.Namespace) -> tuple[list[tuple[str, object]], dict]:
+    missing = [f"--{n}" for n in ("in", "out", "kernel")
+               if getattr(args, {"in": "in_channels", "out": "out_channels"}.get(n, n)) is None]
+    if missing:
+        raise ArgumentError(f"a conv geometry needs --in, --out and --kernel; missing {', '.join(missing)}")
+    flags = {"in_channels": "--in", "out_channels": "--out", "depth_multiplier": "--depth-multiplier",
+             "mid_channels": "--mid-channels"}
+    for name, flag in flags.items():
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ArgumentError(f"{flag} must be >= 1, got {value}")
+    size = None if args.size is None else _ints(args.size, "size")
+    common = dict(kernel_size=_ints(args.kernel, "kernel"), size=size,
+                  stride=_ints(args.stride, "stride"), padding=_padding(args.padding),
+                  dilation=_ints(args.dilation, "dilation"))
+    c, n = args.in_channels, args.out_channels
+    variants = [
+        ("standard", standard_cost(c, n, bias=args.bias, **common)),
+        ("depthwise separable", separable_cost(c, n, depth_multiplier=args.depth_multiplier, bias=args.bias,
+                                               **common)),
+        ("  depthwise step", depthwise_cost(c, depth_multiplier=args.depth_multiplier, **common)),
+        ("spatially separable", spatial_cost(c, n, mid_channels=args.mid_channels, bias=args.bias, **common)),
+    ]
+    return variants, {"in": c, "out": n, **common}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return _run_model(args)
+    if args.in_channels is None and args.out_channels is None and args.kernel is None:
+        rows = seed_rows()
+        if args.json:
+            print(json.dumps({"seeds": [{"example": r.example, "standard": r.standard, "separable": r.separable,
+                                         "ratio": r.ratio} for r in rows]}, indent=2))
+        else:
+            print_seed_table(rows, "The seed articles' examples (formulas; `sepconv seeds` counts real layers)")
+        return 0
+    variants, geometry = _geometry(args)
+    base = variants[0][1]
+    if args.json:
+        print(json.dumps({"geometry": geometry, "per_position": args.size is None,
+                          "variants": {name.strip(): {"params": v.params, "macs": v.macs,
+                                                      "out_size": list(v.out_size),
+                                                      "macs_ratio": base.macs / v.macs}
+                                       for name, v in variants}}, indent=2))
+        return 0
+    what = "multiply-adds per output position" if args.size is None else "multiply-adds per image"
+    print_table(f"C={geometry['in']} -> N={geometry['out']}, kernel {geometry['kernel_size']} ({what})",
+                ("variant", "params", "multiply-adds", "output", "fewer MACs than standard"),
+                [(name, v.params, v.macs, "x".join(map(str, v.out_size)), f"{base.macs / v.macs:.2f}x")
+                 for name, v in variants])
+    return 0
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    from ..models import create_model
+
+    if args.width_mult <= 0:
+        raise ArgumentError(f"--width-mult must be > 0, got {args.width_mult}")
+    if args.resolution is not None and args.resolution < 1:
+        raise ArgumentError(f"--resolution must be >= 1, got {args.resolution}")
+    model = create_model(args.model, conv=args.conv, width_mult=args.width_mult,
+                         **({} if args.resolution is None else {"resolution": args.resolution})).eval()
+    size = model.input_size if args.resolution is None else (model.input_size[0], args.resolution, args.resolution)
+    cost = count(model, (1, *size))
+    if args.json:
+        print(json.dumps({"model": args.model, "conv": args.conv, **cost.as_dict()}, indent=2))
+        return 0
+    rows = [(layer.name, layer.kind, layer.params, layer.macs, "x".join(map(str, layer.output_shape[1:])))
+            for layer in cost.layers]
+    rows.append(("total", "", cost.params, cost.macs, ""))
+    print_table(f"{args.model} ({args.conv}) on {'x'.join(map(str, size))}",
+                ("layer", "kind", "params", "multiply-adds", "output"), rows)
+    return 0

@@ -1,0 +1,111 @@
+"""Inference-time fusion: fold BatchNorm into the conv before it and switch to channels_last.
+
+In eval mode a BatchNorm is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) * gamma + beta``,
+so after a conv it can be folded into the conv's weight and bias. :func:`fuse` does this for
+``(conv, BatchNorm)`` pairs in every ``nn.Sequential`` and for the ``depthwise -> norm`` step inside
+:class:`sepconv.SeparableConv2d`; results change only by float rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+from torch import nn
+
+from .errors import ArgumentError
+from .layers.depthwise import _DepthwiseConvNd
+from .layers.separable import _SeparableConvNd
+
+__all__ = ["fuse"]
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _foldable(bn: nn.Module, channels: int) -> bool:
+    return (isinstance(bn, _BN) and bn.track_running_stats and bn.running_mean is not None
+            and bn.num_features == channels)
+
+
+@torch.no_grad()
+def _fold(conv: nn.Module, bn: nn.Module) -> None:
+    """Fold eval-mode ``bn`` into ``conv`` (weight ``(N, ...)``, optional bias ``(N,)``) in place."""
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+    conv.bias = nn.Parameter(shift.to(conv.weight.dtype))
+
+
+def _conv_of(module: nn.Module) -> nn.Module | None:
+    """The conv whose output a following BatchNorm normalises (the pointwise step of a separable layer)."""
+    if isinstance(module, _SeparableConvNd):
+        return module.pointwise
+    if isinstance(module, (nn.modules.conv._ConvNd, _DepthwiseConvNd)) and not isinstance(
+            module, nn.modules.conv._ConvTransposeNd):
+        return module
+    return None
+
+
+def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """Return an eval-mode copy of ``model`` with BatchNorm folded into the convs before them.
+
+    Folds ``(conv, BatchNorm)`` pairs that follow each other in an ``nn.Sequential`` (``nn.Conv*d``,
+    :class:`sepconv.PaddedConv2d`, depthwise layers, and the pointwise step of separable layers), and the
+    norm between the depthwise and pointwise steps of :class:`sepconv.SeparableConv2d`. The original model
+    is not modified. With ``channels_last`` the 4D weights are stored channels_last (the fast CPU layout).
+
+    Args:
+        model: any ``nn.Module``.
+        channels_last: also convert 4D parameters to ``torch.channels_last``.
+
+    Returns:
+        The fused copy, in eval mode (use it for inference only).
+
+    Example:
+        >>> import torch, sepconv
+        >>> model = torch.nn.Sequential(sepconv.SeparableConv2d(4, 8, 3, norm="batch", activation="relu"),
+        ...                             torch.nn.BatchNorm2d(8)).eval()
+        >>> fused = sepconv.fuse(model)
+        >>> fused
+        Sequential(
+          (0): SeparableConv2d(
+            4, 8, kernel_size=(3, 3), depthwise_bias=True
+            (depthwise): DepthwiseConv2d(4, kernel_size=(3, 3))
+            (norm): Identity()
+            (act): ReLU(inplace=True)
+            (pointwise): Conv2d(4, 8, kernel_size=(1, 1), stride=(1, 1))
+          )
+          (1): Identity()
+        )
+        >>> x = torch.randn(2, 4, 9, 9)
+        >>> torch.allclose(fused(x), model(x), atol=1e-5)
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(channels_last, bool):
+        raise ArgumentError(f"channels_last must be a bool, got {channels_last!r}")
+    fused = copy.deepcopy(model).eval()
+    for module in list(fused.modules()):
+        if isinstance(module, _SeparableConvNd) and _foldable(module.norm, module.depthwise.out_channels):
+            _fold(module.depthwise, module.norm)
+            module.norm = nn.Identity()
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in itertools.pairwise(names):
+                conv, bn = _conv_of(module._modules[first]), module._modules[second]
+                if conv is not None and _foldable(bn, conv.weight.shape[0]):
+                    _fold(conv, bn)
+                    module._modules[second] = nn.Identity()
+    if channels_last:
+        for param in fused.parameters():
+            if param.dim() == 4:
+                param.data = param.data.contiguous(memory_format=torch.channels_last)
+    return fused
