@@ -112,3 +112,29 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert abs(one["test_acc"] - two["test_acc"]) <= 3.0
     for a, b in zip(one["history"], two["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) <= 0.1 * a["train_loss"]
+
+
+def test_ctrl_c_leaves_finished_work_on_disk(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import torch
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = [sys.executable, "-m", "sepconv", "study", "--variants", "standard,depthwise", "--widths", "4,8",
+            "--stem", "4", "--epochs", "400", "--seeds", "1", "--no-plots", "--out", str(tmp_path)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "checkpoints" / "standard-seed0.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "continue with --resume" in err and "Traceback" not in err
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["runs"] == {} and saved["config"]["epochs"] == 400
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["epoch"] >= 1 and len(json.loads(state["history"])) == state["epoch"]
+    assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary file left behind
