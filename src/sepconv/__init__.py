@@ -1,7 +1,13 @@
 """sepconv: separable convolutions for PyTorch.
 
-Layers (:mod:`sepconv.layers`) with functional twins (:mod:`sepconv.functional`), typed errors
-(:mod:`sepconv.errors`) and Keras interop (:mod:`sepconv.interop`).
+- layers (:mod:`sepconv.layers`) with functional twins (:mod:`sepconv.functional`), Keras-exact;
+- factorization of kernels and closed-form conversion of trained convs (:mod:`sepconv.factorize`,
+  :func:`sepconv.convert`);
+- cost accounting (:mod:`sepconv.cost`), reference models (:mod:`sepconv.models`), fast paths
+  (:func:`sepconv.fuse`, :func:`sepconv.set_backend`) and ONNX export;
+- the trade-off study (:mod:`sepconv.study`) and image filtering (:mod:`sepconv.filters`).
+
+Optional dependencies (keras, triton, onnx, matplotlib, scikit-learn) are imported only where used.
 
 Example:
     >>> import torch, sepconv
@@ -9,10 +15,13 @@ Example:
     torch.Size([1, 64, 8, 8])
 """
 
-from . import functional
+__version__ = "0.1.0"
 
-# Compute backend switch (fused Triton kernel on GPU); importing it never imports Triton.
+# isort: split
+from . import cost, data, factorize, filters, functional, interop, models, named_kernels, study
 from .backend import get_backend, set_backend
+from .convert import ConversionReport, convert
+from .cost import count
 from .errors import (
     ArgumentError,
     DataFormatError,
@@ -24,6 +33,9 @@ from .errors import (
     UnsupportedConfigError,
     UnsupportedLayerError,
 )
+from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
+from .filters import filter2d
+from .fusion import fuse
 from .layers import (
     DepthwiseConv1d,
     DepthwiseConv2d,
@@ -34,26 +46,13 @@ from .layers import (
     SeparableConv3d,
     SpatiallySeparableConv2d,
 )
-
-# --- factorization (issue 3) ---
-# isort: split
-# cost, models, speed and export (issue 4)
-from . import cost, factorize, named_kernels
-from .convert import ConversionReport, convert
-from .cost import count
-from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
-from .fusion import fuse
+from .models.small_cnn import small_cnn
 from .named_kernels import get_kernel
-
-__version__ = "0.1.0"
-
-# Keras interop; keras itself is imported lazily, inside sepconv.interop's functions.
-# --- image filtering with automatic separation (issue 7)
-from . import filters, interop
-from .filters import filter2d
+from .study import StudyConfig, run_study
 
 __all__ = [
     "ArgumentError",
+    "ConversionReport",
     "DataFormatError",
     "DepthwiseConv1d",
     "DepthwiseConv2d",
@@ -68,29 +67,31 @@ __all__ = [
     "SeparableConv3d",
     "ShapeError",
     "SpatiallySeparableConv2d",
+    "StudyConfig",
     "UnsupportedConfigError",
     "UnsupportedLayerError",
     "__version__",
+    "convert",
     "cost",
     "count",
-    "filter2d",
-    "filters",
-    "functional",
-    "interop",
-]
-__all__ += ["get_backend", "set_backend"]
-
-# --- factorization (issue 3) ---
-__all__ += [
-    "ConversionReport",
-    "convert",
+    "data",
     "depthwise_svd",
     "factor_kernel",
     "factorize",
+    "filter2d",
+    "filters",
+    "functional",
     "fuse",
+    "get_backend",
     "get_kernel",
+    "interop",
     "low_rank",
+    "models",
     "named_kernels",
+    "run_study",
     "separable_rank",
+    "set_backend",
+    "small_cnn",
     "spatial_svd",
+    "study",
 ]

@@ -2,17 +2,19 @@
 
 Example:
     >>> from sepconv import models
-    >>> sorted(models.available())[:2]
-    ['mobilenet_v1', 'xception']
+    >>> sorted(models.available())
+    ['mobilenet_v1', 'small_cnn', 'xception']
 """
 
 from ._registry import available, create_model
 from .mobilenet_v1 import mobilenet_v1
+from .small_cnn import small_cnn
 from .xception import xception
 
 __all__ = [
     "available",
     "create_model",
     "mobilenet_v1",
+    "small_cnn",
     "xception",
 ]

@@ -1,0 +1,121 @@
+"""``sepconv study``: the accuracy-versus-cost trade-off of separable convs, measured on real data.
+
+Example:
+    >>> from sepconv.cli import main
+    >>> main(["study", "--seeds", "0"])
+    2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import ArgumentError
+from ..study import DEFAULT_VARIANTS, VARIANTS, StudyConfig, run_study, table_rows
+
+HELP = "train standard and separable variants of one network and compare accuracy, parameters, MACs, latency"
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise ArgumentError(f"--widths must be comma-separated positive ints, got {text!r}") from err
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    default = StudyConfig()
+    parser.add_argument("--data", default=default.data,
+                        help="digits (default, bundled) | mnist:DIR | cifar10:DIR | folder:DIR | npz:FILE")
+    parser.add_argument("--out", default=str(default.out), help="run folder (default %(default)s)")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, from: {', '.join(VARIANTS)} (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=default.epochs, help="epochs per run (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=default.batch_size, help="global batch size")
+    parser.add_argument("--lr", type=float, default=default.lr, help="AdamW learning rate (cosine decay)")
+    parser.add_argument("--weight-decay", type=float, default=default.weight_decay)
+    parser.add_argument("--seeds", type=int, default=default.seeds,
+                        help="runs per variant; accuracy is reported as mean ± std (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=default.seed, help="first seed (default %(default)s)")
+    parser.add_argument("--widths", default=",".join(map(str, default.widths)),
+                        help="stage widths of small_cnn (default %(default)s)")
+    parser.add_argument("--stem", type=int, default=default.stem, help="channels of the standard stem conv")
+    parser.add_argument("--kernel-size", type=int, default=default.kernel_size, help="odd conv kernel size")
+    parser.add_argument("--latency-reps", type=int, default=default.latency_reps,
+                        help="interleaved timing rounds (median reported)")
+    parser.add_argument("--convert-budget", type=float, default=default.convert_budget,
+                        help="MAC budget of the 'convert' variant relative to standard, in (0, 1] "
+                             "(default %(default)s)")
+    parser.add_argument("--finetune-epochs", type=int, default=default.finetune_epochs,
+                        help="distillation epochs after the conversion (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=default.threads,
+                        help="torch CPU threads (default %(default)s: small images train fastest on one)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the study in --out, keep finished runs")
+    group.add_argument("--overwrite", action="store_true", help="delete the study in --out and start over")
+
+
+def build_defaults(**overrides: object) -> argparse.Namespace:
+    """The parsed default arguments of ``sepconv study``, with ``overrides`` (what ``sepconv demo`` runs)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """A checked :class:`StudyConfig` from parsed arguments."""
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    return StudyConfig(data=args.data, out=args.out, variants=variants, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seeds=args.seeds,
+                       seed=args.seed, widths=_int_list(args.widths), stem=args.stem, kernel_size=args.kernel_size,
+                       latency_reps=args.latency_reps, convert_budget=args.convert_budget,
+                       finetune_epochs=args.finetune_epochs, plots=not args.no_plots, resume=args.resume,
+                       overwrite=args.overwrite, threads=args.threads).check()
+
+
+def print_table(results: dict) -> None:
+    """Print the results table with rich (plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    header, rows = table_rows(results["summary"])
+    table = Table(title=f"sepconv study — {results['data']['summary']}")
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(Console().width, 140)).print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    config = config_from_args(args)
+    rank = int(os.environ.get("RANK", "0"))
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        results = run_study(config, log=log)
+    except KeyboardInterrupt:
+        if rank == 0:
+            print(f"sepconv study: interrupted; finished runs and the last epoch checkpoints are in {config.out}; "
+                  f"continue with --resume", file=sys.stderr)
+        raise
+    if rank == 0:
+        if args.json:
+            import json
+
+            print(json.dumps(results, indent=1))
+        else:
+            print_table(results)
+            print(f"report: {os.path.join(str(config.out), 'report.md')}; plots: "
+                  f"{', '.join(results.get('plots', {}).values()) or 'none'}")
+    return 0

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sepconv.cli import main
+
+TINY = ["--widths", "8,16", "--stem", "4", "--epochs", "1", "--seeds", "1", "--latency-reps", "1", "--no-plots"]
+
+
+def test_study_prints_table_and_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--variants", "standard,depthwise", "--out", str(tmp_path), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "standard" in out and "depthwise" in out and "test accuracy %" in out and "report.md" in out
+    assert (tmp_path / "report.md").exists() and (tmp_path / "results.json").exists()
+    assert main(["study", "--variants", "standard,depthwise", "--out", str(tmp_path), *TINY]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["study", "--variants", "standard,depthwise", "--out", str(tmp_path), "--resume", *TINY]) == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seeds", "0"], "seeds must be a positive int, got 0"),
+    (["--seeds", "two"], "invalid int value: 'two'"),
+    (["--data", "imagenet"], "unknown source 'imagenet'"),
+    (["--data", "npz:/no/such.npz"], "does not exist"),
+    (["--variants", "standard,bogus"], "unknown variant 'bogus'"),
+    (["--epochs", "0"], "epochs must be a positive int"),
+    (["--batch-size", "-3"], "batch_size must be a positive int"),
+    (["--widths", "8,x"], "--widths must be comma-separated positive ints"),
+    (["--widths", "8,0"], "widths must be a positive int"),
+    (["--kernel-size", "4"], "kernel_size must be odd"),
+    (["--convert-budget", "0"], r"convert_budget must be a number in \(0, 1\]"),
+    (["--finetune-epochs", "0"], "finetune_epochs must be a positive int"),
+    (["--lr", "-1"], "lr must be a positive number"),
+    (["--threads", "0"], "threads must be a positive int"),
+    (["--resume", "--overwrite"], "not allowed with argument"),
+])
+def test_bad_arguments_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                       message: str) -> None:
+    assert main(["study", "--out", str(tmp_path / "run"), *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert pytest.importorskip("re").search(message, err), err
+
+
+def test_interrupt_exit_130_points_to_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from sepconv import study
+
+    def interrupted(*args: object, **kwargs: object) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_study", interrupted)
+    monkeypatch.setattr("sepconv.cli.study.run_study", interrupted)
+    assert main(["study", "--out", str(tmp_path), *TINY]) == 130
+    err = capsys.readouterr().err
+    assert "continue with --resume" in err and "interrupted" in err
