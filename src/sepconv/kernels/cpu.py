@@ -5,7 +5,8 @@ On CPU, PyTorch's NCHW ``groups=C`` depthwise conv runs far below memory bandwid
 product of ``(B*H*W, C) x (C, N)`` through oneDNN. :func:`separable_forward` therefore runs a 2D float
 separable layer in channels_last; the output is the same tensor (same shape and values up to float
 rounding), stored channels_last, so the next layers stay in that layout without copies.
-:func:`sepconv.fuse` adds BatchNorm folding for inference.
+:func:`sepconv.fuse` adds BatchNorm folding for inference. In inference (no gradient needed) the layer goes
+through :mod:`sepconv.kernels.onednn` instead: prepacked oneDNN weights with the activation fused.
 
 Example:
     >>> import torch, sepconv
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .. import _checks
+from . import onednn
 
 __all__ = ["applies", "separable_forward"]
 
@@ -47,5 +51,10 @@ def separable_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """
     if not applies(layer, x):
         return None
+    if onednn.plain_eager():  # traced programs and dispatch modes (FlopCounterMode...) keep the public ops
+        _checks.conv_channels(x, layer.in_channels, 2, type(layer).__name__)
+        fast = onednn.separable_forward(layer, x)
+        if fast is not None:
+            return fast
     x = x.contiguous(memory_format=torch.channels_last)
     return layer.pointwise(layer.act(layer.norm(layer.depthwise(x))))
