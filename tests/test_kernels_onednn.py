@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 import torch
-from conftest import rel_err
 from torch import nn
 
 import sepconv
+from conftest import rel_err
 from sepconv.kernels import onednn
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this torch build has no oneDNN")

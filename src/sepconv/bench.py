@@ -4,7 +4,8 @@ Every case times its variants round-robin in one loop (``repeats`` rounds), so m
 them alike; medians are reported. Variants of a depthwise separable case: ``standard`` (the k x k conv, the
 faster of NCHW and channels_last), ``plain`` (PyTorch's NCHW ``groups=C`` conv then 1x1 conv),
 ``channels_last`` (the same composition in channels_last), ``onnxruntime`` (the exported layer) and
-``sepconv`` (:class:`sepconv.SeparableConv2d` fused for inference). Spatially separable cases compare the
+``sepconv`` (:class:`sepconv.SeparableConv2d` after :func:`sepconv.fuse`, fed a channels_last input as it is
+inside a network, running its oneDNN inference path). Spatially separable cases compare the
 k x k conv with :class:`sepconv.SpatiallySeparableConv2d`.
 
 Example:
@@ -31,6 +32,7 @@ from torch import nn
 from .cost import separable_cost, spatial_cost, standard_cost
 from .errors import ArgumentError
 from .fusion import fuse
+from .kernels import onednn
 from .layers import SeparableConv2d, SpatiallySeparableConv2d
 
 __all__ = ["machine", "mobilenet_shapes", "run_benchmarks"]
@@ -110,8 +112,8 @@ def _separable_case(c: int, n: int, size: int, stride: int, batch: int, repeats:
         "standard_cl": lambda: std_l(xl),
         "plain": lambda: F.conv2d(F.conv2d(x, dw, None, stride, 1, 1, c), pw),
         "channels_last": lambda: F.conv2d(F.conv2d(xl, dwl, None, stride, 1, 1, c), pwl),
-        "sepconv": lambda: fast(x),
-        "depthwise_step": lambda: F.conv2d(xl, dwl, None, stride, 1, 1, c),
+        "sepconv": lambda: fast(xl),  # in a network the activations stay channels_last from layer to layer
+        "depthwise_step": _depthwise_step(fast, xl, dwl, stride, c),
     }
     if onnx:
         fns["onnxruntime"] = _ort_runner(layer, x, tmp)
@@ -128,6 +130,15 @@ def _separable_case(c: int, n: int, size: int, stride: int, batch: int, repeats:
             row[f"speedup_{name}"] = t["standard"] / t[name]
     row["fraction_of_mac_ratio"] = row["speedup_sepconv"] / mac_ratio
     return row
+
+
+def _depthwise_step(layer: SeparableConv2d, xl: torch.Tensor, weight: torch.Tensor, stride: int,
+                    channels: int) -> Callable[[], object]:
+    """sepconv's depthwise step alone: the prepacked oneDNN conv when available, else channels_last conv2d."""
+    with torch.inference_mode():
+        if onednn.separable_forward(layer, xl, depthwise_only=True) is not None:
+            return lambda: onednn.separable_forward(layer, xl, depthwise_only=True)
+    return lambda: F.conv2d(xl, weight, None, stride, 1, 1, channels)
 
 
 def _spatial_case(c: int, n: int, size: int, k: int, batch: int, repeats: int) -> dict:

@@ -41,7 +41,7 @@ __all__ = ["available", "separable_forward"]
 _DTYPES = (torch.float32, torch.bfloat16)
 _POST_OPS: dict[type, tuple[str, list]] = {nn.Identity: ("none", [None]), nn.ReLU: ("relu", [None]),
                                            nn.ReLU6: ("hardtanh", [0.0, 6.0])}
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, dict]] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, _Plan]] = weakref.WeakKeyDictionary()
 
 
 def available() -> bool:
@@ -77,79 +77,108 @@ def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | N
     return scale, shift
 
 
-def _state_key(layer: nn.Module) -> Any:
-    tensors = [*layer.parameters(), *layer.buffers()]
+def _key(layer: nn.Module, x: torch.Tensor) -> tuple | None:
+    """What a cached plan depends on: input shape and dtype, the step modules, and every tensor's version."""
+    subs = layer._modules
+    if any(m._forward_hooks or m._forward_pre_hooks for m in subs.values()):
+        return None  # hooks must see their module run
+    norm, act = subs["norm"], subs["act"]
+    tensors = [*subs["depthwise"]._parameters.values(), *norm._parameters.values(), *norm._buffers.values(),
+               *subs["pointwise"]._parameters.values()]
     try:
-        return tuple((t.data_ptr(), t._version) for t in tensors)
-    except RuntimeError:  # inference tensors have no version counter: do not cache
+        versions = tuple((id(t), t._version) for t in tensors if t is not None)
+    except RuntimeError:  # inference tensors have no version counter: never cache
         return None
+    return (tuple(x.shape), x.dtype, id(norm), norm.training, id(act), versions)
 
 
-def _prepare(layer: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, pads: list[tuple[int, int]]) -> tuple:
-    """Folded, prepacked operands for an input of ``shape``, cached per layer state and input shape."""
-    key = _state_key(layer)
-    hit = _CACHE.get(layer)
-    if key is not None and hit is not None and hit[0] == key and (shape, dtype) in hit[1]:
-        return hit[1][(shape, dtype)]
-    dw, pw = layer.depthwise, layer.pointwise
-    scale, shift = _norm_affine(layer.norm)  # type: ignore[misc]
-    weight = dw.weight.detach()
-    bias = None if dw.bias is None else dw.bias.detach()
-    if scale is not None:
-        weight = weight * scale.view(-1, 1, 1, 1)
-        bias = shift if bias is None else bias * scale + shift
-    symmetric = all(before == after for before, after in pads)
-    padding = [before for before, _ in pads] if symmetric else [0, 0]
-    conv_input = list(shape) if symmetric else [*shape[:2], *(n + b + a for n, (b, a) in zip(shape[2:], pads))]
-    mkldnn = torch.ops.mkldnn
-    dw_packed = mkldnn._reorder_convolution_weight(weight.to(dtype).contiguous(), padding, list(dw.stride),
-                                                   list(dw.dilation), shape[1], conv_input)
-    out = [(n + 2 * p - d * (k - 1) - 1) // s + 1
-           for n, p, k, s, d in zip(conv_input[2:], padding, dw.kernel_size, dw.stride, dw.dilation)]
-    pw_packed = mkldnn._reorder_convolution_weight(pw.weight.detach().to(dtype).contiguous(), [0, 0], [1, 1],
-                                                   [1, 1], pw.groups, [shape[0], dw.out_channels, *out])
-    prepared = (dw_packed, None if bias is None else bias.to(dtype), padding,
-                pw_packed, None if pw.bias is None else pw.bias.detach().to(dtype))
-    if key is not None:
-        entries = hit[1] if hit is not None and hit[0] == key else {}
-        if len(entries) >= 8:
-            entries.clear()
-        entries[(shape, dtype)] = prepared
-        _CACHE[layer] = (key, entries)
-    return prepared
+class _Plan:
+    """Prepacked operands and geometry of one layer for one input shape."""
+
+    def __init__(self, layer: nn.Module, x: torch.Tensor) -> None:
+        dw, pw = layer.depthwise, layer.pointwise
+        scale, shift = _norm_affine(layer.norm)  # type: ignore[misc]
+        weight = dw.weight.detach()
+        bias = None if dw.bias is None else dw.bias.detach()
+        if scale is not None:
+            weight = weight * scale.view(-1, 1, 1, 1)
+            bias = shift if bias is None else bias * scale + shift
+        shape, dtype = tuple(x.shape), x.dtype
+        pads = resolve_padding(shape[2:], dw.padding, dw.kernel_size, dw.stride, dw.dilation)
+        symmetric = all(before == after for before, after in pads)
+        # asymmetric (TF 'same', extra element at the end) padding is applied explicitly, the rest by oneDNN
+        self.pad = None if symmetric else [pads[1][0], pads[1][1], pads[0][0], pads[0][1]]
+        self.padding = [before for before, _ in pads] if symmetric else [0, 0]
+        conv_input = list(shape) if symmetric else [*shape[:2], *(n + b + a for n, (b, a) in zip(shape[2:], pads))]
+        self.stride, self.dilation, self.channels = list(dw.stride), list(dw.dilation), dw.in_channels
+        self.attr, self.scalars = _POST_OPS[type(layer.act)]
+        self.groups = pw.groups
+        mkldnn = torch.ops.mkldnn
+        self.dw_weight = mkldnn._reorder_convolution_weight(weight.to(dtype).contiguous(), self.padding,
+                                                            self.stride, self.dilation, self.channels, conv_input)
+        self.dw_bias = None if bias is None else bias.to(dtype)
+        out = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+               for n, p, k, s, d in zip(conv_input[2:], self.padding, dw.kernel_size, dw.stride, dw.dilation)]
+        self.pw_weight = mkldnn._reorder_convolution_weight(pw.weight.detach().to(dtype).contiguous(), [0, 0], [1, 1],
+                                                            [1, 1], pw.groups, [shape[0], dw.out_channels, *out])
+        self.pw_bias = None if pw.bias is None else pw.bias.detach().to(dtype)
+
+
+def _supported(layer: nn.Module, x: torch.Tensor) -> bool:
+    """Checks that do not depend on cached state (see the module docstring)."""
+    return (_AVAILABLE and x.dim() == 4 and x.dtype in _DTYPES and x.device.type == "cpu"
+            and layer.depthwise.weight.dtype == x.dtype and layer.depthwise.weight.device.type == "cpu"
+            and layer.depthwise.padding_mode == "zeros" and type(layer.act) in _POST_OPS
+            and _norm_affine(layer.norm) is not None)
 
 
 def applies(layer: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`separable_forward` handles ``layer(x)`` (see the module docstring)."""
-    return (_AVAILABLE and x.dim() == 4 and x.dtype in _DTYPES and x.device.type == "cpu"
-            and layer.padding_mode == "zeros" and type(layer.act) in _POST_OPS
-            and layer.depthwise.weight.dtype == x.dtype and layer.depthwise.weight.device.type == "cpu"
-            and not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters())))
-            and _norm_affine(layer.norm) is not None
-            and not any(m._forward_hooks or m._forward_pre_hooks for m in layer.children()))
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
+    return not needs_grad and _key(layer, x) is not None and _supported(layer, x)
 
 
-def separable_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan | None:
+    key = _key(layer, x)
+    if key is None:
+        return None
+    hit = _CACHE.get(layer)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    if not _supported(layer, x):
+        return None
+    plan = _Plan(layer, x)
+    _CACHE[layer] = (key, plan)
+    return plan
+
+
+def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = False) -> torch.Tensor | None:
     """``layer(x)`` for a :class:`sepconv.SeparableConv2d` through prepacked oneDNN convs, or ``None``.
+
+    The plan (folded, prepacked weights) is cached for the last input shape and rebuilt when the shape, a
+    parameter, a buffer, the norm or the activation module changes.
 
     Args:
         layer: a 2D depthwise separable layer (``depthwise``, ``norm``, ``act``, ``pointwise``).
         x: ``(B, C, H, W)`` on CPU, any memory format; the channel count was checked by the caller.
+        depthwise_only: stop after the depthwise step (with norm and activation): ``(B, C*m, H_out, W_out)``;
+            used by the benchmarks to time that step alone.
 
     Returns:
         ``(B, N, H_out, W_out)`` in channels_last memory format, or ``None`` when the path does not apply.
     """
-    if not applies(layer, x):
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters())):
+        return None  # training: autograd needs the PyTorch ops
+    plan = _plan(layer, x)
+    if plan is None:
         return None
-    dw = layer.depthwise
-    pads = resolve_padding(x.shape[2:], dw.padding, dw.kernel_size, dw.stride, dw.dilation)
     x = x.contiguous(memory_format=torch.channels_last)
-    dw_packed, dw_bias, padding, pw_packed, pw_bias = _prepare(layer, tuple(x.shape), x.dtype, pads)
-    if any(before != after for before, after in pads):  # TF 'same' with the extra element at the end
-        x = F.pad(x, [pads[1][0], pads[1][1], pads[0][0], pads[0][1]])
-    attr, scalars = _POST_OPS[type(layer.act)]
+    if plan.pad is not None:
+        x = F.pad(x, plan.pad)
     mkldnn = torch.ops.mkldnn
-    mid = mkldnn._convolution_pointwise(x, dw_packed, dw_bias, padding, list(dw.stride), list(dw.dilation),
-                                        dw.in_channels, attr, scalars, "")
-    return mkldnn._convolution_pointwise(mid, pw_packed, pw_bias, [0, 0], [1, 1], [1, 1], layer.pointwise.groups,
+    mid = mkldnn._convolution_pointwise(x, plan.dw_weight, plan.dw_bias, plan.padding, plan.stride, plan.dilation,
+                                        plan.channels, plan.attr, plan.scalars, "")
+    if depthwise_only:
+        return mid
+    return mkldnn._convolution_pointwise(mid, plan.pw_weight, plan.pw_bias, [0, 0], [1, 1], [1, 1], plan.groups,
                                          "none", [None], "")
