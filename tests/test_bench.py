@@ -14,11 +14,14 @@ def test_quick_report_structure() -> None:
     report = run_benchmarks(quick=True, repeats=2, onnx=False)
     assert len(report["cases"]) == 2 and len(report["spatial"]) == 1
     case = report["cases"][0]
-    assert set(case["median_ms"]) == {"standard", "plain", "channels_last", "sepconv", "depthwise_step"}
+    assert set(case["median_ms"]) == {"standard", "standard_prepacked", "plain", "channels_last", "sepconv",
+                                      "depthwise_step"}
     assert case["mac_ratio"] == pytest.approx(16 * 32 * 9 / (16 * 9 + 16 * 32))
     assert case["fraction_of_mac_ratio"] == pytest.approx(case["speedup_sepconv"] / case["mac_ratio"])
     assert report["summary"]["copy_bandwidth_gbps"] > 0
-    assert "shared machine" in report["machine"]["note"]
+    assert case["fraction_vs_prepacked_standard"] == pytest.approx(
+        case["median_ms"]["standard_prepacked"] / case["median_ms"]["sepconv"] / case["mac_ratio"])
+    assert len(report["machine"]["load_average"]) == 3
 
 
 def test_machine_and_shapes() -> None:

@@ -2,7 +2,9 @@
 
 Every case times its variants round-robin in one loop (``repeats`` rounds), so machine noise hits all of
 them alike; medians are reported. Variants of a depthwise separable case: ``standard`` (the k x k conv, the
-faster of NCHW and channels_last), ``plain`` (PyTorch's NCHW ``groups=C`` conv then 1x1 conv),
+faster of NCHW and channels_last in eager PyTorch; also timed through oneDNN with prepacked weights, the
+fastest a standard conv runs on this CPU, as a second, harder baseline), ``plain`` (PyTorch's NCHW
+``groups=C`` conv then 1x1 conv),
 ``channels_last`` (the same composition in channels_last), ``onnxruntime`` (the exported layer) and
 ``sepconv`` (:class:`sepconv.SeparableConv2d` after :func:`sepconv.fuse`, fed a channels_last input as it is
 inside a network, running its oneDNN inference path). Spatially separable cases compare the
@@ -107,9 +109,11 @@ def _separable_case(c: int, n: int, size: int, stride: int, batch: int, repeats:
     dw, pw = layer.depthwise.weight.detach(), layer.pointwise.weight.detach()
     dwl, pwl = (w.contiguous(memory_format=torch.channels_last) for w in (dw, pw))
     fast = fuse(layer)
+    std_packed = onednn.prepacked_conv(std_l, xl) if onednn.available() else std_l
     fns = {
         "standard_nchw": lambda: std(x),
         "standard_cl": lambda: std_l(xl),
+        "standard_prepacked": lambda: std_packed(xl),
         "plain": lambda: F.conv2d(F.conv2d(x, dw, None, stride, 1, 1, c), pw),
         "channels_last": lambda: F.conv2d(F.conv2d(xl, dwl, None, stride, 1, 1, c), pwl),
         "sepconv": lambda: fast(xl),  # in a network the activations stay channels_last from layer to layer
@@ -129,6 +133,7 @@ def _separable_case(c: int, n: int, size: int, stride: int, batch: int, repeats:
         if name in t:
             row[f"speedup_{name}"] = t["standard"] / t[name]
     row["fraction_of_mac_ratio"] = row["speedup_sepconv"] / mac_ratio
+    row["fraction_vs_prepacked_standard"] = t["standard_prepacked"] / t["sepconv"] / mac_ratio
     return row
 
 
@@ -148,9 +153,12 @@ def _spatial_case(c: int, n: int, size: int, k: int, batch: int, repeats: int) -
     sep = fuse(SpatiallySeparableConv2d(c, n, k, padding=k // 2, bias=False))
     sep_nchw = SpatiallySeparableConv2d(c, n, k, padding=k // 2, bias=False).eval()
     xl = x.contiguous(memory_format=torch.channels_last)
+    std_packed = onednn.prepacked_conv(std, xl) if onednn.available() else std
     t = _interleaved({"standard_nchw": lambda: std_nchw(x), "standard_cl": lambda: std(xl),
+                      "standard_prepacked": lambda: std_packed(xl),
                       "spatial_nchw": lambda: sep_nchw(x), "spatial_cl": lambda: sep(xl)}, repeats)
-    best_std, best_sep = min(t["standard_nchw"], t["standard_cl"]), min(t["spatial_nchw"], t["spatial_cl"])
+    best_std = min(t["standard_nchw"], t["standard_cl"], t["standard_prepacked"])  # the harder baseline here
+    best_sep = min(t["spatial_nchw"], t["spatial_cl"])
     mac_ratio = standard_cost(c, n, k).macs / spatial_cost(c, n, k).macs
     return {"kind": "spatially_separable", "in": c, "out": n, "size": size, "kernel": k, "batch": batch,
             "mac_ratio": mac_ratio, "median_ms": {key: v * 1e3 for key, v in t.items()},
@@ -202,6 +210,7 @@ def run_benchmarks(quick: bool = False, repeats: int = 30, batches: tuple[int, .
         raise ArgumentError(f"repeats must be a positive int, got {repeats!r}")
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
         raise ArgumentError(f"batches must be positive ints, got {batches!r}")
+    load_at_start = os.getloadavg()
     shapes = [(16, 32, 16, 1), (32, 32, 16, 2)] if quick else _MOBILENET
     spatial = [(16, 16, 16, 3)] if quick else _SPATIAL
     batches = (1,) if quick else batches
@@ -212,6 +221,7 @@ def run_benchmarks(quick: bool = False, repeats: int = 30, batches: tuple[int, .
     bandwidth = copy_bandwidth(repeats, 8 if quick else 64)
     summary = {
         "sepconv_fraction_of_mac_ratio": _geomean([r["fraction_of_mac_ratio"] for r in cases]),
+        "sepconv_fraction_vs_prepacked_standard": _geomean([r["fraction_vs_prepacked_standard"] for r in cases]),
         "channels_last_fraction_of_mac_ratio": _geomean([r["speedup_channels_last"] / r["mac_ratio"] for r in cases]),
         "plain_fraction_of_mac_ratio": _geomean([r["speedup_plain"] / r["mac_ratio"] for r in cases]),
         "sepconv_vs_plain": _geomean([r["median_ms"]["plain"] / r["median_ms"]["sepconv"] for r in cases]),
@@ -223,5 +233,6 @@ def run_benchmarks(quick: bool = False, repeats: int = 30, batches: tuple[int, .
     if onnx:
         summary["sepconv_vs_onnxruntime"] = _geomean(
             [r["median_ms"]["onnxruntime"] / r["median_ms"]["sepconv"] for r in cases])
-    return {"machine": {**machine(), "note": "shared machine: other jobs ran concurrently; timings are noisy"},
+    # 1/5/15-minute load averages when the run started: above the core count, other jobs competed for the CPU
+    return {"machine": {**machine(), "load_average": load_at_start},
             "repeats": repeats, "cases": cases, "spatial": spatial_rows, "end_to_end": e2e, "summary": summary}
