@@ -48,6 +48,7 @@ from . import _checks
 from .cost import count
 from .data import Dataset, load, parse_spec
 from .errors import ArgumentError
+from .fusion import fuse
 from .models.small_cnn import small_cnn
 
 __all__ = ["VARIANTS", "StudyConfig", "run_study", "summarize"]
@@ -369,6 +370,9 @@ def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], re
                     batches: Sequence[int] = (1, 64)) -> dict[str, dict[str, float]]:
     """Median forward time in milliseconds per model and batch size, all timed interleaved in one process.
 
+    Every model is timed in its inference form, :func:`sepconv.fuse` (BatchNorm folded, channels_last
+    weights), so standard and separable variants get the same treatment.
+
     Each round times every model once at every batch size (a few calls each, averaged), so slow drifts of the
     machine (other processes, clock) hit all variants alike; the median over ``reps`` rounds is reported.
 
@@ -377,6 +381,7 @@ def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], re
         >>> sorted(lat["a"]), lat["a"]["batch1_ms"] > 0
         (['batch1_ms', 'batch64_ms'], True)
     """
+    models = {name: fuse(model) for name, model in models.items()}
     inputs = {b: torch.randn(b, *image_shape) for b in batches}
     times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in models}
     for model in models.values():

@@ -42,7 +42,8 @@ __all__ = ["available", "separable_forward"]
 _DTYPES = (torch.float32, torch.bfloat16)
 _POST_OPS: dict[type, tuple[str, list]] = {nn.Identity: ("none", [None]), nn.ReLU: ("relu", [None]),
                                            nn.ReLU6: ("hardtanh", [0.0, 6.0])}
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, _Plan]] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, dict]] = weakref.WeakKeyDictionary()
+_PLANS_PER_LAYER = 8  # input shapes remembered per layer
 
 
 def available() -> bool:
@@ -78,8 +79,8 @@ def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | N
     return scale, shift
 
 
-def _key(layer: nn.Module, x: torch.Tensor) -> tuple | None:
-    """What a cached plan depends on: input shape and dtype, the step modules, and every tensor's version."""
+def _key(layer: nn.Module) -> tuple | None:
+    """What the cached plans of a layer depend on: the step modules and every tensor's version."""
     subs = layer._modules
     if any(m._forward_hooks or m._forward_pre_hooks for m in subs.values()):
         return None  # hooks must see their module run
@@ -90,7 +91,7 @@ def _key(layer: nn.Module, x: torch.Tensor) -> tuple | None:
         versions = tuple((id(t), t._version) for t in tensors if t is not None)
     except RuntimeError:  # inference tensors have no version counter: never cache
         return None
-    return (tuple(x.shape), x.dtype, id(norm), norm.training, id(act), versions)
+    return (id(norm), norm.training, id(act), versions)
 
 
 class _Plan:
@@ -136,28 +137,32 @@ def _supported(layer: nn.Module, x: torch.Tensor) -> bool:
 def applies(layer: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`separable_forward` handles ``layer(x)`` (see the module docstring)."""
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    return not needs_grad and _key(layer, x) is not None and _supported(layer, x)
+    return not needs_grad and _key(layer) is not None and _supported(layer, x)
 
 
 def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan | None:
-    key = _key(layer, x)
+    key = _key(layer)
     if key is None:
         return None
     hit = _CACHE.get(layer)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    plans = hit[1] if hit is not None and hit[0] == key else {}
+    shape = (tuple(x.shape), x.dtype)
+    if shape in plans:
+        return plans[shape]
     if not _supported(layer, x):
         return None
-    plan = _Plan(layer, x)
-    _CACHE[layer] = (key, plan)
-    return plan
+    if len(plans) >= _PLANS_PER_LAYER:
+        plans.pop(next(iter(plans)))  # the oldest input shape
+    plans[shape] = _Plan(layer, x)
+    _CACHE[layer] = (key, plans)
+    return plans[shape]
 
 
 def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = False) -> torch.Tensor | None:
     """``layer(x)`` for a :class:`sepconv.SeparableConv2d` through prepacked oneDNN convs, or ``None``.
 
-    The plan (folded, prepacked weights) is cached for the last input shape and rebuilt when the shape, a
-    parameter, a buffer, the norm or the activation module changes.
+    Plans (folded, prepacked weights) are cached for the last 8 input shapes and rebuilt when a parameter,
+    a buffer, the norm or the activation module changes.
 
     Args:
         layer: a 2D depthwise separable layer (``depthwise``, ``norm``, ``act``, ``pointwise``).
