@@ -84,13 +84,12 @@ PASS_NS = 0.6
 MAC_NS = 0.02
 FFT_NS = 2.2
 FFT0_NS = 4.0
-# cv2 engine: one cv2.sepFilter2D call costs CV2_SEP_NS + CV2_TAP_NS * n + CV2_WIDE_TAP_NS * max(0, n - 30) for
-# n = kh + kw taps (wide kernels leave the cache), each extra rank term adds CV2_ADD_NS (the sum); cv2.filter2D
+# cv2 engine: one cv2.sepFilter2D call costs CV2_SEP_NS + CV2_TAP_NS * (kh + kw), each extra rank term adds
+# CV2_ADD_NS (the sum); cv2.filter2D
 # costs CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * kh * kw below CV2_DFT_AREA taps and CV2_DFT_NS from there on, where
 # OpenCV switches to its DFT (float32; float64 switches at 50 taps). The FFT path runs on torch.
-CV2_SEP_NS = 0.17
-CV2_TAP_NS = 0.073
-CV2_WIDE_TAP_NS = 0.035
+CV2_SEP_NS = 0.1
+CV2_TAP_NS = 0.076
 CV2_ADD_NS = 0.6
 CV2_DIRECT_NS = 0.15
 CV2_DIRECT_TAP_NS = 0.0296
@@ -404,7 +403,7 @@ def _costs(engines: tuple[str, ...], kh: int, kw: int, rank: int, spatial: tuple
     costs = {}
     if "cv2" in engines:
         n, area = kh + kw, kh * kw
-        call = CV2_SEP_NS + CV2_TAP_NS * n + CV2_WIDE_TAP_NS * max(0, n - 30)
+        call = CV2_SEP_NS + CV2_TAP_NS * n
         costs["cv2/separable"] = terms * call + (terms - 1) * CV2_ADD_NS
         costs["cv2/direct"] = CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * area if area < CV2_DFT_AREA else CV2_DFT_NS
     if "torch" in engines:

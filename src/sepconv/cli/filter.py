@@ -132,7 +132,7 @@ def explain(p: FilterPlan) -> str:
         kernel 3x3, rank 1 (exactly separable)
           term 1: column [1, 2, 1] x row [-1, 0, 1]
         multiplications per pixel: 9 direct, 6 separable (3 saved, 33%)
-        method: separable (estimated ns/pixel: separable 3.1, direct 4.7, fft 43.6)
+        method: separable on torch (estimated ns/pixel: torch/separable 1.4, torch/direct 1.9, torch/fft 43.6)
     """
     kh, kw = p.kernel.shape
     if p.error > 1e-9:
