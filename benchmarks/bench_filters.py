@@ -209,7 +209,7 @@ def markdown(info: dict[str, object], results: list[dict]) -> str:
     lines = [
         "# filter2d benchmark",
         "",
-        "Recorded on a **shared** machine (other engineers' jobs were running; load average at start "
+        "Recorded on a **shared** 2-core machine (2 other engineers were working on it; load average at start "
         f"{info['load_average_at_start']}): figures are medians of interleaved repeats, ratios of medians.",
         "",
         "| machine | |",

@@ -84,17 +84,20 @@ PASS_NS = 0.6
 MAC_NS = 0.02
 FFT_NS = 2.2
 FFT0_NS = 4.0
-# cv2 engine: one cv2.sepFilter2D call costs CV2_SEP_NS + CV2_TAP_NS * (kh + kw), each extra rank term adds
-# CV2_ADD_NS (the sum); cv2.filter2D
-# costs CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * kh * kw below CV2_DFT_AREA taps and CV2_DFT_NS from there on, where
-# OpenCV switches to its DFT (float32; float64 switches at 50 taps). The FFT path runs on torch.
+# cv2 engine: one cv2.sepFilter2D call costs CV2_SEP_NS + CV2_TAP_NS * (kh + kw), times CV2_ASYM for factors that
+# are not (anti)symmetric (OpenCV has faster loops for symmetric ones); each extra rank term adds CV2_ADD_NS (the
+# sum). cv2.filter2D costs CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * kh * kw below CV2_DFT_AREA taps and
+# CV2_DFT_NS + CV2_DFT_TAP_NS * (kh + kw) from there on, where OpenCV switches to its DFT (float32; float64
+# switches at 50 taps). The FFT path runs on torch.
 CV2_SEP_NS = 0.1
 CV2_TAP_NS = 0.076
+CV2_ASYM = 1.6
 CV2_ADD_NS = 0.6
 CV2_DIRECT_NS = 0.15
 CV2_DIRECT_TAP_NS = 0.0296
 CV2_DFT_AREA = 130
-CV2_DFT_NS = 9.5
+CV2_DFT_NS = 5.7
+CV2_DFT_TAP_NS = 0.11
 
 
 def _tile(k: int) -> int:
@@ -396,16 +399,25 @@ def _engines(engine: str) -> tuple[str, ...]:
     return (engine,)
 
 
-def _costs(engines: tuple[str, ...], kh: int, kw: int, rank: int, spatial: tuple[int, int]) -> dict[str, float]:
+def _symmetric(factors: torch.Tensor) -> bool:
+    """Whether every row of ``factors`` is symmetric or antisymmetric in float32 (OpenCV's fast case)."""
+    f = factors.to(torch.float32)
+    return all(torch.equal(v, v.flip(0)) or torch.equal(v, -v.flip(0)) for v in f)
+
+
+def _costs(
+    engines: tuple[str, ...], kh: int, kw: int, rank: int, spatial: tuple[int, int], symmetric: bool = True
+) -> dict[str, float]:
     """Estimated ns per output pixel of each ``"engine/method"`` (see the constants at the top)."""
     h, w = spatial
     terms = max(rank, 1)
     costs = {}
     if "cv2" in engines:
         n, area = kh + kw, kh * kw
-        call = CV2_SEP_NS + CV2_TAP_NS * n
+        call = CV2_SEP_NS + CV2_TAP_NS * n * (1.0 if symmetric else CV2_ASYM)
         costs["cv2/separable"] = terms * call + (terms - 1) * CV2_ADD_NS
-        costs["cv2/direct"] = CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * area if area < CV2_DFT_AREA else CV2_DFT_NS
+        dft = CV2_DFT_NS + CV2_DFT_TAP_NS * n
+        costs["cv2/direct"] = CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * area if area < CV2_DFT_AREA else dft
     if "torch" in engines:
         costs["torch/separable"] = TORCH_NS + terms * (_pass_cost(kh) + _pass_cost(kw))
         costs["torch/direct"] = TORCH_NS + kh * _pass_cost(kw)
@@ -461,7 +473,8 @@ def plan(
         columns, rows, r, error = _factors(k.numpy().tobytes(), (kh, kw), rank, rtol)
     except TypeError:  # unhashable rank/rtol: let low_rank name the fault
         columns, rows, r, error = _factors.__wrapped__(k.numpy().tobytes(), (kh, kw), rank, rtol)
-    costs = _costs(engines, kh, kw, r, (int(spatial[0]), int(spatial[1])))
+    symmetric = _symmetric(columns) and _symmetric(rows)
+    costs = _costs(engines, kh, kw, r, (int(spatial[0]), int(spatial[1])), symmetric)
     allowed = [key for key in costs if method in ("auto", key.split("/")[1])]
     engine, method = min(allowed, key=costs.__getitem__).split("/")
     return FilterPlan(method, engine, r, columns.clone(), rows.clone(), error, k, costs)
