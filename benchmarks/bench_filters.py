@@ -3,9 +3,10 @@
 Interleaved in one run: for every kernel, each repeat times every variant once in a shuffled order; the
 figures are medians over repeats and ratios of medians. Variants:
 
-- ``sepconv``: ``filter2d(image, kernel)`` (automatic rank, method chosen by the cost model)
-- ``sepconv/separable``, ``sepconv/direct``, ``sepconv/fft``: the same with the method forced (validates the
-  cost model: does ``auto`` pick the fastest?)
+- ``sepconv``: ``filter2d(image, kernel)`` (automatic rank; engine and method chosen by the cost model)
+- ``sepconv[cv2]``, ``sepconv[torch]``: the same with the engine forced (method still by the cost model)
+- ``sepconv/ENGINE/METHOD``: engine and method forced (cv2/separable, cv2/direct, torch/separable, torch/direct,
+  torch/fft; validates the cost model: does ``auto`` pick the fastest?)
 - ``cv2.filter2D``: the 2D kernel as given
 - ``cv2.sepFilter2D``: given the factors (one call per rank term, summed)
 - ``scipy.correlate1d x2``: ``scipy.ndimage.correlate1d`` along each axis (per rank term, summed)
@@ -44,6 +45,8 @@ import sepconv
 from sepconv.filters import filter2d, plan
 from sepconv.named_kernels import box, gaussian
 
+FORCED = ("cv2/separable", "cv2/direct", "torch/separable", "torch/direct", "torch/fft")
+
 
 def make_kernel(kind: str, size: int) -> np.ndarray:
     """Kernels of the benchmark: exactly separable (gaussian, box), random rank 2 / 3 or full rank (fixed seed)."""
@@ -79,14 +82,17 @@ def variants(image: np.ndarray, kernel: np.ndarray, full: bool) -> dict[str, tup
     k32 = kernel.astype(np.float32)
     table: dict[str, tuple[Callable[[], object], int]] = {
         "sepconv": (lambda: filter2d(image, kernel), 1),
+        "sepconv[cv2]": (lambda: filter2d(image, kernel, engine="cv2"), 1),
+        "sepconv[torch]": (lambda: filter2d(image, kernel, engine="torch"), 1),
         "cv2.filter2D": (lambda: cv2.filter2D(image, -1, k32, borderType=cv2.BORDER_REFLECT), 1),
         "cv2.sepFilter2D": (cv_sep, 1),
         "scipy.correlate1d x2": (scipy_1d, 1),
     }
     if full:
         table["scipy.correlate"] = (lambda: ndimage.correlate(image, k32, mode="reflect"), 0)
-        for method in ("separable", "direct", "fft"):
-            table[f"sepconv/{method}"] = (lambda m=method: filter2d(image, kernel, method=m), 3)
+        for key in FORCED:
+            engine, method = key.split("/")
+            table[f"sepconv/{key}"] = (lambda e=engine, m=method: filter2d(image, kernel, method=m, engine=e), 3)
     return table
 
 
@@ -130,6 +136,7 @@ def machine() -> dict[str, object]:
         "sepconv": sepconv.__version__,
         "platform": platform.platform(),
         "load_average_at_start": list(os.getloadavg()),
+        "shared": "yes: 2 other engineers were working on the same 2-core machine during the run",
     }
 
 
@@ -145,13 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
 
+    default_threads = {"torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()}
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     random.seed(0)
     rng = np.random.default_rng(0)
     image = rng.random((args.size, args.size), dtype=np.float32)
     info = machine()
-    info.update(threads=args.threads, repeats=args.repeats, image=f"{args.size}x{args.size} float32")
+    info.update(
+        threads=f"torch {torch.get_num_threads()}, cv2 {cv2.getNumThreads()} (defaults here: torch "
+        f"{default_threads['torch']}, cv2 {default_threads['cv2']}); scipy.ndimage is single-threaded",
+        repeats=args.repeats,
+        image=f"{args.size}x{args.size} float32",
+    )
     results = []
     started = time.perf_counter()
     for kind in args.kinds.split(","):
@@ -164,21 +177,21 @@ def main(argv: list[str] | None = None) -> int:
                 "kind": kind,
                 "size": size,
                 "rank": p.rank,
-                "method": p.method,
+                "method": f"{p.engine}/{p.method}",
                 "predicted_ns_per_pixel": {k: round(v, 2) for k, v in p.costs.items()},
                 "median_ms": {k: round(v, 3) for k, v in medians.items()},
                 "samples": {k: len(v) for k, v in times.items()},
             }
             ours = medians["sepconv"]
             row["speedup_vs"] = {k: round(v / ours, 3) for k, v in medians.items() if not k.startswith("sepconv")}
-            forced = {m: medians.get(f"sepconv/{m}") for m in ("separable", "direct", "fft")}
-            if all(forced.values()):
-                best = min(forced, key=lambda m: forced[m])  # type: ignore[arg-type,return-value]
+            forced = {m: medians[f"sepconv/{m}"] for m in FORCED if f"sepconv/{m}" in medians}
+            if forced:
+                best = min(forced, key=forced.__getitem__)
                 row["fastest_method"] = best
-                row["auto_loss"] = round(forced[p.method] / forced[best] - 1, 3)  # type: ignore[operator]
+                row["auto_loss"] = round(forced[f"{p.engine}/{p.method}"] / forced[best] - 1, 3)
             results.append(row)
             print(
-                f"{kind:8s} {size:2d} rank {p.rank} {p.method:9s} "
+                f"{kind:8s} {size:2d} rank {p.rank} {p.engine}/{p.method:9s} "
                 + "  ".join(f"{k} {v:.1f}" for k, v in medians.items()),
                 flush=True,
             )
@@ -196,7 +209,7 @@ def markdown(info: dict[str, object], results: list[dict]) -> str:
     lines = [
         "# filter2d benchmark",
         "",
-        "Recorded on a **shared** machine (other engineers' jobs were running; load average at start "
+        "Recorded on a **shared** 2-core machine (2 other engineers were working on it; load average at start "
         f"{info['load_average_at_start']}): figures are medians of interleaved repeats, ratios of medians.",
         "",
         "| machine | |",
@@ -204,11 +217,14 @@ def markdown(info: dict[str, object], results: list[dict]) -> str:
         *[f"| {k} | {v} |" for k, v in info.items()],
         "",
         "Median milliseconds per 2048x2048 float32 image (border reflect) and speed-up of sepconv "
-        "(other / sepconv: > 1 means sepconv is faster).",
+        "(other / sepconv: > 1 means sepconv is faster). sepconv = `filter2d(image, kernel)` as a user calls it "
+        "(engine and method by the cost model); sepconv[cv2] / sepconv[torch]: engine forced. Fastest forced: "
+        "the fastest of the forced engine/method variants; auto loss: how much slower the cost model's choice was.",
         "",
-        "| kernel | size | rank | method | sepconv ms | cv2.filter2D ms (x) | cv2.sepFilter2D ms (x) "
-        "| scipy.correlate1d x2 ms (x) | scipy.correlate ms (x) | fastest forced method | auto loss |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| kernel | size | rank | engine/method | sepconv ms | sepconv[cv2] ms | sepconv[torch] ms "
+        "| cv2.filter2D ms (x) | cv2.sepFilter2D ms (x) | scipy.correlate1d x2 ms (x) | scipy.correlate ms (x) "
+        "| fastest forced | auto loss |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in results:
         m, s = r["median_ms"], r["speedup_vs"]
@@ -218,7 +234,8 @@ def markdown(info: dict[str, object], results: list[dict]) -> str:
 
         loss = f"{r['auto_loss']:.0%}" if "auto_loss" in r else "-"
         lines.append(
-            f"| {r['kind']} | {r['size']} | {r['rank']} | {r['method']} | {m['sepconv']:.1f} | {cell('cv2.filter2D')} "
+            f"| {r['kind']} | {r['size']} | {r['rank']} | {r['method']} | {m['sepconv']:.1f} "
+            f"| {m['sepconv[cv2]']:.1f} | {m['sepconv[torch]']:.1f} | {cell('cv2.filter2D')} "
             f"| {cell('cv2.sepFilter2D')} | {cell('scipy.correlate1d x2')} | {cell('scipy.correlate')} "
             f"| {r.get('fastest_method', '-')} | {loss} |"
         )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,13 @@ CV2_BORDER = {
     "wrap": cv2.BORDER_WRAP,
 }
 METHODS = ("separable", "direct", "fft")
+ENGINE_METHODS = [
+    ("cv2", "separable"),
+    ("cv2", "direct"),
+    ("torch", "separable"),
+    ("torch", "direct"),
+    ("torch", "fft"),
+]
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -77,12 +86,14 @@ def test_reflect_names_are_not_numpy_names() -> None:
 # ----------------------------------------------------------------------------------- vs scipy
 @pytest.mark.parametrize("border", filters.BORDERS)
 @pytest.mark.parametrize("mode", ["correlate", "convolve"])
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("shape", [(3, 3), (4, 5), (7, 2)])
-def test_matches_scipy_every_border_mode_method(border: str, mode: str, method: str, shape: tuple) -> None:
+@pytest.mark.parametrize(("engine", "method"), ENGINE_METHODS)
+@pytest.mark.parametrize("shape", [(3, 3), (4, 5), (7, 2), (16, 1)])
+def test_matches_scipy_every_border_mode_engine_method(
+    border: str, mode: str, engine: str, method: str, shape: tuple
+) -> None:
     image = _rng(2).standard_normal((37, 70))
-    kernel = _low_rank_kernel(*shape, rank=2)
-    ours = filter2d(image, kernel, border=border, mode=mode, method=method)
+    kernel = _low_rank_kernel(*shape, rank=min(2, *shape))
+    ours = filter2d(image, kernel, border=border, mode=mode, method=method, engine=engine)
     reference = getattr(ndimage, mode)(image, kernel, mode=SCIPY_MODE[border], cval=0.0)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-10)
 
@@ -91,17 +102,20 @@ def test_matches_scipy_every_border_mode_method(border: str, mode: str, method: 
 def test_kernel_larger_than_image_repeats_the_border_like_scipy(border: str) -> None:
     image = _rng(3).standard_normal((4, 5))
     kernel = _low_rank_kernel(11, 9, rank=1)
-    for method in METHODS:
-        ours = filter2d(image, kernel, border=border, method=method)
+    for engine, method in ENGINE_METHODS:
+        ours = filter2d(image, kernel, border=border, method=method, engine=engine)
         reference = ndimage.correlate(image, kernel, mode=SCIPY_MODE[border])
         np.testing.assert_allclose(ours, reference, atol=1e-10)
 
 
-def test_constant_border_cval_matches_scipy() -> None:
+@pytest.mark.parametrize(("engine", "method"), ENGINE_METHODS)
+@pytest.mark.parametrize("mode", ["correlate", "convolve"])
+def test_constant_border_cval_matches_scipy(engine: str, method: str, mode: str) -> None:
     image = _rng(4).standard_normal((20, 21))
-    kernel = _low_rank_kernel(5, 5, rank=1)
-    ours = filter2d(image, kernel, border="constant", cval=2.5)
-    np.testing.assert_allclose(ours, ndimage.correlate(image, kernel, mode="constant", cval=2.5), atol=1e-10)
+    kernel = _low_rank_kernel(5, 4, rank=2)
+    ours = filter2d(image, kernel, border="constant", cval=2.5, mode=mode, engine=engine, method=method)
+    reference = getattr(ndimage, mode)(image, kernel, mode="constant", cval=2.5)
+    np.testing.assert_allclose(ours, reference, atol=1e-10)
 
 
 # ----------------------------------------------------------------------------------- vs OpenCV
@@ -120,8 +134,8 @@ def test_matches_cv2_filter2d_on_camera(border: str, kernel_name: str) -> None:
 def test_random_full_rank_kernel_matches_cv2(border: str) -> None:
     image = _rng(5).random((64, 48)).astype(np.float32)
     kernel = _rng(6).standard_normal((6, 5)).astype(np.float32)  # even height: anchor kh // 2 like OpenCV
-    for method in METHODS:
-        ours = filter2d(image, kernel, border=border, method=method)
+    for engine, method in ENGINE_METHODS:
+        ours = filter2d(image, kernel, border=border, method=method, engine=engine)
         np.testing.assert_allclose(ours, _cv2_filter(image, kernel, border), atol=5e-5)
 
 
@@ -198,8 +212,8 @@ def test_zero_kernel_gives_zeros() -> None:
 
 # ----------------------------------------------------------------------------------- rank and plan
 def test_plan_finds_rank_and_integer_factors() -> None:
-    p = plan("sobel-x")
-    assert (p.method, p.rank, p.error) == ("separable", 1, 0.0)
+    p = plan("sobel-x", engine="torch")
+    assert (p.engine, p.method, p.rank, p.error) == ("torch", "separable", 1, 0.0)
     assert p.columns.tolist() == [[1.0, 2.0, 1.0]] and p.rows.tolist() == [[-1.0, 0.0, 1.0]]
     assert p.multiplications == {"direct": 9, "separable": 6}
     assert plan("log:9:1.4").rank == 2
@@ -207,11 +221,81 @@ def test_plan_finds_rank_and_integer_factors() -> None:
 
 
 def test_plan_cost_model_choices() -> None:
-    assert plan("gaussian:25:4", (2048, 2048)).method == "separable"
-    assert plan(_rng(11).standard_normal((3, 3))).method == "direct"  # full rank 3: 9 taps beat 3 x (3 + 3)
-    assert plan(_rng(12).standard_normal((31, 31)), (2048, 2048)).method == "fft"
+    # the choices the benchmark measured fastest (benchmarks/results/filters.md, "fastest forced")
+    big = (2048, 2048)
+    torch_only = {"engine": "torch"}
+    assert plan("gaussian:25:4", big, **torch_only).method == "separable"
+    assert plan(_rng(11).standard_normal((3, 3)), **torch_only).method == "direct"  # 9 taps beat 3 x (3 + 3)
+    assert plan(_rng(12).standard_normal((31, 31)), big, **torch_only).method == "fft"
+    assert plan("gaussian:9:1.5", big).engine == "cv2"  # OpenCV's row/column filters beat our passes
+    assert (plan("box:15", big).engine, plan("box:15", big).method) == ("cv2", "separable")
+    assert plan(_rng(13).standard_normal((25, 25)), big).method == "direct"  # cv2.filter2D (its DFT) beats FFT
     costs = plan("box:9").costs
-    assert set(costs) == {"separable", "direct", "fft"} and all(c > 0 for c in costs.values())
+    assert set(costs) == {f"{e}/{m}" for e, m in ENGINE_METHODS} and all(c > 0 for c in costs.values())
+    assert set(plan("box:9", engine="torch").costs) == {"torch/separable", "torch/direct", "torch/fft"}
+    assert plan("box:9", method="fft").engine == "torch"  # the FFT path runs on torch
+
+
+def test_engine_defaults_numpy_cv2_tensor_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = cv2.sepFilter2D
+    monkeypatch.setattr(cv2, "sepFilter2D", lambda *a, **k: calls.append(1) or real(*a, **k))
+    image = _rng(14).random((40, 50)).astype(np.float32)
+    expected = ndimage.correlate(image, get_kernel("gaussian:9:1.5").numpy().astype(np.float32), mode="reflect")
+    np.testing.assert_allclose(filter2d(image, "gaussian:9:1.5"), expected, atol=1e-6)
+    assert calls == [1]  # numpy image: one cv2.sepFilter2D call
+    out = filter2d(torch.from_numpy(image), "gaussian:9:1.5")
+    assert isinstance(out, torch.Tensor) and calls == [1]  # tensors stay on torch
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
+    with pytest.raises(ArgumentError, match="engine='cv2' takes numpy images"):
+        filter2d(torch.from_numpy(image), "box:3", engine="cv2")
+    with pytest.raises(ArgumentError, match="engine must be one of"):
+        filter2d(image, "box:3", engine="opencv")
+
+
+@pytest.mark.parametrize("shape", [(12, 13, 1), (12, 13, 3), (12, 13, 6), (2, 3, 12, 13)])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_cv2_engine_layouts_and_dtypes(shape: tuple, dtype: type) -> None:
+    image = _rng(15).random(shape).astype(dtype)
+    kernel = _low_rank_kernel(5, 3, rank=2)
+    for method in ("separable", "direct"):
+        ours = filter2d(image, kernel, border="wrap", method=method, engine="cv2")
+        torch_ref = filter2d(image, kernel, border="wrap", method=method, engine="torch")
+        assert ours.dtype == dtype and ours.shape == image.shape
+        np.testing.assert_allclose(
+            ours.astype(np.float64), torch_ref.astype(np.float64), atol=2e-2 if dtype == np.float16 else 1e-5
+        )
+
+
+def test_without_cv2_the_torch_engine_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
+    assert filters._cv2() is None
+    image = _rng(16).random((30, 31))
+    p = plan("log:9:1.4", (30, 31))
+    assert p.engine == "torch" and all(key.startswith("torch/") for key in p.costs)
+    np.testing.assert_allclose(
+        filter2d(image, "log:9:1.4"), ndimage.correlate(image, get_kernel("log:9:1.4").numpy()), atol=1e-12
+    )
+    with pytest.raises(ArgumentError, match=r"engine='cv2' needs OpenCV.*sepconv\[filters\]"):
+        filter2d(image, "box:3", engine="cv2")
+
+
+def test_factorization_is_cached_and_plans_do_not_share_tensors() -> None:
+    kernel = _low_rank_kernel(7, 7, rank=2, seed=17)
+    filters._factors.cache_clear()
+    first = plan(kernel)
+    first.columns.zero_()  # mutating a returned plan must not poison the cache
+    second = plan(kernel, (100, 100))
+    assert filters._factors.cache_info().hits == 1
+    assert second.columns.abs().sum() > 0
+    np.testing.assert_allclose((second.columns.T @ second.rows).numpy(), kernel, atol=1e-12)
+    filters._PLANS.clear()  # filter2d memoises whole plans for numpy/named kernels: no torch call per image
+    image = _rng(18).random((20, 20))
+    first_out = filter2d(image, kernel)
+    np.testing.assert_array_equal(filter2d(image, kernel), first_out)
+    assert len(filters._PLANS) == 1
+    filter2d(image, kernel.copy(), mode="convolve")
+    assert len(filters._PLANS) == 2
 
 
 def test_low_rank_approximation_meets_rtol() -> None:

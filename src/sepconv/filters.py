@@ -32,12 +32,13 @@ Example:
     >>> image = np.arange(25, dtype=np.float32).reshape(5, 5)
     >>> filter2d(image, np.ones((3, 3)) / 9, border="replicate")[2, 2]  # mean of the 3x3 centre
     np.float32(12.0)
-    >>> plan(np.outer([1, 2, 1], [-1, 0, 1])).method
+    >>> plan(np.outer([1, 2, 1], [-1, 0, 1]), engine="torch").method
     'separable'
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -67,23 +68,58 @@ __all__ = [
 BORDERS = ("reflect", "reflect101", "replicate", "constant", "wrap")
 MODES = ("correlate", "convolve")
 METHODS = ("auto", "separable", "direct", "fft")
+ENGINES = ("auto", "cv2", "torch")
 
-# Cost model, in nanoseconds per output pixel on one core (fp32), fitted to the forced-method timings of
-# benchmarks/bench_filters.py (2048x2048, see benchmarks/results/filters*.md): a 1D pass over tiles of
-# _tile(k) outputs costs PASS_NS + MAC_NS * (tile + k - 1); the separable path is rank x 2 passes, the direct
-# path kh row passes; the FFT path costs FFT_NS * log2(padded pixels) + FFT0_NS.
-PASS_NS = 0.4
-MAC_NS = 0.034
+# Cost model, in nanoseconds per output pixel on one thread (fp32), fitted to single-pass and single-call timings
+# on 2048x2048 images and validated by the forced engine/method timings of benchmarks/bench_filters.py
+# (benchmarks/results/filters.md). Keys of FilterPlan.costs are "engine/method".
+# torch engine: a 1D pass of k taps costs SHIFT0_NS + SHIFT_NS * k as k shifted multiply-adds, or
+# PASS_NS + MAC_NS * (tile + k - 1) as a banded matrix product over tiles of _tile(k) outputs; the cheaper runs.
+# separable = rank x 2 passes, direct = kh row passes, plus TORCH_NS (padding, output); FFT = FFT_NS *
+# log2(padded pixels) + FFT0_NS.
+TORCH_NS = 0.5
+SHIFT0_NS = 0.08
+SHIFT_NS = 0.13
+PASS_NS = 0.6
+MAC_NS = 0.02
 FFT_NS = 2.2
 FFT0_NS = 4.0
+# cv2 engine: one cv2.sepFilter2D call costs CV2_SEP_NS + CV2_TAP_NS * (kh + kw), times CV2_ASYM for factors that
+# are not (anti)symmetric (OpenCV has faster loops for symmetric ones); each extra rank term adds CV2_ADD_NS (the
+# sum). cv2.filter2D costs CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * kh * kw below CV2_DFT_AREA taps and
+# CV2_DFT_NS + CV2_DFT_TAP_NS * (kh + kw) from there on, where OpenCV switches to its DFT (float32; float64
+# switches at 50 taps). The FFT path runs on torch.
+CV2_SEP_NS = 0.1
+CV2_TAP_NS = 0.076
+CV2_ASYM = 1.6
+CV2_ADD_NS = 0.6
+CV2_DIRECT_NS = 0.15
+CV2_DIRECT_TAP_NS = 0.0296
+CV2_DFT_AREA = 130
+CV2_DFT_NS = 5.7
+CV2_DFT_TAP_NS = 0.11
 
 
 def _tile(k: int) -> int:
     return 32 if k <= 12 else 64
 
 
+def _banded(k: int) -> bool:
+    """Whether a ``k``-tap torch pass runs as a banded matrix product (else as ``k`` shifted adds)."""
+    return PASS_NS + MAC_NS * (_tile(k) + k - 1) < SHIFT0_NS + SHIFT_NS * k
+
+
 def _pass_cost(k: int) -> float:
-    return PASS_NS + MAC_NS * (_tile(k) + k - 1)
+    return min(SHIFT0_NS + SHIFT_NS * k, PASS_NS + MAC_NS * (_tile(k) + k - 1))
+
+
+def _cv2() -> Any:
+    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install sepconv[filters]``)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
 
 
 # ------------------------------------------------------------------------------------------- borders
@@ -163,6 +199,12 @@ def _vertical(xp: torch.Tensor, taps: torch.Tensor, rows: int) -> torch.Tensor:
     ``xp`` must hold at least ``ceil(rows / T) * T + k - 1`` rows (extra rows are ignored garbage).
     """
     k = taps.shape[0]
+    if not _banded(k):
+        weights = taps.tolist()
+        out = xp[:rows] * weights[0]
+        for i in range(1, k):
+            out.add_(xp[i : i + rows], alpha=weights[i])
+        return out
     tile = _tile(k)
     n = -(-rows // tile)
     width = xp.shape[1]
@@ -173,9 +215,18 @@ def _vertical(xp: torch.Tensor, taps: torch.Tensor, rows: int) -> torch.Tensor:
 def _horizontal(a: torch.Tensor, taps: torch.Tensor, out: torch.Tensor, accumulate: bool) -> None:
     """Valid correlation of every row of ``a`` ``(H, W + k - 1)`` with ``taps`` into ``out`` ``(H, W)``."""
     k = taps.shape[0]
+    width = out.shape[1]
+    if not _banded(k):
+        weights = taps.tolist()
+        if not accumulate:
+            torch.mul(a[:, :width], weights[0], out=out)
+        else:
+            out.add_(a[:, :width], alpha=weights[0])
+        for i in range(1, k):
+            out.add_(a[:, i : i + width], alpha=weights[i])
+        return
     tile = _tile(k)
     band_t = _band(taps, tile).t()
-    width = out.shape[1]
     for start in range(0, width, tile):
         size = min(tile, width - start)
         src, dst = a[:, start : start + size + k - 1], out[:, start : start + size]
@@ -209,6 +260,57 @@ def _fft(xp: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor) -> None:
     out.copy_(full[..., kh - 1 : kh - 1 + out.shape[-2], kw - 1 : kw - 1 + out.shape[-1]])
 
 
+_CV2_BORDERS = {
+    "reflect": "BORDER_REFLECT",
+    "reflect101": "BORDER_REFLECT_101",
+    "replicate": "BORDER_REPLICATE",
+    "constant": "BORDER_CONSTANT",
+    "wrap": "BORDER_WRAP",
+}
+
+
+def _cv2_plane(cv2: Any, image: np.ndarray, p: FilterPlan, anchor: tuple[int, int], border: str, cval: float) -> Any:
+    """The cv2 engine on one C-contiguous ``(H, W)`` or ``(H, W, C<=4)`` float32/float64 array.
+
+    ``anchor`` is ``(top, left)``. OpenCV's border types are ours except a nonzero ``cval`` and ``wrap``
+    (``cv2.filter2D``/``sepFilter2D`` reject BORDER_WRAP): then the image is padded by ``cv2.copyMakeBorder``
+    and the outputs that only read the padded image are kept.
+    """
+    kh, kw = p.kernel.shape
+    top, left = anchor
+    h, w = image.shape[:2]
+    border_type = getattr(cv2, _CV2_BORDERS[border])
+    padded = border == "wrap" or (border == "constant" and cval != 0)
+    if padded:
+        image = cv2.copyMakeBorder(image, top, kh - 1 - top, left, kw - 1 - left, border_type, value=(cval,) * 4)
+        border_type = cv2.BORDER_CONSTANT  # the kept outputs never read it
+    dtype = image.dtype
+    if p.method == "direct":
+        out = cv2.filter2D(image, -1, p.kernel.numpy().astype(dtype), anchor=(left, top), borderType=border_type)
+    else:
+        out = None
+        for col, row in zip(p.columns.numpy().astype(dtype), p.rows.numpy().astype(dtype)):
+            term = cv2.sepFilter2D(image, -1, row, col, anchor=(left, top), borderType=border_type)
+            out = term if out is None else np.add(out, term, out=out)
+    return out[top : top + h, left : left + w] if padded else out
+
+
+def _filter_cv2(cv2: Any, image: np.ndarray, p: FilterPlan, anchor: tuple[int, int], border: str, cval: float) -> Any:
+    """The cv2 engine on a float32/float64 numpy image ``(H, W)``, ``(H, W, C)`` or ``(B, C, H, W)``."""
+    if p.rank == 0 and p.method == "separable":
+        return np.zeros_like(image)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] <= 4):  # OpenCV filters up to 4 channels at once
+        return np.ascontiguousarray(_cv2_plane(cv2, image, p, anchor, border, cval)).reshape(image.shape)
+    out = np.empty_like(image)
+    if image.ndim == 4:
+        sources, targets = image.reshape(-1, *image.shape[-2:]), out.reshape(-1, *image.shape[-2:])
+    else:
+        sources, targets = np.moveaxis(image, 2, 0), np.moveaxis(out, 2, 0)
+    for source, target in zip(sources, targets):
+        target[...] = _cv2_plane(cv2, np.ascontiguousarray(source), p, anchor, border, cval)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- planning
 @dataclass(frozen=True)
 class FilterPlan:
@@ -216,15 +318,18 @@ class FilterPlan:
 
     Attributes:
         method: ``'separable'``, ``'direct'`` or ``'fft'``.
+        engine: ``'cv2'`` (OpenCV: ``cv2.sepFilter2D`` per separable term, or ``cv2.filter2D`` for ``'direct'``,
+            which OpenCV itself runs as a DFT from 130 taps) or ``'torch'`` (the only engine of the FFT path).
         rank: numerical rank of the kernel (exact within float eps, or the one meeting ``rtol``).
         columns: ``(rank, kh)`` float64 column factors (term ``r`` is ``columns[r] ⊗ rows[r]``).
         rows: ``(rank, kw)`` float64 row factors.
         error: relative Frobenius error of the rank-``rank`` kernel (0 for exact).
         kernel: the ``(kh, kw)`` float64 kernel as correlated (flipped for ``mode='convolve'``).
-        costs: estimated nanoseconds per pixel of each method.
+        costs: estimated nanoseconds per pixel of each ``"engine/method"`` considered.
     """
 
     method: str
+    engine: str
     rank: int
     columns: torch.Tensor
     rows: torch.Tensor
@@ -261,44 +366,13 @@ def _kernel_arg(kernel: object) -> torch.Tensor:
     return k
 
 
-def plan(
-    kernel: object,
-    spatial: tuple[int, int] = (512, 512),
-    *,
-    mode: str = "correlate",
-    rank: int | None = None,
-    rtol: float | None = None,
-    method: str = "auto",
-) -> FilterPlan:
-    """Factor ``kernel`` and choose how to apply it to images of spatial size ``spatial[:2]``.
-
-    Args:
-        kernel: ``(kh, kw)`` array/tensor or a name of :func:`sepconv.named_kernels.get_kernel`.
-        spatial: ``(H, W)`` of the images (only the FFT cost depends on it).
-        mode: ``'correlate'`` or ``'convolve'``.
-        rank: number of separable terms to use (approximates when below the kernel's rank).
-        rtol: largest relative Frobenius error of the kernel approximation; ``None`` (default) keeps the exact
-            numerical rank. Give at most one of ``rank`` and ``rtol``.
-        method: ``'auto'`` (cost model), or force ``'separable'``, ``'direct'``, ``'fft'``.
-
-    Returns:
-        :class:`FilterPlan`.
-
-    Example:
-        >>> p = plan("log:9:1.4", (512, 512))
-        >>> p.method, p.rank, p.multiplications
-        ('separable', 2, {'direct': 81, 'separable': 36})
-    """
-    if mode not in MODES:
-        raise ArgumentError(f"mode must be one of {MODES}, got {mode!r}")
-    if method not in METHODS:
-        raise ArgumentError(f"method must be one of {METHODS}, got {method!r}")
-    k = _kernel_arg(kernel)
-    if mode == "convolve":
-        k = k.flip(0, 1)
-    kh, kw = k.shape
-    if rank is not None and rtol is not None:
-        raise ArgumentError(f"give at most one of rank and rtol, got rank={rank!r} and rtol={rtol!r}")
+@functools.lru_cache(maxsize=256)
+def _factors(
+    data: bytes, shape: tuple[int, int], rank: int | None, rtol: float | None
+) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """``(columns, rows, rank, error)`` of the float64 kernel held in ``data`` (cached: filtering many images with
+    one kernel factors it once)."""
+    k = torch.frombuffer(bytearray(data), dtype=torch.float64).reshape(shape)
     approx = low_rank(k, rank) if rank is not None else low_rank(k, rtol=rtol)
     columns, rows, r = approx.columns, approx.rows, approx.rank
     error = float(approx.error)
@@ -311,15 +385,124 @@ def plan(
             columns, rows, error = col[None], row[None], 0.0
     if float(k.abs().max()) == 0.0:
         r, error = 0, 0.0
-    h, w = int(spatial[0]), int(spatial[1])
-    costs = {
-        "separable": max(r, 1) * (_pass_cost(kh) + _pass_cost(kw)),
-        "direct": kh * _pass_cost(kw),
-        "fft": FFT_NS * math.log2((h + kh) * (w + kw)) + FFT0_NS,
-    }
-    if method == "auto":
-        method = min(costs, key=costs.__getitem__)
-    return FilterPlan(method, r, columns, rows, error, k, costs)
+    return columns, rows, r, error
+
+
+def _engines(engine: str) -> tuple[str, ...]:
+    """Engines the cost model chooses from for ``engine`` (``'auto'``: every installed one)."""
+    if engine not in ENGINES:
+        raise ArgumentError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "cv2" and _cv2() is None:
+        raise ArgumentError("engine='cv2' needs OpenCV, which is not installed: pip install 'sepconv[filters]'")
+    if engine == "auto":
+        return ("torch",) if _cv2() is None else ("cv2", "torch")
+    return (engine,)
+
+
+def _symmetric(factors: torch.Tensor) -> bool:
+    """Whether every row of ``factors`` is symmetric or antisymmetric in float32 (OpenCV's fast case)."""
+    f = factors.to(torch.float32)
+    return all(torch.equal(v, v.flip(0)) or torch.equal(v, -v.flip(0)) for v in f)
+
+
+def _costs(
+    engines: tuple[str, ...], kh: int, kw: int, rank: int, spatial: tuple[int, int], symmetric: bool = True
+) -> dict[str, float]:
+    """Estimated ns per output pixel of each ``"engine/method"`` (see the constants at the top)."""
+    h, w = spatial
+    terms = max(rank, 1)
+    costs = {}
+    if "cv2" in engines:
+        n, area = kh + kw, kh * kw
+        call = CV2_SEP_NS + CV2_TAP_NS * n * (1.0 if symmetric else CV2_ASYM)
+        costs["cv2/separable"] = terms * call + (terms - 1) * CV2_ADD_NS
+        dft = CV2_DFT_NS + CV2_DFT_TAP_NS * n
+        costs["cv2/direct"] = CV2_DIRECT_NS + CV2_DIRECT_TAP_NS * area if area < CV2_DFT_AREA else dft
+    if "torch" in engines:
+        costs["torch/separable"] = TORCH_NS + terms * (_pass_cost(kh) + _pass_cost(kw))
+        costs["torch/direct"] = TORCH_NS + kh * _pass_cost(kw)
+    costs["torch/fft"] = FFT_NS * math.log2((h + kh) * (w + kw)) + FFT0_NS
+    return costs
+
+
+def plan(
+    kernel: object,
+    spatial: tuple[int, int] = (512, 512),
+    *,
+    mode: str = "correlate",
+    rank: int | None = None,
+    rtol: float | None = None,
+    method: str = "auto",
+    engine: str = "auto",
+) -> FilterPlan:
+    """Factor ``kernel`` and choose how to apply it to images of spatial size ``spatial[:2]``.
+
+    Args:
+        kernel: ``(kh, kw)`` array/tensor or a name of :func:`sepconv.named_kernels.get_kernel`.
+        spatial: ``(H, W)`` of the images (only the FFT cost depends on it).
+        mode: ``'correlate'`` or ``'convolve'``.
+        rank: number of separable terms to use (approximates when below the kernel's rank).
+        rtol: largest relative Frobenius error of the kernel approximation; ``None`` (default) keeps the exact
+            numerical rank. Give at most one of ``rank`` and ``rtol``.
+        method: ``'auto'`` (cost model), or force ``'separable'``, ``'direct'``, ``'fft'``.
+        engine: ``'auto'`` (the cheapest of every installed engine: what :func:`filter2d` does for numpy
+            images), ``'cv2'`` or ``'torch'`` (what :func:`filter2d` does for tensors). ``'fft'`` always runs on
+            torch.
+
+    Returns:
+        :class:`FilterPlan`.
+
+    Example:
+        >>> p = plan("log:9:1.4", (512, 512), engine="torch")
+        >>> p.method, p.rank, p.multiplications
+        ('separable', 2, {'direct': 81, 'separable': 36})
+    """
+    if mode not in MODES:
+        raise ArgumentError(f"mode must be one of {MODES}, got {mode!r}")
+    if method not in METHODS:
+        raise ArgumentError(f"method must be one of {METHODS}, got {method!r}")
+    engines = _engines(engine)
+    k = _kernel_arg(kernel)
+    if mode == "convolve":
+        k = k.flip(0, 1)
+    kh, kw = k.shape
+    if rank is not None and rtol is not None:
+        raise ArgumentError(f"give at most one of rank and rtol, got rank={rank!r} and rtol={rtol!r}")
+    k = k.contiguous()
+    try:
+        columns, rows, r, error = _factors(k.numpy().tobytes(), (kh, kw), rank, rtol)
+    except TypeError:  # unhashable rank/rtol: let low_rank name the fault
+        columns, rows, r, error = _factors.__wrapped__(k.numpy().tobytes(), (kh, kw), rank, rtol)
+    symmetric = _symmetric(columns) and _symmetric(rows)
+    costs = _costs(engines, kh, kw, r, (int(spatial[0]), int(spatial[1])), symmetric)
+    allowed = [key for key in costs if method in ("auto", key.split("/")[1])]
+    engine, method = min(allowed, key=costs.__getitem__).split("/")
+    return FilterPlan(method, engine, r, columns.clone(), rows.clone(), error, k, costs)
+
+
+_PLANS: dict[tuple, FilterPlan] = {}
+
+
+def _plan_for(kernel: object, spatial: tuple[int, int], **options: Any) -> FilterPlan:
+    """:func:`plan`, memoised for kernels given as names or numpy arrays: filtering many images with one kernel
+    then costs no torch call before the engine runs (measured 0.1-0.3 ms per 2048x2048 image otherwise)."""
+    if isinstance(kernel, str):
+        key: tuple = (kernel,)
+    elif isinstance(kernel, np.ndarray):
+        key = (kernel.dtype.str, kernel.shape, kernel.tobytes())
+    else:
+        return plan(kernel, spatial, **options)
+    key = (*key, spatial, _cv2() is None, *sorted(options.items()))
+    try:
+        return _PLANS[key]
+    except TypeError:  # unhashable option: plan() names the fault
+        return plan(kernel, spatial, **options)
+    except KeyError:
+        pass
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    _PLANS[key] = result = plan(kernel, spatial, **options)
+    return result
 
 
 # ------------------------------------------------------------------------------------------- filter2d
@@ -354,6 +537,7 @@ def filter2d(
     rtol: float | None = None,
     cval: float = 0.0,
     method: str = "auto",
+    engine: str = "auto",
 ) -> Any:
     """Filter an image with a 2D kernel, separating the kernel automatically.
 
@@ -370,12 +554,16 @@ def filter2d(
         rtol: allow a relative Frobenius error of the kernel up to ``rtol`` to lower the rank.
         cval: fill value of the ``'constant'`` border.
         method: ``'auto'`` (cheapest by :func:`plan`'s cost model) or ``'separable'``, ``'direct'``, ``'fft'``.
+        engine: ``'auto'``: for numpy images the cheapest of OpenCV (``'cv2'``, when installed) and torch by
+            :func:`plan`'s cost model; tensors always run on ``'torch'``. ``'cv2'`` takes numpy images only.
+            Engines agree within float rounding.
 
     Returns:
         The filtered image, same shape and type as ``image``.
 
     Raises:
-        ArgumentError: unknown border/mode/method, integer image, bad rank or rtol.
+        ArgumentError: unknown border/mode/method/engine, integer image, bad rank or rtol, ``engine='cv2'``
+            without OpenCV or with a tensor.
         ShapeError: image or kernel of the wrong rank, or empty.
 
     Example:
@@ -391,20 +579,28 @@ def filter2d(
         raise ArgumentError(f"border must be one of {BORDERS}, got {border!r}")
     if isinstance(cval, bool) or not isinstance(cval, (int, float)):
         raise ArgumentError(f"cval must be a number, got {cval!r}")
+    if engine == "cv2" and not was_numpy:
+        raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
+    if not was_numpy:
+        engine = "torch"
+    h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
+    p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
+    kh, kw = p.kernel.shape
+    top, left = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
+    if p.engine == "cv2":
+        array = t.numpy()
+        work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
+        return _filter_cv2(_cv2(), work, p, (top, left), border, float(cval)).astype(array.dtype, copy=False)
     if ndim == 2:
         work = t[None]
     elif ndim == 3:
         work = t.permute(2, 0, 1)
     else:
         work = t.reshape(-1, *t.shape[-2:])
-    h, w = work.shape[-2:]
-    p = plan(kernel, (h, w), mode=mode, rank=rank, rtol=rtol, method=method)
     dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
     work = work.to(dtype)
-    kh, kw = p.kernel.shape
-    top, left = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
     extra = 0
-    if p.method == "separable":
+    if p.method == "separable" and _banded(kh):
         tile = _tile(kh)
         extra = -(-h // tile) * tile - h
     xp = pad2d(work, (top, kh - 1 - top + extra, left, kw - 1 - left), border, float(cval)).contiguous()
