@@ -82,6 +82,7 @@ def modularize_convs(gm: fx.GraphModule) -> list[str]:
         The names of the new sub-modules, in graph order.
     """
     names: list[str] = []
+    made: dict[tuple, str] = {}  # (weight, bias, geometry) -> module name: a conv called twice stays one module
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target not in _CONVS:
             continue
@@ -106,9 +107,15 @@ def modularize_convs(gm: fx.GraphModule) -> list[str]:
         padding = padding if isinstance(padding, str) else tuple(int(p) for p in padding)
         if isinstance(padding, tuple) and len(padding) == 1:
             padding = padding * dims
+        stride = tuple(kwargs.get("stride", (1,) * dims)) or (1,)
+        dilation = tuple(kwargs.get("dilation", (1,) * dims)) or (1,)
+        key = (weight_node.target, None if bias_node is None else bias_node.target, stride, padding, dilation, groups)
+        if key in made:
+            _call_module(gm, node, made[key], kwargs["input"], (weight_node, bias_node))
+            names.append(made[key])
+            continue
         conv = _MODULES[dims](weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
-                              stride=tuple(kwargs.get("stride", (1,) * dims)) or 1, padding=padding,
-                              dilation=tuple(kwargs.get("dilation", (1,) * dims)) or 1, groups=groups,
+                              stride=stride, padding=padding, dilation=dilation, groups=groups,
                               bias=bias is not None, device="meta")
         conv.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight, requires_grad=False)
         if bias is not None:
@@ -123,17 +130,23 @@ def modularize_convs(gm: fx.GraphModule) -> list[str]:
         else:
             name = f"conv_{node.name}"
             gm.add_submodule(name, conv)
-        with gm.graph.inserting_before(node):
-            call = gm.graph.call_module(name, (kwargs["input"],))
-        call.meta.update(node.meta)
-        node.replace_all_uses_with(call)
-        gm.graph.erase_node(node)
-        for attr_node in (weight_node, bias_node):
-            if attr_node is not None and not attr_node.users:
-                gm.graph.erase_node(attr_node)
+        made[key] = name
+        _call_module(gm, node, name, kwargs["input"], (weight_node, bias_node))
         names.append(name)
     gm.recompile()
     return names
+
+
+def _call_module(gm: fx.GraphModule, node: fx.Node, name: str, source: object, attrs: tuple) -> None:
+    """Replace the conv call ``node`` by ``name(source)``; drop the weight/bias reads left without users."""
+    with gm.graph.inserting_before(node):
+        call = gm.graph.call_module(name, (source,))
+    call.meta.update(node.meta)
+    node.replace_all_uses_with(call)
+    gm.graph.erase_node(node)
+    for attr_node in attrs:
+        if attr_node is not None and not attr_node.users:
+            gm.graph.erase_node(attr_node)
 
 
 def example_inputs_of(program: torch.export.ExportedProgram, seed: int = 0) -> tuple[torch.Tensor, ...]:
