@@ -17,6 +17,7 @@ from torch import nn
 
 from sepconv.convert import convert
 
+REPEATS = 3
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 
@@ -47,15 +48,16 @@ def main() -> None:
     model = vgg16_features().eval()
     x = torch.randn(1, 3, 224, 224)
     runs = []
-    # method='spatial' is left out: its 1536 x 1536 SVDs take about a minute on this machine (see docs/factorize.md)
-    for method, kwargs in (("depthwise", {"budget": 0.3}), ("depthwise", {"budget": 0.3, "example_inputs": x})):
-        times = []
-        for _ in range(2):
+    for method, kwargs in (("depthwise", {"budget": 0.3}), ("depthwise", {"budget": 0.3, "example_inputs": x}),
+                           ("spatial", {"budget": 0.3}), ("spatial", {"budget": 0.3, "example_inputs": x})):
+        times, loads = [], []
+        for _ in range(REPEATS):
+            loads.append(os.getloadavg()[0])
             start = time.perf_counter()
             _, report = convert(model, method, **kwargs)
             times.append(time.perf_counter() - start)
         runs.append({"method": method, "budget": 0.3, "example_inputs": "example_inputs" in kwargs,
-                     "seconds_median": statistics.median(times), "seconds_all": times,
+                     "seconds_median": statistics.median(times), "seconds_all": times, "load_average_1min": loads,
                      "layers_converted": sum(r.method != "kept" for r in report.layers),
                      "mac_ratio": report.mac_ratio, "output_error": report.output_error})
         print(runs[-1])
@@ -63,8 +65,8 @@ def main() -> None:
         "benchmark": "sepconv.convert on VGG-16 features (13 convs, random weights), 224x224",
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
-        "note": "recorded on a machine shared with other jobs (2 cores, 7 concurrent users): "
-                "timings are noisy upper bounds",
+        "note": "recorded on a machine shared with other jobs (2 cores, 3 engineers running tests and "
+                "benchmarks; load_average_1min is the machine's load before each run): timings are noisy upper bounds",
         "runs": runs,
     }
     out = Path(__file__).parent / "results"
@@ -73,13 +75,15 @@ def main() -> None:
     lines = [f"# {result['benchmark']}", "",
              f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads. {result['note']}.", "",
-             "| method | budget | example inputs | seconds (median of 2) | converted layers | MAC ratio "
-             "| output error |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             f"| method | budget | example inputs | seconds (median of {REPEATS}) | all runs (s) | load average "
+             "| converted layers | MAC ratio | output error |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
         err = "-" if r["output_error"] is None else f"{r['output_error']:.3f}"
+        runs_s = ", ".join(f"{t:.2f}" for t in r["seconds_all"])
+        loads_s = ", ".join(f"{v:.1f}" for v in r["load_average_1min"])
         lines.append(f"| {r['method']} | {r['budget']} | {r['example_inputs']} | {r['seconds_median']:.2f} | "
-                     f"{r['layers_converted']} | {r['mac_ratio']:.3f} | {err} |")
+                     f"{runs_s} | {loads_s} | {r['layers_converted']} | {r['mac_ratio']:.3f} | {err} |")
     (out / "convert_vgg16.md").write_text("\n".join(lines) + "\n")
 
 

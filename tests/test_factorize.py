@@ -244,3 +244,30 @@ def test_depthwise_svd_conv_equivalence() -> None:
 def test_bad_layer_input(call, match: str) -> None:
     with pytest.raises(SepConvError, match=match):
         call()
+
+
+@pytest.mark.parametrize(("shape", "groups", "rank"), [((16, 8, 3, 3), 1, 5), ((4, 8, 3, 3), 1, 5),
+                                                         ((8, 4, 3, 5), 2, 6), ((6, 3, 1, 3), 1, 2)])
+def test_spatial_svd_float32_gram_path_vs_numpy(shape: tuple, groups: int, rank: int) -> None:
+    # float32 weights go through the float64 Gram matrix of the smaller side (left or right): same optimum
+    weight = torch.randn(*shape)
+    factors = spatial_svd(weight, rank, groups)
+    expected, error = _numpy_spatial(weight.double().numpy(), groups, rank)
+    assert factors.vertical.dtype == factors.horizontal.dtype == torch.float32
+    np.testing.assert_allclose(_spatial_weight(factors, groups).double().numpy(), expected, atol=1e-5)
+    assert float(factors.error) == pytest.approx(error, abs=1e-6)
+    n, cg, kh, kw = shape
+    w = weight.double().numpy().reshape(groups, n // groups, cg, kh, kw)
+    s_numpy = [np.linalg.svd(w[g].transpose(1, 2, 3, 0).reshape(cg * kh, -1), compute_uv=False)
+               for g in range(groups)]
+    np.testing.assert_allclose(spatial_singular_values(weight, groups).double().numpy(), np.stack(s_numpy),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_spatial_svd_rank_deficient_float32_has_no_nan() -> None:
+    weight = torch.zeros(4, 2, 3, 3)
+    weight[0, 0] = torch.tensor([[1.0, 2.0, 1.0]]).T @ torch.tensor([[-1.0, 0.0, 1.0]])
+    factors = spatial_svd(weight, 6)  # rank 1 weight, 6 terms: 5 are zero
+    assert torch.isfinite(factors.vertical).all() and torch.isfinite(factors.horizontal).all()
+    torch.testing.assert_close(_spatial_weight(factors, 1), weight, rtol=0, atol=1e-6)
+    assert float(factors.error) == 0.0

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError
-from .factorize import depthwise_singular_values, spatial_singular_values
+from .factorize import _conv_weight, _depthwise_decompose, _spatial_decompose
 from .layers.depthwise import _DepthwiseConvNd
 from .layers.separable import SeparableConv1d, SeparableConv2d, _SeparableConvNd
 from .layers.spatial import SpatiallySeparableConv2d
@@ -149,7 +149,7 @@ class _Candidate:
     conv: nn.Module
     out_positions: int = 1
     mid_positions: int = 1  # spatial: positions of the vertical step's output (H_out * W_in)
-    spectrum: torch.Tensor | None = None  # (groups or C, r) singular values
+    decomposition: object = None  # factorize's one decomposition of the weight, reused for every rank
     costs: list[int] = field(default_factory=list)  # MACs at rank unit 1..R
     errors: list[float] = field(default_factory=list)  # squared relative weight error at rank unit 1..R
     original: int = 0
@@ -205,13 +205,15 @@ def _layer_cost(c: _Candidate, method: str, rank: int) -> tuple[int, int]:
 
 def _prepare(c: _Candidate, method: str) -> None:
     conv = c.conv
-    weight = conv.weight.detach()
+    weight = _conv_weight(conv.weight.detach(), conv.groups, 3, 5)
     if method == "depthwise":
-        c.spectrum = depthwise_singular_values(weight, conv.groups)
+        c.decomposition = _depthwise_decompose(weight, conv.groups)
+        spectrum = c.decomposition.s[:, :min(conv.out_channels // conv.groups, math.prod(conv.kernel_size))]
     else:
-        c.spectrum = spatial_singular_values(weight, conv.groups)
+        c.decomposition = _spatial_decompose(weight, conv.groups)
+        spectrum = c.decomposition.s
         c.unit = conv.groups
-    energy = c.spectrum.double().square()
+    energy = spectrum.double().square()
     total = float(energy.sum())
     kept = energy.sum(0).cumsum(0)  # kept energy at per-group/per-channel rank 1..R
     c.errors = [max(0.0, 1 - float(k) / total) if total > 0 else 0.0 for k in kept]
@@ -296,7 +298,8 @@ def _relative_error(new: object, ref: object) -> float:
 
 def _run_eval(model: nn.Module, inputs: tuple) -> object:
     modes = {m: m.training for m in model.modules()}
-    model.eval()
+    for module in modes:  # the flags themselves: a torch.export module refuses .eval() but runs fine
+        module.training = False
     try:
         with torch.no_grad():
             return model(*inputs)
@@ -427,15 +430,17 @@ def convert(
         params_before = conv.weight.numel() + bias
         max_rank = c.unit * len(c.costs)
         if index is None:
+            c.decomposition = None
             layers.append(LayerReport(c.name, "kept", None, max_rank, params_before, params_before, c.original,
                                       c.original, 0.0, 0.0 if inputs is not None else None))
             continue
         r = c.unit * (index + 1)
         if method == "depthwise":
             cls = SeparableConv1d if isinstance(conv, nn.Conv1d) else SeparableConv2d
-            layer = cls.from_conv(conv, depth_multiplier=r)
+            layer = cls._from_factors(conv, c.decomposition.factors(r))
         else:
-            layer = SpatiallySeparableConv2d.from_conv(conv, mid_channels=r)
+            layer = SpatiallySeparableConv2d._from_factors(conv, c.decomposition.factors(r))
+        c.decomposition = None  # free the float64 matrices as we go
         output_error = None
         if inputs is not None:
             x, y = records[id(conv)]

@@ -1,16 +1,26 @@
 """``sepconv convert MODEL_FILE OUT_FILE``: convert a saved model's convs to separable ones, print the report.
 
-MODEL_FILE is a ``state_dict`` (loaded with ``torch.load(..., weights_only=True)``) for the model built by
-``--model MODULE:FACTORY`` (an importable callable returning the ``nn.Module``, e.g. ``mypkg.nets:make_net``).
-OUT_FILE receives the converted model's ``state_dict`` and ``OUT_FILE.json`` the report (both written
-atomically). TorchScript and ``torch.export`` files are recognised and refused with a clear message: their
-convolutions are compiled graph operations, not ``nn.Conv2d`` modules that can be swapped.
+MODEL_FILE is one of:
+
+* a ``torch.export`` program (``torch.export.save``, usually ``.pt2``): its conv calls are converted by
+  :func:`sepconv.convert_program.convert_program` (example inputs are generated from the program's input specs)
+  and OUT_FILE receives the converted program (``torch.export.save``);
+* a ``state_dict`` (``torch.load(..., weights_only=True)``) for the model built by ``--model NAME`` (a sepconv
+  model: ``mobilenet_v1``, ``small_cnn``, ``xception``, with ``--model-args '{"num_classes": 10}'``) or
+  ``--model MODULE:FACTORY`` (an importable callable, e.g. ``mypkg.nets:make_net``); OUT_FILE receives the
+  converted model's ``state_dict``.
+
+``OUT_FILE.json`` receives the report; both are written atomically. TorchScript files are refused with a clear
+message: a scripted module's submodule types are fixed by its compiled class (putting a separable layer where a
+``Conv2d`` was raises), and its Python model class cannot be recovered from the file.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import json
 import os
 import tempfile
 import zipfile
@@ -30,10 +40,15 @@ HELP = "convert a saved model's standard convs to separable ones within a MAC bu
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_file", metavar="MODEL_FILE", help="state_dict file (torch.save)")
-    parser.add_argument("out_file", metavar="OUT_FILE", help="where to write the converted state_dict")
-    parser.add_argument("--model", required=True, metavar="MODULE:FACTORY",
-                        help="importable callable building the model the state_dict belongs to")
+    parser.add_argument("model_file", metavar="MODEL_FILE",
+                        help="torch.export program (.pt2) or state_dict file (torch.save)")
+    parser.add_argument("out_file", metavar="OUT_FILE",
+                        help="where to write the converted program (for a program) or state_dict")
+    parser.add_argument("--model", default=None, metavar="NAME|MODULE:FACTORY",
+                        help="for a state_dict: a sepconv model name (mobilenet_v1, small_cnn, xception) or an "
+                             "importable callable building the model the state_dict belongs to")
+    parser.add_argument("--model-args", default=None, metavar="JSON",
+                        help='keyword arguments of --model as a JSON object, e.g. \'{"num_classes": 10}\'')
     parser.add_argument("--method", choices=METHODS, default="depthwise")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--budget", type=float, help="MAC budget relative to the original, in (0, 1]")
@@ -45,7 +60,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", action="append", default=None, help="module-name glob (repeatable)")
 
 
-def _factory(spec: str) -> torch.nn.Module:
+def _model_args(text: str | None) -> dict:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ArgumentError(f"--model-args must be a JSON object, got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise ArgumentError(f"--model-args must be a JSON object of keyword arguments, got {text!r}")
+    return value
+
+
+def _call(builder: object, spec: str, kwargs: dict) -> torch.nn.Module:
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(kwargs) - set(parameters)) if parameters and not takes_any else []
+    if unknown:
+        allowed = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise ArgumentError(f"--model-args {unknown} not accepted by --model {spec}; allowed: {allowed}")
+    try:
+        model = builder(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ArgumentError(f"--model {spec} with --model-args {kwargs}: {str(err).splitlines()[0]}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ArgumentError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _factory(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
+    """The model of ``--model``: a sepconv model name or ``MODULE:FACTORY``, called with ``kwargs``."""
+    from ..models import _registry
+
+    kwargs = kwargs or {}
+    if ":" not in spec:
+        builders = _registry._builders()
+        if spec not in builders:
+            raise ArgumentError(f"--model must be a sepconv model name {sorted(builders)} or MODULE:FACTORY, "
+                                f"got {spec!r}")
+        return _call(builders[spec], spec, kwargs)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ArgumentError(f"--model must look like MODULE:FACTORY, got {spec!r}")
@@ -55,37 +111,54 @@ def _factory(spec: str) -> torch.nn.Module:
         raise ArgumentError(f"--model {spec!r} cannot be imported: {err}") from None
     if not callable(factory):
         raise ArgumentError(f"--model {spec!r} is a {type(factory).__name__}, not a callable returning a model")
-    model = factory()
-    if not isinstance(model, torch.nn.Module):
-        raise ArgumentError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+    return _call(factory, spec, kwargs)
 
 
-def load_model(path: str, spec: str) -> torch.nn.Module:
-    """Build ``spec``'s model and load the state_dict at ``path`` (``weights_only=True``)."""
+def file_kind(path: str) -> str:
+    """``'program'`` (torch.export), ``'torchscript'`` or ``'state_dict'`` (anything else) for the file at ``path``."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"model file {path!r} does not exist")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-            raise ModelLoadError(f"{path} is a TorchScript file: its convs are compiled, not swappable modules; "
-                                 "save model.state_dict() and pass --model MODULE:FACTORY")
         if any(n.endswith("serialized_exported_program.json") or "/models/" in n for n in names):
-            raise ModelLoadError(f"{path} is a torch.export program: its convs are graph operations, not modules; "
-                                 "save model.state_dict() and pass --model MODULE:FACTORY")
+            return "program"
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+    return "state_dict"
+
+
+def load_model(path: str, spec: str | None, model_args: str | None = None) -> torch.nn.Module:
+    """Build ``spec``'s model (with ``model_args``, a JSON object) and load the state_dict at ``path``."""
+    kind = file_kind(path)
+    if kind == "torchscript":
+        raise ModelLoadError(f"{path} is a TorchScript file: its submodule types are fixed by compiled code, so convs "
+                             "cannot be swapped; save a torch.export program (.pt2) or the state_dict and --model")
+    if spec is None:
+        raise ArgumentError(f"--model is required for a state_dict file ({path}): a sepconv model name or "
+                            "MODULE:FACTORY")
+    kwargs = _model_args(model_args)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors have many types
         raise ModelLoadError(f"{path}: not a weights-only torch file ({type(err).__name__}: {err})"[:300]) from None
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path}: expected a state_dict (dict of tensors), got {type(state).__name__}")
-    model = _factory(spec)
+    model = _factory(spec, kwargs)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise ModelLoadError(f"{path} does not fit --model {spec}: {str(err).splitlines()[0]}") from None
     return model
+
+
+def load_program(path: str) -> torch.export.ExportedProgram:
+    """Load the ``torch.export`` program at ``path``."""
+    try:
+        return torch.export.load(path)
+    except Exception as err:  # deserialisation errors have many types
+        raise ModelLoadError(f"{path}: cannot load the torch.export program ({type(err).__name__}: {err})"[:300]) \
+            from None
 
 
 def _atomic_write(target: Path, write) -> None:
@@ -100,23 +173,40 @@ def _atomic_write(target: Path, write) -> None:
             os.remove(tmp)
 
 
+def _example(text: str | None) -> torch.Tensor | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ArgumentError(f"--input-shape must be comma-separated ints, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise ArgumentError(f"--input-shape must hold positive ints, got {text!r}")
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    model = load_model(args.model_file, args.model)
-    example = None
-    if args.input_shape:
-        try:
-            shape = tuple(int(v) for v in args.input_shape.split(","))
-        except ValueError:
-            raise ArgumentError(f"--input-shape must be comma-separated ints, got {args.input_shape!r}") from None
-        if not shape or min(shape) < 1:
-            raise ArgumentError(f"--input-shape must hold positive ints, got {args.input_shape!r}")
-        example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    new_model, report = convert(model, args.method, budget=args.budget, rank=args.rank, energy=args.energy,
-                                include=args.include, exclude=args.exclude, example_inputs=example)
     out = Path(args.out_file)
-    _atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
+    if file_kind(args.model_file) == "program":
+        for flag, value in (("--model", args.model), ("--model-args", args.model_args),
+                            ("--input-shape", args.input_shape)):
+            if value is not None:
+                raise ArgumentError(f"{flag} is for state_dict files; {args.model_file} is a torch.export program "
+                                    f"(its inputs come from the program), got {flag} {value!r}")
+        from ..convert_program import convert_program
+
+        program, report = convert_program(load_program(args.model_file), args.method, budget=args.budget,
+                                          rank=args.rank, energy=args.energy, include=args.include,
+                                          exclude=args.exclude)
+        _atomic_write(out, lambda tmp: torch.export.save(program, tmp))
+    else:
+        model = load_model(args.model_file, args.model, args.model_args)
+        example = _example(args.input_shape)
+        new_model, report = convert(model, args.method, budget=args.budget, rank=args.rank, energy=args.energy,
+                                    include=args.include, exclude=args.exclude, example_inputs=example)
+        _atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
     _atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
     Console().print(report.table())
     print(f"wrote {out} and {out}.json")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -12,6 +14,9 @@ from ..kernels import cpu as _cpu
 from ._init import format_args
 from .blocks import create_activation, create_norm
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
+
+if TYPE_CHECKING:
+    from ..factorize import DepthwiseFactors
 
 __all__ = ["SeparableConv1d", "SeparableConv2d", "SeparableConv3d"]
 
@@ -137,10 +142,16 @@ class _SeparableConvNd(nn.Module):
         """
         from ..factorize import depthwise_ranks, depthwise_svd
 
-        weight, padding = _conv_geometry(conv, cls.spatial_dims, cls.__name__)
+        weight, _ = _conv_geometry(conv, cls.spatial_dims, cls.__name__)
         if depth_multiplier is None:
             depth_multiplier = depthwise_ranks(weight, conv.groups)
-        factors = depthwise_svd(weight, depth_multiplier, conv.groups)
+        return cls._from_factors(conv, depthwise_svd(weight, depth_multiplier, conv.groups))
+
+    @classmethod
+    def _from_factors(cls, conv: nn.Module, factors: DepthwiseFactors) -> _SeparableConvNd:
+        """The layer of :meth:`from_conv` from factors already computed for ``conv.weight`` (used by convert)."""
+        weight, padding = _conv_geometry(conv, cls.spatial_dims, cls.__name__)
+        depth_multiplier = factors.depthwise.shape[0] // conv.in_channels
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation,
                     depth_multiplier, bias=conv.bias is not None, depthwise_bias=False,
                     padding_mode=conv.padding_mode, groups=conv.groups, device=weight.device, dtype=weight.dtype)

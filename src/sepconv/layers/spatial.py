@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -10,6 +12,9 @@ from ..errors import ArgumentError, ShapeError
 from ..functional import spatial_steps
 from ._init import format_args
 from .conv import PaddedConv2d
+
+if TYPE_CHECKING:
+    from ..factorize import SpatialFactors
 
 __all__ = ["SpatiallySeparableConv2d"]
 
@@ -126,10 +131,18 @@ class SpatiallySeparableConv2d(nn.Module):
         from ..factorize import spatial_ranks, spatial_svd
         from .separable import _conv_geometry
 
-        weight, padding = _conv_geometry(conv, 2, cls.__name__)
+        weight, _ = _conv_geometry(conv, 2, cls.__name__)
         if mid_channels is None:
             mid_channels = spatial_ranks(weight, conv.groups)
-        factors = spatial_svd(weight, mid_channels, conv.groups)
+        return cls._from_factors(conv, spatial_svd(weight, mid_channels, conv.groups))
+
+    @classmethod
+    def _from_factors(cls, conv: nn.Conv2d, factors: SpatialFactors) -> SpatiallySeparableConv2d:
+        """The layer of :meth:`from_conv` from factors already computed for ``conv.weight`` (used by convert)."""
+        from .separable import _conv_geometry
+
+        weight, padding = _conv_geometry(conv, 2, cls.__name__)
+        mid_channels = factors.vertical.shape[0]
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation,
                     mid_channels, "vh", conv.bias is not None, conv.groups, conv.padding_mode,
                     device=weight.device, dtype=weight.dtype)
