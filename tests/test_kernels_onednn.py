@@ -106,3 +106,14 @@ def test_not_used_under_flop_counter_or_tracing() -> None:
     assert counter.get_total_flops() == 2 * (4 * 9 * 64 + 4 * 8 * 64)
     program = torch.export.export(layer, (x,))
     assert "mkldnn" not in str(program.graph)
+
+
+@pytest.mark.parametrize(("size", "dilation"), [((12, 12), 2), ((12, 11), (2, 1)), ((10, 10), 1)])
+def test_asymmetric_same_padding_with_and_without_dilation(size, dilation) -> None:
+    # stride 2 'same' on even sizes pads (p, p + 1): dilation 1 shifts the kernel, dilation 2 copies
+    layer = sepconv.SeparableConv2d(4, 8, 3, stride=2, dilation=dilation, padding="same", activation="relu").eval()
+    x = torch.randn(2, 4, *size)
+    with torch.inference_mode():
+        fast = onednn.separable_forward(layer, x)
+        assert fast is not None
+        assert rel_err(fast, reference(layer, x)) < 1e-5

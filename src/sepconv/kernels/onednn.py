@@ -107,11 +107,19 @@ class _Plan:
             bias = shift if bias is None else bias * scale + shift
         shape, dtype = tuple(x.shape), x.dtype
         pads = resolve_padding(shape[2:], dw.padding, dw.kernel_size, dw.stride, dw.dilation)
-        symmetric = all(before == after for before, after in pads)
-        # asymmetric (TF 'same', extra element at the end) padding is applied explicitly, the rest by oneDNN
-        self.pad = None if symmetric else [pads[1][0], pads[1][1], pads[0][0], pads[0][1]]
-        self.padding = [before for before, _ in pads] if symmetric else [0, 0]
-        conv_input = list(shape) if symmetric else [*shape[:2], *(n + b + a for n, (b, a) in zip(shape[2:], pads))]
+        # TF 'same' puts the extra element at the end: pads (p, p + e). Rather than copying the input into a
+        # padded buffer, pad symmetrically by p + e and give the kernel e leading zero taps, which shifts every
+        # window by e; same outputs, no copy (dilation 1 only, where a leading tap shifts by one pixel).
+        extra = [after - before for before, after in pads]
+        if all(e == 0 or d == 1 for e, d in zip(extra, dw.dilation)):
+            weight = F.pad(weight, [extra[1], 0, extra[0], 0])
+            self.pad, self.padding = None, [after for _, after in pads]
+            conv_input = list(shape)
+        else:  # dilated and asymmetric: an explicit padded copy
+            self.pad = [pads[1][0], pads[1][1], pads[0][0], pads[0][1]]
+            self.padding = [0, 0]
+            conv_input = [*shape[:2], *(n + b + a for n, (b, a) in zip(shape[2:], pads))]
+        kernel = weight.shape[2:]
         self.stride, self.dilation, self.channels = list(dw.stride), list(dw.dilation), dw.in_channels
         self.attr, self.scalars = _POST_OPS[type(layer.act)]
         self.groups = pw.groups
@@ -120,10 +128,28 @@ class _Plan:
                                                             self.stride, self.dilation, self.channels, conv_input)
         self.dw_bias = None if bias is None else bias.to(dtype)
         out = [(n + 2 * p - d * (k - 1) - 1) // s + 1
-               for n, p, k, s, d in zip(conv_input[2:], self.padding, dw.kernel_size, dw.stride, dw.dilation)]
+               for n, p, k, s, d in zip(conv_input[2:], self.padding, kernel, dw.stride, dw.dilation)]
         self.pw_weight = mkldnn._reorder_convolution_weight(pw.weight.detach().to(dtype).contiguous(), [0, 0], [1, 1],
                                                             [1, 1], pw.groups, [shape[0], dw.out_channels, *out])
         self.pw_bias = None if pw.bias is None else pw.bias.detach().to(dtype)
+
+
+def _pad_channels_last(x: torch.Tensor, pad: list[int]) -> torch.Tensor:
+    """Zero-pad ``(B, C, H, W)`` by ``[left, right, top, bottom]`` into a channels_last tensor.
+
+    ``F.pad`` fills the whole output with zeros and then copies the input over it; here only the border strips
+    are zeroed, which saves a full write pass over the tensor (the pads are one or two pixels wide).
+    """
+    left, right, top, bottom = pad
+    b, c, h, w = x.shape
+    out = torch.empty((b, c, h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last)
+    out[:, :, top:top + h, left:left + w].copy_(x)
+    for strip in (out[:, :, :top], out[:, :, top + h:], out[:, :, top:top + h, :left],
+                  out[:, :, top:top + h, left + w:]):
+        if strip.numel():
+            strip.zero_()
+    return out
 
 
 def _supported(layer: nn.Module, x: torch.Tensor) -> bool:
@@ -180,7 +206,7 @@ def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = 
         return None
     x = x.contiguous(memory_format=torch.channels_last)
     if plan.pad is not None:
-        x = F.pad(x, plan.pad)
+        x = _pad_channels_last(x, plan.pad)
     mkldnn = torch.ops.mkldnn
     mid = mkldnn._convolution_pointwise(x, plan.dw_weight, plan.dw_bias, plan.padding, plan.stride, plan.dilation,
                                         plan.channels, plan.attr, plan.scalars, "")
