@@ -65,8 +65,8 @@ def main() -> None:
         "benchmark": "sepconv.convert on VGG-16 features (13 convs, random weights), 224x224",
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
-        "note": "recorded on a machine shared with other jobs (2 cores, 3 engineers running tests and "
-                "benchmarks; load_average_1min is the machine's load before each run): timings are noisy upper bounds",
+        "note": "load_average_1min is the machine's 1-minute load before each run; above the core count, other "
+                "jobs competed for the CPU and the timings are upper bounds",
         "runs": runs,
     }
     out = Path(__file__).parent / "results"
