@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError, UnsupportedConfigError
+from .layers.blocks import batchnorm_affine
 
 __all__ = ["BACKENDS", "explain", "fused_forward", "get_backend", "set_backend"]
 
@@ -91,13 +92,8 @@ def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | N
         return f"norm {type(norm).__name__} cannot be fused (none or eval-mode BatchNorm2d only)"
     if norm.training or norm.running_mean is None or norm.running_var is None:
         return "BatchNorm2d uses batch statistics (training mode or no running stats)"
-    scale = torch.rsqrt(norm.running_var.detach().float() + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight.detach().float()
-    shift = -norm.running_mean.detach().float() * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias.detach().float()
-    return scale, shift
+    scale, shift = batchnorm_affine(norm)
+    return scale.float(), shift.float()
 
 
 def explain(module: nn.Module, input: torch.Tensor) -> str | None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError
+from .layers.blocks import batchnorm_affine
 from .layers.depthwise import _DepthwiseConvNd
 from .layers.separable import _SeparableConvNd
 
@@ -31,12 +32,7 @@ def _foldable(bn: nn.Module, channels: int) -> bool:
 @torch.no_grad()
 def _fold(conv: nn.Module, bn: nn.Module) -> None:
     """Fold eval-mode ``bn`` into ``conv`` (weight ``(N, ...)``, optional bias ``(N,)``) in place."""
-    scale = bn.running_var.add(bn.eps).rsqrt()
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
+    scale, shift = batchnorm_affine(bn)
     if conv.bias is not None:
         shift = shift + conv.bias * scale
     conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.blocks import batchnorm_affine
 from ..padding import resolve_padding
 
 __all__ = ["available", "separable_forward"]
@@ -70,13 +71,7 @@ def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | N
         return None, None
     if type(norm) is not nn.BatchNorm2d or norm.training or norm.running_var is None:
         return None
-    scale = torch.rsqrt(norm.running_var.detach() + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight.detach()
-    shift = -norm.running_mean.detach() * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias.detach()
-    return scale, shift
+    return batchnorm_affine(norm)
 
 
 def _key(layer: nn.Module) -> tuple | None:
