@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError, UnsupportedConfigError
+from .kernels import needs_grad
 from .layers.blocks import batchnorm_affine
 
 __all__ = ["BACKENDS", "explain", "fused_forward", "get_backend", "set_backend"]
@@ -80,10 +81,6 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-def _needs_grad(module: nn.Module, input: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in module.parameters()))
-
-
 def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None] | str:
     """``(scale, shift)`` of an identity or eval-mode BatchNorm2d, else the reason it cannot be folded."""
     if type(norm) is nn.Identity:
@@ -115,7 +112,7 @@ def explain(module: nn.Module, input: torch.Tensor) -> str | None:
         return f"device {input.device} needs CUDA (or CPU with TRITON_INTERPRET=1)"
     if getattr(module, "spatial_dims", None) != 2:
         return "only SeparableConv2d is fused"
-    if _needs_grad(module, input):
+    if needs_grad(module, input):
         return "gradients are needed; the fused kernel is inference-only"
     subs = [module, *module.children()]
     if any(m._forward_hooks or m._forward_pre_hooks for m in subs):

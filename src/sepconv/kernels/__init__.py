@@ -8,4 +8,12 @@ imports it only if it is installed, and :mod:`sepconv.backend` decides when the 
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import torch
+from torch import nn
+
+__all__ = ["needs_grad"]
+
+
+def needs_grad(module: nn.Module, input: torch.Tensor) -> bool:
+    """Whether ``module(input)`` must be recorded by autograd, so that inference-only kernels cannot run it."""
+    return torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in module.parameters()))

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..layers.blocks import batchnorm_affine
 from ..padding import resolve_padding
+from . import needs_grad
 
 __all__ = ["available", "separable_forward"]
 
@@ -155,12 +156,6 @@ def _supported(layer: nn.Module, x: torch.Tensor) -> bool:
             and _norm_affine(layer.norm) is not None)
 
 
-def applies(layer: nn.Module, x: torch.Tensor) -> bool:
-    """Whether :func:`separable_forward` handles ``layer(x)`` (see the module docstring)."""
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    return not needs_grad and _key(layer) is not None and _supported(layer, x)
-
-
 def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan | None:
     key = _key(layer)
     if key is None:
@@ -194,7 +189,7 @@ def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = 
     Returns:
         ``(B, N, H_out, W_out)`` in channels_last memory format, or ``None`` when the path does not apply.
     """
-    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters())):
+    if needs_grad(layer, x):
         return None  # training: autograd needs the PyTorch ops
     plan = _plan(layer, x)
     if plan is None:
