@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -148,3 +150,41 @@ def bool_arg(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise ArgumentError(f"{name} must be a bool, got {value!r}")
     return value
+
+
+def number(value: object, name: str, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
+    """Return ``value`` if it is a finite real number (an int when ``integer``) inside the given range.
+
+    The one number checker of the package: bools, strings, NaN and infinities are refused with an
+    :class:`ArgumentError` that names the argument, the allowed range and the value received.
+
+    Example:
+        >>> number(0.5, "budget", low=0, high=1, low_open=True)
+        0.5
+        >>> number(True, "rtol", low=0, high=1)
+        Traceback (most recent call last):
+        ...
+        sepconv.errors.ArgumentError: rtol must be a number in [0, 1], got True
+    """
+    kind = numbers.Integral if integer else numbers.Real  # numpy scalars register here too
+    is_number = isinstance(value, kind) and not isinstance(value, bool)
+    ok = is_number and math.isfinite(value)  # type: ignore[arg-type]
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low  # type: ignore[operator]
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high  # type: ignore[operator]
+    if not ok:
+        raise ArgumentError(f"{name} must be {_range_text(integer, low, high, low_open, high_open)}, got {value!r}")
+    return int(value) if integer else float(value)  # type: ignore[arg-type]
+
+
+def _range_text(integer: bool, low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    kind = "an int" if integer else "a number"
+    if low is None and high is None:
+        return f"a finite {'int' if integer else 'number'}"
+    if high is None:
+        return f"{kind} {'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{kind} {'<' if high_open else '<='} {high:g}"
+    return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
