@@ -7,7 +7,7 @@ CUDA events, the median of:
 - ``torch_dw_pw``: PyTorch's two-kernel composition, depthwise conv (+ folded BN bias) + ReLU, 1x1 conv + bias
   + ReLU, channels_last;
 - ``torch_compile``: ``torch.compile`` of that composition;
-- ``fused``: :func:`sepconv.kernels.triton_sepconv.fused_separable_conv2d` with the same epilogues.
+- ``fused``: :func:`sepconv.backends.triton.fused_separable_conv2d` with the same epilogues.
 
 Inputs rotate through enough copies to exceed twice the L2 cache, so every call reads from HBM. For the fused
 kernel it reports the achieved HBM bandwidth (bytes of input + output + weights over the time) and the fraction
@@ -128,7 +128,7 @@ def torch_dw_pw(x, dw, dw_b, pw, pw_b, stride: int, pad: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from sepconv.kernels import triton_sepconv as K
+    from sepconv.backends import triton as K
 
     l2 = l2_bytes()
     bw = copy_bandwidth()
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 c = layer_case(size, cin, cout, stride, k, batch, dtype)
                 pad = k // 2
                 rot = Rotating(c["x"], l2)
-                # operands prepared once, as SeparableConv2d's dispatch caches them (sepconv.backend)
+                # operands prepared once, as SeparableConv2d's dispatch caches them (sepconv.backends.dispatch)
                 wdw, shift = K.fold_depthwise(c["dw"], c["dw_b"], None, None)
                 wpw = c["pw"].reshape(cout, cin).t().contiguous()
                 pw_b = c["pw_b"].float()

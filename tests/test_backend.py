@@ -14,8 +14,13 @@ from torch import nn
 
 import sepconv
 from conftest import rel_err
-from sepconv import backend
+from sepconv import backends as backend
 from sepconv.errors import ArgumentError
+
+
+def triton_reason(layer: nn.Module, x: torch.Tensor) -> str | None:
+    """Why the fused Triton kernel does not run ``layer(x)`` (``None``: it runs)."""
+    return backend.explain(layer, x).reasons.get("triton")
 
 
 @pytest.fixture
@@ -43,10 +48,10 @@ def test_importing_sepconv_does_not_import_triton() -> None:
 
 def test_auto_keeps_cpu_on_torch(restore_backend) -> None:
     layer = sepconv.SeparableConv2d(4, 8, 3)
-    reason = backend.explain(layer, torch.randn(1, 4, 8, 8))
+    reason = triton_reason(layer, torch.randn(1, 4, 8, 8))
     assert reason == "backend 'auto' uses the fused kernel for CUDA inputs only, got device cpu"
     sepconv.set_backend("torch")
-    assert backend.explain(layer, torch.randn(1, 4, 8, 8)) == "backend is 'torch'"
+    assert triton_reason(layer, torch.randn(1, 4, 8, 8)) == "backend is 'torch'"
 
 
 # --- dispatch through the interpreter ---------------------------------------------------------------------
@@ -55,7 +60,7 @@ def test_auto_keeps_cpu_on_torch(restore_backend) -> None:
 def forced(monkeypatch: pytest.MonkeyPatch, restore_backend):
     """Backend 'triton' on CPU via the interpreter; counts kernel launches."""
     pytest.importorskip("triton", reason="triton is not installed (pip install 'sepconv[gpu]' or 'sepconv[test]')")
-    from sepconv.kernels import triton_sepconv
+    from sepconv.backends import triton as triton_sepconv
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     sepconv.set_backend("triton")
@@ -104,7 +109,7 @@ def test_layer_uses_fused_kernel_and_matches_torch(forced, kwargs: dict) -> None
     layer = bn_eval(sepconv.SeparableConv2d(5, 11, **kwargs))
     x = torch.randn(2, 5, 9, 10).to(memory_format=torch.channels_last)
     with torch.no_grad():
-        assert backend.explain(layer, x) is None
+        assert triton_reason(layer, x) is None
         got = layer(x)
         ref = torch_output(layer, x)
     assert len(forced) == 1
@@ -142,11 +147,11 @@ def test_unsupported_layers_fall_back_to_torch(forced, setup, reason: str) -> No
     setup(layer)
     x = torch.randn(2, 4, 8, 8)
     with torch.no_grad():
-        assert reason in backend.explain(layer, x)
+        assert reason in triton_reason(layer, x)
         got = layer(x)
         ref = torch_output(layer, x)
     assert not forced
-    assert torch.equal(got, ref)
+    assert rel_err(got, ref) < 1e-5  # another CPU path (oneDNN or channels_last) than the plain composition
 
 
 @pytest.mark.triton
@@ -154,7 +159,7 @@ def test_training_keeps_torch_for_gradients(forced) -> None:
     layer = sepconv.SeparableConv2d(4, 6, 3).eval()
     x = torch.randn(1, 4, 8, 8)
     out = layer(x)  # grad mode, parameters require grad: PyTorch path, backward works
-    assert backend.explain(layer, x) == "gradients are needed; the fused kernel is inference-only"
+    assert triton_reason(layer, x) == "gradients are needed; accelerated paths are inference-only"
     out.sum().backward()
     assert layer.pointwise.weight.grad is not None
     assert not forced
@@ -175,7 +180,7 @@ def test_without_triton_everything_falls_back() -> None:
     code = (
         "import sys; sys.modules['triton'] = None\n"
         "import torch, sepconv\n"
-        "from sepconv.kernels import triton_sepconv as K\n"
+        "from sepconv.backends import triton as K\n"
         "print(K.triton_available())\n"
         "print(K.unsupported_reason(torch.randn(1, 4, 8, 8), torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1)))\n"
         "try:\n    sepconv.set_backend('triton')\nexcept sepconv.UnsupportedConfigError as err:\n    print(err)\n"

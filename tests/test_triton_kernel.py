@@ -21,7 +21,7 @@ from sepconv.errors import SepConvError, UnsupportedConfigError
 pytest.importorskip("triton", reason="triton is not installed (pip install 'sepconv[gpu]' or 'sepconv[test]')")
 
 from conftest import rel_err
-from sepconv.kernels import triton_sepconv as K
+from sepconv.backends import triton as K
 
 pytestmark = pytest.mark.triton
 BLOCKS = (16, 16, 16)

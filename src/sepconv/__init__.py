@@ -18,8 +18,11 @@ Example:
 __version__ = "0.1.0"
 
 # isort: split
-from . import cost, data, factorize, filters, functional, interop, models, named_kernels, study
-from .backend import get_backend, set_backend
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import backends, cost, factorize, functional, models
+from .backends import get_backend, set_backend
 from .convert import ConversionReport, convert
 from .cost import count
 from .errors import (
@@ -34,7 +37,6 @@ from .errors import (
     UnsupportedLayerError,
 )
 from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
-from .filters import filter2d
 from .fusion import fuse
 from .layers import (
     DepthwiseConv1d,
@@ -47,8 +49,44 @@ from .layers import (
     SpatiallySeparableConv2d,
 )
 from .models.small_cnn import small_cnn
-from .named_kernels import get_kernel
-from .study import StudyConfig, run_study
+
+# The applications (the study, image filtering, Keras/ONNX interop) load on first use, so that `import sepconv`
+# pulls in neither matplotlib nor onnx nor the study: public name -> (module, attribute or None for the module).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "study": ("sepconv.study", None),
+    "data": ("sepconv.data", None),  # moves to sepconv.study.data
+    "StudyConfig": ("sepconv.study", "StudyConfig"),
+    "run_study": ("sepconv.study", "run_study"),
+    "filters": ("sepconv.filters", None),
+    "filter2d": ("sepconv.filters", "filter2d"),
+    "named_kernels": ("sepconv.named_kernels", None),
+    "get_kernel": ("sepconv.named_kernels", "get_kernel"),
+    "interop": ("sepconv.interop", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the lazy public names of :data:`_LAZY` on first access."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sepconv' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
+    from . import filters, interop, study
+    from .filters import filter2d
+    from .filters import named as named_kernels
+    from .filters.named import get_kernel
+    from .study import StudyConfig, run_study
+    from .study import data as data
 
 __all__ = [
     "ArgumentError",
@@ -71,6 +109,7 @@ __all__ = [
     "UnsupportedConfigError",
     "UnsupportedLayerError",
     "__version__",
+    "backends",
     "convert",
     "cost",
     "count",

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backends import env, onednn
 from .cost import separable_cost, spatial_cost, standard_cost
 from .errors import ArgumentError
 from .fusion import fuse
-from .kernels import onednn
 from .layers import SeparableConv2d, SpatiallySeparableConv2d
 
 __all__ = ["machine", "mobilenet_shapes", "run_benchmarks"]
@@ -109,7 +109,7 @@ def _separable_case(c: int, n: int, size: int, stride: int, batch: int, repeats:
     dw, pw = layer.depthwise.weight.detach(), layer.pointwise.weight.detach()
     dwl, pwl = (w.contiguous(memory_format=torch.channels_last) for w in (dw, pw))
     fast = fuse(layer)
-    std_packed = onednn.prepacked_conv(std_l, xl) if onednn.available() else std_l
+    std_packed = onednn.prepacked_conv(std_l, xl) if env.onednn_available() else std_l
     fns = {
         "standard_nchw": lambda: std(x),
         "standard_cl": lambda: std_l(xl),
@@ -141,7 +141,7 @@ def _depthwise_step(layer: SeparableConv2d, xl: torch.Tensor, weight: torch.Tens
                     channels: int) -> Callable[[], object]:
     """sepconv's depthwise step alone: the prepacked oneDNN conv when available, else channels_last conv2d."""
     with torch.inference_mode():
-        if onednn.separable_forward(layer, xl, depthwise_only=True) is not None:
+        if onednn.unsupported_reason(layer, xl) is None:
             return lambda: onednn.separable_forward(layer, xl, depthwise_only=True)
     return lambda: F.conv2d(xl, weight, None, stride, 1, 1, channels)
 
@@ -153,7 +153,7 @@ def _spatial_case(c: int, n: int, size: int, k: int, batch: int, repeats: int) -
     sep = fuse(SpatiallySeparableConv2d(c, n, k, padding=k // 2, bias=False))
     sep_nchw = SpatiallySeparableConv2d(c, n, k, padding=k // 2, bias=False).eval()
     xl = x.contiguous(memory_format=torch.channels_last)
-    std_packed = onednn.prepacked_conv(std, xl) if onednn.available() else std
+    std_packed = onednn.prepacked_conv(std, xl) if env.onednn_available() else std
     t = _interleaved({"standard_nchw": lambda: std_nchw(x), "standard_cl": lambda: std(xl),
                       "standard_prepacked": lambda: std_packed(xl),
                       "spatial_nchw": lambda: sep_nchw(x), "spatial_cl": lambda: sep(xl)}, repeats)

@@ -47,14 +47,14 @@ from torch import nn
 
 from .errors import ArgumentError
 from .factorize import _conv_weight, _depthwise_decompose, _spatial_decompose
-from .layers.depthwise import _DepthwiseConvNd
-from .layers.separable import SeparableConv1d, SeparableConv2d, _SeparableConvNd
+from .layers.depthwise import DepthwiseConvNd
+from .layers.separable import SeparableConv1d, SeparableConv2d, SeparableConvNd
 from .layers.spatial import SpatiallySeparableConv2d
 
 __all__ = ["METHODS", "ConversionReport", "LayerReport", "convert"]
 
 METHODS = ("depthwise", "spatial")
-_COMPOSITE = (_SeparableConvNd, SpatiallySeparableConv2d)
+_COMPOSITE = (SeparableConvNd, SpatiallySeparableConv2d)
 
 
 @dataclass
@@ -157,7 +157,7 @@ class _Candidate:
 
 
 def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, _DepthwiseConvNd))
+    return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, DepthwiseConvNd))
 
 
 def _walk(module: nn.Module, prefix: str = ""):
@@ -437,9 +437,9 @@ def convert(
         r = c.unit * (index + 1)
         if method == "depthwise":
             cls = SeparableConv1d if isinstance(conv, nn.Conv1d) else SeparableConv2d
-            layer = cls._from_factors(conv, c.decomposition.factors(r))
+            layer = cls.from_factors(conv, c.decomposition.factors(r))
         else:
-            layer = SpatiallySeparableConv2d._from_factors(conv, c.decomposition.factors(r))
+            layer = SpatiallySeparableConv2d.from_factors(conv, c.decomposition.factors(r))
         c.decomposition = None  # free the float64 matrices as we go
         output_error = None
         if inputs is not None:

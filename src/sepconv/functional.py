@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +25,14 @@ from .errors import ArgumentError, ShapeError
 from .padding import output_size, pad_for_conv, resolve_padding
 
 __all__ = [
+    "ConvCall",
+    "batchnorm_affine",
+    "check_conv",
     "conv",
     "depthwise_conv1d",
     "depthwise_conv2d",
     "depthwise_conv3d",
+    "relative_error",
     "separable_conv1d",
     "separable_conv2d",
     "separable_conv3d",
@@ -72,18 +77,42 @@ def conv(
     return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, "weight")
 
 
-def _conv(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
+class ConvCall(NamedTuple):
+    """A validated conv call: the batched input, operands and geometry (see :func:`check_conv`)."""
+
+    input: torch.Tensor
+    unbatched: bool
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    pads: tuple[tuple[int, int], ...]
+    padding_mode: str
+
+
+def check_conv(
+    input: object,
+    weight: object,
+    bias: object,
     stride: IntOrTuple,
     padding: IntOrTuple | str,
     dilation: IntOrTuple,
     groups: int,
     padding_mode: str,
     nd: int,
-    name: str,
-) -> torch.Tensor:
+    name: str = "weight",
+) -> ConvCall:
+    """Validate a conv call exactly as the functional convs do and return its resolved geometry.
+
+    Every implementation of a conv (the PyTorch composition and the accelerated backends) runs this first, so
+    that bad input gets the same typed error whichever path would run.
+
+    Example:
+        >>> call = check_conv(torch.randn(2, 4, 8, 8), torch.randn(4, 1, 3, 3), None, 2, "same", 1, 4, "zeros", 2)
+        >>> call.pads, call.unbatched
+        (((0, 1), (0, 1)), False)
+    """
     x, unbatched = _checks.conv_input(input, nd)
     weight = _checks.weight_arg(weight, nd, name)
     _checks.same_dtype_device(x, weight, name)
@@ -101,13 +130,19 @@ def _conv(
     if weight.shape[0] % groups:
         raise ShapeError(f"{name} output channels must be divisible by groups={groups}, got {weight.shape[0]}")
     bias = _checks.bias_arg(bias, weight.shape[0], x, f"{name.replace('weight', 'bias')}")
-    kernel = tuple(weight.shape[2:])
-    spatial = tuple(x.shape[2:])
-    pads = resolve_padding(spatial, pad, kernel, stride_t, dilation_t)
-    for axis, (n, k, s, d, (before, after)) in enumerate(zip(spatial, kernel, stride_t, dilation_t, pads)):
+    pads = resolve_padding(tuple(x.shape[2:]), pad, tuple(weight.shape[2:]), stride_t, dilation_t)
+    _check_fits(tuple(x.shape[2:]), tuple(weight.shape[2:]), stride_t, dilation_t, pads, padding_mode)
+    return ConvCall(x, unbatched, weight, bias, stride_t, dilation_t, groups, tuple(tuple(p) for p in pads),
+                    padding_mode)
+
+
+def _check_fits(spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                dilation: tuple[int, ...], pads: tuple[tuple[int, int], ...], padding_mode: str) -> None:
+    """Raise :class:`ShapeError` when the kernel does not fit the padded input or the padding mode cannot pad."""
+    for axis, (n, k, s, d, (before, after)) in enumerate(zip(spatial, kernel, stride, dilation, pads)):
         if output_size(n, k, s, d, before, after) < 1:
             raise ShapeError(
-                f"input is too small: kernel {kernel} with dilation {dilation_t} and padding {pads} needs at least "
+                f"input is too small: kernel {kernel} with dilation {dilation} and padding {pads} needs at least "
                 f"{(k - 1) * d + 1 - before - after} positions on spatial axis {axis}, got spatial size {spatial}"
             )
         limit = n - 1 if padding_mode == "reflect" else n
@@ -116,9 +151,24 @@ def _conv(
                 f"padding_mode={padding_mode!r} allows at most {limit} padding on spatial axis {axis} of size {n}, "
                 f"got {max(before, after)}"
             )
-    x, conv_pad = pad_for_conv(x, pads, padding_mode)
-    out = _CONV[nd](x, weight, bias, stride_t, conv_pad, dilation_t, groups)
-    return out.squeeze(0) if unbatched else out
+
+
+def _conv(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple | str,
+    dilation: IntOrTuple,
+    groups: int,
+    padding_mode: str,
+    nd: int,
+    name: str,
+) -> torch.Tensor:
+    call = check_conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, name)
+    x, conv_pad = pad_for_conv(call.input, call.pads, call.padding_mode)
+    out = _CONV[nd](x, call.weight, call.bias, call.stride, conv_pad, call.dilation, call.groups)
+    return out.squeeze(0) if call.unbatched else out
 
 
 def _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, nd):
@@ -403,3 +453,43 @@ def spatially_separable_conv2d(
         weight, bias, name = named[key]
         x = _conv(x, weight, bias, step["stride"], step["padding"], step["dilation"], groups, padding_mode, 2, name)
     return x
+
+
+def batchnorm_affine(bn: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel ``(scale, shift)`` an eval-mode BatchNorm applies: ``y = x * scale + shift``.
+
+    ``scale = weight / sqrt(running_var + eps)``, ``shift = bias - running_mean * scale`` (detached), the map that
+    inference-time folding puts into the conv before the norm.
+
+    Example:
+        >>> bn = torch.nn.BatchNorm2d(2).eval()
+        >>> scale, shift = batchnorm_affine(bn)
+        >>> x = torch.randn(1, 2, 3, 3)
+        >>> torch.allclose(bn(x), x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1), atol=1e-6)
+        True
+    """
+    scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach()
+    shift = -bn.running_mean.detach() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach()
+    return scale, shift
+
+
+def relative_error(approx: torch.Tensor, reference: torch.Tensor) -> float:
+    """``||approx - reference|| / ||reference||`` (Frobenius, computed in float64); 0 when both are zero.
+
+    The one relative error of the package (factorization, conversion reports, tests of the fast paths).
+
+    Example:
+        >>> relative_error(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 0.0]))
+        1.3333333333333333
+        >>> relative_error(torch.ones(2), torch.zeros(2))
+        inf
+    """
+    diff = torch.linalg.vector_norm((approx.detach().double() - reference.detach().double()).flatten()).item()
+    scale = torch.linalg.vector_norm(reference.detach().double().flatten()).item()
+    if scale == 0:
+        return 0.0 if diff == 0 else float("inf")
+    return diff / scale

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError
-from .layers.blocks import batchnorm_affine
-from .layers.depthwise import _DepthwiseConvNd
-from .layers.separable import _SeparableConvNd
+from .functional import batchnorm_affine
+from .layers.depthwise import DepthwiseConvNd
+from .layers.separable import SeparableConvNd
 
 __all__ = ["fuse"]
 
@@ -41,9 +41,9 @@ def _fold(conv: nn.Module, bn: nn.Module) -> None:
 
 def _conv_of(module: nn.Module) -> nn.Module | None:
     """The conv whose output a following BatchNorm normalises (the pointwise step of a separable layer)."""
-    if isinstance(module, _SeparableConvNd):
+    if isinstance(module, SeparableConvNd):
         return module.pointwise
-    if isinstance(module, (nn.modules.conv._ConvNd, _DepthwiseConvNd)) and not isinstance(
+    if isinstance(module, (nn.modules.conv._ConvNd, DepthwiseConvNd)) and not isinstance(
             module, nn.modules.conv._ConvTransposeNd):
         return module
     return None
@@ -90,7 +90,7 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
         raise ArgumentError(f"channels_last must be a bool, got {channels_last!r}")
     fused = copy.deepcopy(model).eval()
     for module in list(fused.modules()):
-        if isinstance(module, _SeparableConvNd) and _foldable(module.norm, module.depthwise.out_channels):
+        if isinstance(module, SeparableConvNd) and _foldable(module.norm, module.depthwise.out_channels):
             _fold(module.depthwise, module.norm)
             module.norm = nn.Identity()
         if isinstance(module, nn.Sequential):

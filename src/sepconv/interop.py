@@ -50,8 +50,8 @@ from torch import nn
 
 from .errors import ArgumentError, UnsupportedLayerError
 from .layers import DepthwiseConv1d, DepthwiseConv2d, PaddedConv2d, SeparableConv1d, SeparableConv2d
-from .layers.depthwise import _DepthwiseConvNd
-from .layers.separable import _SeparableConvNd
+from .layers.depthwise import DepthwiseConvNd
+from .layers.separable import SeparableConvNd
 
 __all__ = ["LAYOUTS", "ToChannelsFirst", "ToChannelsLast", "from_keras", "to_keras"]
 
@@ -435,7 +435,7 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-def _to_separable(module: _SeparableConvNd, data_format: str) -> tuple[Any, int]:
+def _to_separable(module: SeparableConvNd, data_format: str) -> tuple[Any, int]:
     keras = _keras()
     name = type(module).__name__
     n = module.spatial_dims
@@ -468,7 +468,7 @@ def _to_separable(module: _SeparableConvNd, data_format: str) -> tuple[Any, int]
     return layer, module.out_channels
 
 
-def _to_depthwise(module: _DepthwiseConvNd, data_format: str) -> tuple[Any, int]:
+def _to_depthwise(module: DepthwiseConvNd, data_format: str) -> tuple[Any, int]:
     keras = _keras()
     n = module.spatial_dims
     if n not in (1, 2):
@@ -550,10 +550,10 @@ def _to_activation(module: nn.Module) -> Any:
 def _to_keras(module: nn.Module, data_format: str, channels: int | None, rank: int | None) -> tuple[list, int | None,
                                                                                                     int | None]:
     """Convert one module; returns the Keras layers, the channels and spatial rank after it."""
-    if isinstance(module, _SeparableConvNd):
+    if isinstance(module, SeparableConvNd):
         layer, channels = _to_separable(module, data_format)
         return [layer], channels, module.spatial_dims
-    if isinstance(module, _DepthwiseConvNd):
+    if isinstance(module, DepthwiseConvNd):
         layer, channels = _to_depthwise(module, data_format)
         return [layer], channels, module.spatial_dims
     if isinstance(module, nn.Conv1d | nn.Conv2d):

@@ -93,11 +93,11 @@ def _call(builder: object, spec: str, kwargs: dict) -> torch.nn.Module:
 
 def _factory(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
     """The model of ``--model``: a sepconv model name or ``MODULE:FACTORY``, called with ``kwargs``."""
-    from ..models import _registry
+    from .. import models
 
     kwargs = kwargs or {}
     if ":" not in spec:
-        builders = _registry._builders()
+        builders = {name: getattr(models, name) for name in models.available()}
         if spec not in builders:
             raise ArgumentError(f"--model must be a sepconv model name {sorted(builders)} or MODULE:FACTORY, "
                                 f"got {spec!r}")

@@ -12,8 +12,8 @@ from ._init import format_args, new_parameter, reset_conv_parameters
 __all__ = ["DepthwiseConv1d", "DepthwiseConv2d", "DepthwiseConv3d"]
 
 
-class _DepthwiseConvNd(nn.Module):
-    """Shared body of :class:`DepthwiseConv1d`, :class:`DepthwiseConv2d` and :class:`DepthwiseConv3d`."""
+class DepthwiseConvNd(nn.Module):
+    """Public base class (for ``isinstance``) and shared body of the depthwise layers (1D, 2D, 3D)."""
 
     spatial_dims: int = 0
     _functional = staticmethod(SF.depthwise_conv2d)
@@ -68,7 +68,7 @@ class _DepthwiseConvNd(nn.Module):
         return f"{head}, {rest}" if rest else head
 
 
-class DepthwiseConv1d(_DepthwiseConvNd):
+class DepthwiseConv1d(DepthwiseConvNd):
     """Depthwise 1D convolution, ``(B, C, L) -> (B, C * depth_multiplier, L_out)``.
 
     Weight ``(C * m, 1, k)``; output channel ``c * m + j`` is input channel ``c``'s ``j``-th filter, the
@@ -83,7 +83,7 @@ class DepthwiseConv1d(_DepthwiseConvNd):
     _functional = staticmethod(SF.depthwise_conv1d)
 
 
-class DepthwiseConv2d(_DepthwiseConvNd):
+class DepthwiseConv2d(DepthwiseConvNd):
     """Depthwise 2D convolution, ``(B, C, H, W) -> (B, C * depth_multiplier, H_out, W_out)``.
 
     The spatial filtering half of a depthwise separable conv (MobileNet, Xception), equal to
@@ -101,7 +101,7 @@ class DepthwiseConv2d(_DepthwiseConvNd):
     _functional = staticmethod(SF.depthwise_conv2d)
 
 
-class DepthwiseConv3d(_DepthwiseConvNd):
+class DepthwiseConv3d(DepthwiseConvNd):
     """Depthwise 3D convolution, ``(B, C, D, H, W) -> (B, C * depth_multiplier, D_out, H_out, W_out)``.
 
     Example:

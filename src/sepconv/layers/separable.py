@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
-from .. import _checks
-from .. import backend as _backend
+from .. import _checks, backends
 from ..errors import ShapeError
-from ..kernels import cpu as _cpu
-from ._init import format_args
-from .blocks import create_activation, create_norm
+from ..factorize import DepthwiseFactors, depthwise_ranks, depthwise_svd
+from ._init import conv_geometry, format_args
+from .create import create_activation, create_norm
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
-
-if TYPE_CHECKING:
-    from ..factorize import DepthwiseFactors
 
 __all__ = ["SeparableConv1d", "SeparableConv2d", "SeparableConv3d"]
 
@@ -24,8 +18,8 @@ _POINTWISE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _DEPTHWISE = {1: DepthwiseConv1d, 2: DepthwiseConv2d, 3: DepthwiseConv3d}
 
 
-class _SeparableConvNd(nn.Module):
-    """Shared body of :class:`SeparableConv1d`, :class:`SeparableConv2d` and :class:`SeparableConv3d`."""
+class SeparableConvNd(nn.Module):
+    """Public base class (for ``isinstance``) and shared body of the depthwise separable layers (1D, 2D, 3D)."""
 
     spatial_dims: int = 0
 
@@ -103,13 +97,9 @@ class _SeparableConvNd(nn.Module):
             self.norm.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.spatial_dims == 2 and _backend.get_backend() != "torch":  # fused Triton kernel (sepconv.backend)
-            fused = _backend.fused_forward(self, input)
-            if fused is not None:
-                return fused
-        if _cpu.applies(self, input):  # channels_last fast path (sepconv.kernels.cpu)
-            return _cpu.separable_forward(self, input)  # type: ignore[return-value]
-        return self.pointwise(self.act(self.norm(self.depthwise(input))))
+        # sepconv.backends chooses the implementation (Triton, oneDNN, channels_last or plain PyTorch); every
+        # path validates like the plain composition and gives its outputs up to float rounding.
+        return backends.separable_forward(self, input)
 
     def extra_repr(self) -> str:
         n = self.spatial_dims
@@ -125,7 +115,7 @@ class _SeparableConvNd(nn.Module):
         return f"{head}, {rest}" if rest else head
 
     @classmethod
-    def from_conv(cls, conv: nn.Module, depth_multiplier: int | None = None) -> _SeparableConvNd:
+    def from_conv(cls, conv: nn.Module, depth_multiplier: int | None = None) -> SeparableConvNd:
         """Depthwise separable layer closest (Frobenius) to a trained ``nn.Conv{1,2,3}d``.
 
         Uses :func:`sepconv.factorize.depthwise_svd`; the whole geometry is copied (stride, padding ints or
@@ -140,17 +130,29 @@ class _SeparableConvNd(nn.Module):
             >>> layer.depth_multiplier, bool(torch.allclose(layer(x), conv(x), atol=1e-5))
             (8, True)
         """
-        from ..factorize import depthwise_ranks, depthwise_svd
-
-        weight, _ = _conv_geometry(conv, cls.spatial_dims, cls.__name__)
+        weight, _ = conv_geometry(conv, cls.spatial_dims, cls.__name__)
         if depth_multiplier is None:
             depth_multiplier = depthwise_ranks(weight, conv.groups)
-        return cls._from_factors(conv, depthwise_svd(weight, depth_multiplier, conv.groups))
+        return cls.from_factors(conv, depthwise_svd(weight, depth_multiplier, conv.groups))
 
     @classmethod
-    def _from_factors(cls, conv: nn.Module, factors: DepthwiseFactors) -> _SeparableConvNd:
-        """The layer of :meth:`from_conv` from factors already computed for ``conv.weight`` (used by convert)."""
-        weight, padding = _conv_geometry(conv, cls.spatial_dims, cls.__name__)
+    def from_factors(cls, conv: nn.Module, factors: DepthwiseFactors) -> SeparableConvNd:
+        """The layer of :meth:`from_conv` built from factors already computed for ``conv.weight``.
+
+        The seam of :func:`sepconv.convert`, which decomposes each weight once and tries several ranks.
+
+        Args:
+            conv: the ``nn.Conv{n}d`` whose geometry (stride, padding, dilation, groups, padding_mode, bias,
+                device, dtype, mode) the layer copies.
+            factors: :func:`sepconv.factorize.depthwise_svd` of ``conv.weight``.
+
+        Example:
+            >>> from sepconv.factorize import depthwise_svd
+            >>> conv = nn.Conv2d(3, 8, 3)
+            >>> SeparableConv2d.from_factors(conv, depthwise_svd(conv.weight.detach(), 2)).depth_multiplier
+            2
+        """
+        weight, padding = conv_geometry(conv, cls.spatial_dims, cls.__name__)
         depth_multiplier = factors.depthwise.shape[0] // conv.in_channels
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation,
                     depth_multiplier, bias=conv.bias is not None, depthwise_bias=False,
@@ -163,20 +165,7 @@ class _SeparableConvNd(nn.Module):
         return layer.train(conv.training)
 
 
-def _conv_geometry(conv: object, spatial_dims: int, target: str) -> tuple[torch.Tensor, str | tuple[int, ...]]:
-    """The detached weight of a ``nn.Conv{n}d`` and its padding as sepconv layers take it ('same'/'valid'/ints)."""
-    from ..errors import ArgumentError
-
-    kind = _POINTWISE[spatial_dims]
-    if not isinstance(conv, kind):
-        raise ArgumentError(f"{target}.from_conv needs a torch.nn.{kind.__name__}, got {type(conv).__name__}")
-    padding = conv.padding
-    if getattr(conv, "same", False):  # PaddedConv2d('same'): TensorFlow-exact for any stride
-        padding = "same"
-    return conv.weight.detach(), padding if isinstance(padding, str) else tuple(padding)
-
-
-class SeparableConv1d(_SeparableConvNd):
+class SeparableConv1d(SeparableConvNd):
     """Depthwise separable 1D conv, ``(B, C, L) -> (B, N, L_out)``, as ``keras.layers.SeparableConv1D``.
 
     Sub-modules: ``depthwise`` (:class:`DepthwiseConv1d`), ``norm`` and ``act`` (identity unless asked),
@@ -190,7 +179,7 @@ class SeparableConv1d(_SeparableConvNd):
     spatial_dims = 1
 
 
-class SeparableConv2d(_SeparableConvNd):
+class SeparableConv2d(SeparableConvNd):
     """Depthwise separable 2D conv, ``(B, C, H, W) -> (B, N, H_out, W_out)``, as ``keras.layers.SeparableConv2D``.
 
     A ``kh x kw`` depthwise conv (``depth_multiplier`` filters per channel, stride/padding/dilation here),
@@ -208,7 +197,7 @@ class SeparableConv2d(_SeparableConvNd):
     spatial_dims = 2
 
 
-class SeparableConv3d(_SeparableConvNd):
+class SeparableConv3d(SeparableConvNd):
     """Depthwise separable 3D conv, ``(B, C, D, H, W) -> (B, N, D_out, H_out, W_out)``.
 
     Example:

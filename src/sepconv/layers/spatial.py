@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from .. import _checks
 from ..errors import ArgumentError, ShapeError
+from ..factorize import SpatialFactors, spatial_ranks, spatial_svd
 from ..functional import spatial_steps
-from ._init import format_args
+from ._init import conv_geometry, format_args
 from .conv import PaddedConv2d
-
-if TYPE_CHECKING:
-    from ..factorize import SpatialFactors
 
 __all__ = ["SpatiallySeparableConv2d"]
 
@@ -128,20 +124,28 @@ class SpatiallySeparableConv2d(nn.Module):
             >>> layer.mid_channels, bool(torch.allclose(layer(x), conv(x), atol=1e-5))
             (12, True)
         """
-        from ..factorize import spatial_ranks, spatial_svd
-        from .separable import _conv_geometry
-
-        weight, _ = _conv_geometry(conv, 2, cls.__name__)
+        weight, _ = conv_geometry(conv, 2, cls.__name__)
         if mid_channels is None:
             mid_channels = spatial_ranks(weight, conv.groups)
-        return cls._from_factors(conv, spatial_svd(weight, mid_channels, conv.groups))
+        return cls.from_factors(conv, spatial_svd(weight, mid_channels, conv.groups))
 
     @classmethod
-    def _from_factors(cls, conv: nn.Conv2d, factors: SpatialFactors) -> SpatiallySeparableConv2d:
-        """The layer of :meth:`from_conv` from factors already computed for ``conv.weight`` (used by convert)."""
-        from .separable import _conv_geometry
+    def from_factors(cls, conv: nn.Conv2d, factors: SpatialFactors) -> SpatiallySeparableConv2d:
+        """The layer of :meth:`from_conv` built from factors already computed for ``conv.weight``.
 
-        weight, padding = _conv_geometry(conv, 2, cls.__name__)
+        The seam of :func:`sepconv.convert`, which decomposes each weight once and tries several ranks.
+
+        Args:
+            conv: the ``nn.Conv2d`` whose geometry the layer copies (as :meth:`from_conv`).
+            factors: :func:`sepconv.factorize.spatial_svd` of ``conv.weight``.
+
+        Example:
+            >>> from sepconv.factorize import spatial_svd
+            >>> conv = nn.Conv2d(4, 6, 3)
+            >>> SpatiallySeparableConv2d.from_factors(conv, spatial_svd(conv.weight.detach(), 2)).mid_channels
+            2
+        """
+        weight, padding = conv_geometry(conv, 2, cls.__name__)
         mid_channels = factors.vertical.shape[0]
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation,
                     mid_channels, "vh", conv.bias is not None, conv.groups, conv.padding_mode,

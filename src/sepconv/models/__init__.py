@@ -6,8 +6,8 @@ Example:
     ['mobilenet_v1', 'small_cnn', 'xception']
 """
 
-from ._registry import available, create_model
 from .mobilenet_v1 import mobilenet_v1
+from .registry import available, create_model, register_model
 from .small_cnn import small_cnn
 from .xception import xception
 
@@ -15,6 +15,7 @@ __all__ = [
     "available",
     "create_model",
     "mobilenet_v1",
+    "register_model",
     "small_cnn",
     "xception",
 ]

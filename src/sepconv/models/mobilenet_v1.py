@@ -8,6 +8,7 @@ from torch import nn
 from .. import _checks
 from ..errors import ArgumentError
 from ..layers import PaddedConv2d, SeparableConv2d
+from .registry import register_model
 
 __all__ = ["mobilenet_v1"]
 
@@ -37,6 +38,7 @@ def conv_arg(conv: object) -> str:
     return str(conv)
 
 
+@register_model
 def mobilenet_v1(width_mult: float = 1.0, resolution: int = 224, num_classes: int = 1000,
                  conv: str = "depthwise") -> nn.Sequential:
     """MobileNet v1 for ``(B, 3, resolution, resolution)`` images -> ``(B, num_classes)`` logits.

@@ -32,6 +32,7 @@ from torch import nn
 from .. import _checks
 from ..errors import ArgumentError
 from ..layers import SeparableConv2d, SpatiallySeparableConv2d
+from .registry import register_model
 
 __all__ = ["CONVS", "PLACEMENTS", "SmallCNN", "separable_mask", "small_cnn"]
 
@@ -99,6 +100,7 @@ class SmallCNN(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+@register_model
 def small_cnn(in_channels: int = 1, num_classes: int = 10, conv: str = "standard", placement: str = "all",
               widths: Sequence[int] = (64, 128), stem: int = 32, kernel_size: int = 3) -> SmallCNN:
     """Build a :class:`SmallCNN`.
@@ -131,4 +133,6 @@ def small_cnn(in_channels: int = 1, num_classes: int = 10, conv: str = "standard
     widths = [_checks.positive_int(w, "widths") for w in widths]
     mask = separable_mask(2 * len(widths), placement)
     kinds = [conv if separable else "standard" for separable in mask]
-    return SmallCNN(in_channels, num_classes, stem, widths, kinds, kernel_size)
+    model = SmallCNN(in_channels, num_classes, stem, widths, kinds, kernel_size)
+    model.input_size = (in_channels, 28, 28)  # the digits/MNIST size; any size of at least 4x4 works
+    return model

@@ -11,6 +11,7 @@ from .. import _checks
 from ..layers import PaddedConv2d, SeparableConv2d
 from ..padding import same_padding
 from .mobilenet_v1 import conv_arg
+from .registry import register_model
 
 __all__ = ["xception"]
 
@@ -53,6 +54,7 @@ class _Block(nn.Module):
         return self.body(x) + self.skip(x)
 
 
+@register_model
 def xception(num_classes: int = 1000, conv: str = "depthwise") -> nn.Sequential:
     """Xception for ``(B, 3, 299, 299)`` images -> ``(B, num_classes)`` logits.
 

@@ -1,18 +1,21 @@
-"""CPU inference path of :class:`sepconv.SeparableConv2d` through oneDNN with prepacked weights and fused post-ops.
+"""CPU inference path of :class:`sepconv.SeparableConv2d` through oneDNN with prepacked weights, norm folded.
 
 PyTorch's eager ``conv2d`` hands oneDNN plain weights on every call, so oneDNN reorders them into its blocked
 layout each time and the 1x1 pointwise conv runs at about half the speed of the same matrix product on prepacked
 weights. This module does what ``torch.compile`` with ``freezing=True`` does for a conv, without the compile step:
 
 - the depthwise weight (with an eval-mode BatchNorm between the steps folded in) and the pointwise weight are
-  reordered once into oneDNN's layout (``torch.ops.mkldnn._reorder_convolution_weight``) and cached until a
-  parameter or buffer changes;
-- both steps run through ``torch.ops.mkldnn._convolution_pointwise`` in channels_last, with the activation
-  between them (ReLU, ReLU6) fused into the depthwise step as a oneDNN post-op.
+  reordered into oneDNN's layout (``torch.ops.mkldnn._reorder_convolution_weight``): on every call for eager
+  layers (their weights can change in ways no version counter sees), once per input shape for layers frozen by
+  :func:`sepconv.backends.freeze`;
+- both steps run through ``torch.ops.mkldnn._convolution_pointwise`` in channels_last; the activation between
+  them (ReLU, ReLU6) runs in place on the depthwise output with torch's ops, so NaN propagates as in torch
+  (oneDNN's ReLU post-op would turn NaN into 0).
 
-It applies to inference only (no gradient needed), float32 and bfloat16 CPU inputs, zeros padding, an identity
-or eval-mode BatchNorm2d between the steps and an identity/ReLU/ReLU6 activation; anything else returns ``None``
-and the caller takes the PyTorch path. Results equal the PyTorch composition up to float rounding (tested).
+It applies to inference only (no gradient needed), float32 CPU inputs (and bfloat16 where the CPU has a oneDNN
+bf16 path: not on AVX2-only CPUs), zeros padding, an identity or eval-mode BatchNorm2d between the steps and an
+identity/ReLU/ReLU6 activation; :func:`unsupported_reason` says why not otherwise, and the dispatcher takes another
+path. Results equal the PyTorch composition up to float rounding (tested).
 
 Example:
     >>> import torch, sepconv
@@ -21,7 +24,7 @@ Example:
     >>> with torch.inference_mode():
     ...     y = separable_forward(layer, x)
     ...     reference = layer.pointwise(layer.act(layer.norm(layer.depthwise(x))))
-    >>> y is not None and torch.allclose(y, reference, atol=1e-5)
+    >>> unsupported_reason(layer, x) is None and torch.allclose(y, reference, atol=1e-5)
     True
 """
 
@@ -35,56 +38,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.blocks import batchnorm_affine
 from ..padding import resolve_padding
-from . import needs_grad
+from .env import onednn_available, onednn_bf16
+from .fold import norm_affine
 
-__all__ = ["available", "separable_forward"]
+__all__ = ["dtypes", "prepacked_conv", "separable_forward", "unsupported_reason"]
 
-_DTYPES = (torch.float32, torch.bfloat16)
-_POST_OPS: dict[type, tuple[str, list]] = {nn.Identity: ("none", [None]), nn.ReLU: ("relu", [None]),
-                                           nn.ReLU6: ("hardtanh", [0.0, 6.0])}
+# The activation between the steps runs as an in-place torch op on the depthwise output, not as a oneDNN post-op:
+# oneDNN's ReLU/clip post-ops turn NaN into 0 (max(x, 0)), which would hide a NaN that torch propagates.
+_ACTIVATIONS: dict[type, Callable[[torch.Tensor], object] | None] = {
+    nn.Identity: None, nn.ReLU: torch.relu_, nn.ReLU6: lambda t: t.clamp_(0.0, 6.0)}
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, dict]] = weakref.WeakKeyDictionary()
 _PLANS_PER_LAYER = 8  # input shapes remembered per layer
 
 
-def available() -> bool:
-    """Whether this torch build has oneDNN and the prepacked-convolution operators."""
-    ops = torch.ops.mkldnn
-    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_convolution_pointwise")
-            and hasattr(ops, "_reorder_convolution_weight"))
-
-
-_AVAILABLE = available()
-
-
-def plain_eager() -> bool:
-    """True outside ``torch.compile``/``torch.export`` tracing and any dispatch mode (``FlopCounterMode``,
-    fake tensors, ...), where the private oneDNN operators would be invisible or unsupported."""
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
-    return not torch.compiler.is_compiling() and _get_current_dispatch_mode() is None
-
-
-def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
-    """``(scale, shift)`` of an identity or eval-mode BatchNorm2d with running stats, else ``None``."""
-    if type(norm) is nn.Identity:
-        return None, None
-    if type(norm) is not nn.BatchNorm2d or norm.training or norm.running_var is None:
-        return None
-    return batchnorm_affine(norm)
+def dtypes() -> tuple[torch.dtype, ...]:
+    """The input dtypes this CPU's oneDNN runs: float32, and bfloat16 where the CPU supports it."""
+    return (torch.float32, torch.bfloat16) if onednn_bf16() else (torch.float32,)
 
 
 def _key(layer: nn.Module) -> tuple | None:
-    """What the cached plans of a layer depend on: the step modules and every tensor's version."""
+    """What the cached plans of a frozen layer depend on: the step modules and every tensor's identity and version."""
     subs = layer._modules
-    if any(m._forward_hooks or m._forward_pre_hooks for m in subs.values()):
-        return None  # hooks must see their module run
     norm, act = subs["norm"], subs["act"]
     tensors = [*subs["depthwise"]._parameters.values(), *norm._parameters.values(), *norm._buffers.values(),
                *subs["pointwise"]._parameters.values()]
     try:
-        versions = tuple((id(t), t._version) for t in tensors if t is not None)
+        versions = tuple((id(t), t.data_ptr(), t._version) for t in tensors if t is not None)
     except RuntimeError:  # inference tensors have no version counter: never cache
         return None
     return (id(norm), norm.training, id(act), versions)
@@ -95,7 +75,7 @@ class _Plan:
 
     def __init__(self, layer: nn.Module, x: torch.Tensor) -> None:
         dw, pw = layer.depthwise, layer.pointwise
-        scale, shift = _norm_affine(layer.norm)  # type: ignore[misc]
+        scale, shift = norm_affine(layer.norm)  # type: ignore[misc]
         weight = dw.weight.detach()
         bias = None if dw.bias is None else dw.bias.detach()
         if scale is not None:
@@ -117,7 +97,7 @@ class _Plan:
             conv_input = [*shape[:2], *(n + b + a for n, (b, a) in zip(shape[2:], pads))]
         kernel = weight.shape[2:]
         self.stride, self.dilation, self.channels = list(dw.stride), list(dw.dilation), dw.in_channels
-        self.attr, self.scalars = _POST_OPS[type(layer.act)]
+        self.activation = _ACTIVATIONS[type(layer.act)]
         self.groups = pw.groups
         mkldnn = torch.ops.mkldnn
         self.dw_weight = mkldnn._reorder_convolution_weight(weight.to(dtype).contiguous(), self.padding,
@@ -148,58 +128,72 @@ def _pad_channels_last(x: torch.Tensor, pad: list[int]) -> torch.Tensor:
     return out
 
 
-def _supported(layer: nn.Module, x: torch.Tensor) -> bool:
-    """Checks that do not depend on cached state (see the module docstring)."""
-    return (_AVAILABLE and x.dim() == 4 and x.dtype in _DTYPES and x.device.type == "cpu"
-            and layer.depthwise.weight.dtype == x.dtype and layer.depthwise.weight.device.type == "cpu"
-            and layer.depthwise.padding_mode == "zeros" and type(layer.act) in _POST_OPS
-            and _norm_affine(layer.norm) is not None)
+def unsupported_reason(layer: nn.Module, x: torch.Tensor) -> str | None:
+    """Why the oneDNN path cannot run ``layer(x)`` (``None``: it can). Autograd and tracing are the caller's."""
+    if not onednn_available():
+        return "this torch build has no oneDNN prepacked convolution operators"
+    if x.device.type != "cpu" or layer.depthwise.weight.device.type != "cpu":
+        return f"oneDNN runs on CPU tensors, got device {x.device}"
+    if x.dim() != 4:
+        return "oneDNN path takes batched (B, C, H, W) inputs"
+    if x.dtype not in dtypes():
+        allowed = ", ".join(str(d) for d in dtypes())
+        return f"dtype {x.dtype} is not run by oneDNN on this CPU (runs {allowed})"
+    if layer.depthwise.padding_mode != "zeros":
+        return f"padding_mode {layer.depthwise.padding_mode!r} (oneDNN pads with zeros only)"
+    if type(layer.act) not in _ACTIVATIONS:
+        return f"activation {type(layer.act).__name__} is not fused by oneDNN (ReLU, ReLU6 or none)"
+    affine = norm_affine(layer.norm)
+    return affine if isinstance(affine, str) else None
 
 
-def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan | None:
+def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan:
+    """The prepacked plan of ``layer`` for ``x``'s shape: built on every call, cached only for frozen layers.
+
+    Eager layers can be edited in ways no version counter sees (``weight.data.mul_(2)``), so their plans are
+    never reused; a layer frozen by :func:`sepconv.backends.freeze` (``sepconv.optimize``) keeps its plans until a
+    parameter or buffer is replaced or changed through autograd-visible ops, as documented there.
+    """
+    if not getattr(layer, "_sepconv_frozen", False):
+        return _Plan(layer, x)
     key = _key(layer)
     if key is None:
-        return None
+        return _Plan(layer, x)
     hit = _CACHE.get(layer)
     plans = hit[1] if hit is not None and hit[0] == key else {}
     shape = (tuple(x.shape), x.dtype)
-    if shape in plans:
-        return plans[shape]
-    if not _supported(layer, x):
-        return None
-    if len(plans) >= _PLANS_PER_LAYER:
-        plans.pop(next(iter(plans)))  # the oldest input shape
-    plans[shape] = _Plan(layer, x)
-    _CACHE[layer] = (key, plans)
+    if shape not in plans:
+        if len(plans) >= _PLANS_PER_LAYER:
+            plans.pop(next(iter(plans)))  # the oldest input shape
+        plans[shape] = _Plan(layer, x)
+        _CACHE[layer] = (key, plans)
     return plans[shape]
 
 
-def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = False) -> torch.Tensor | None:
-    """``layer(x)`` for a :class:`sepconv.SeparableConv2d` through prepacked oneDNN convs, or ``None``.
+def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = False) -> torch.Tensor:
+    """``layer(x)`` for a :class:`sepconv.SeparableConv2d` through oneDNN with fused post-ops.
 
-    Plans (folded, prepacked weights) are cached for the last 8 input shapes and rebuilt when a parameter,
-    a buffer, the norm or the activation module changes.
+    The caller (:mod:`sepconv.backends.dispatch`) has validated the call and checked :func:`unsupported_reason`,
+    autograd and tracing.
 
     Args:
         layer: a 2D depthwise separable layer (``depthwise``, ``norm``, ``act``, ``pointwise``).
-        x: ``(B, C, H, W)`` on CPU, any memory format; the channel count was checked by the caller.
+        x: ``(B, C, H, W)`` on CPU, any memory format.
         depthwise_only: stop after the depthwise step (with norm and activation): ``(B, C*m, H_out, W_out)``;
             used by the benchmarks to time that step alone.
 
     Returns:
-        ``(B, N, H_out, W_out)`` in channels_last memory format, or ``None`` when the path does not apply.
+        ``(B, N, H_out, W_out)`` in channels_last memory format.
     """
-    if needs_grad(layer, x):
-        return None  # training: autograd needs the PyTorch ops
     plan = _plan(layer, x)
-    if plan is None:
-        return None
     x = x.contiguous(memory_format=torch.channels_last)
     if plan.pad is not None:
         x = _pad_channels_last(x, plan.pad)
     mkldnn = torch.ops.mkldnn
     mid = mkldnn._convolution_pointwise(x, plan.dw_weight, plan.dw_bias, plan.padding, plan.stride, plan.dilation,
-                                        plan.channels, plan.attr, plan.scalars, "")
+                                        plan.channels, "none", [None], "")
+    if plan.activation is not None:
+        plan.activation(mid)
     if depthwise_only:
         return mid
     return mkldnn._convolution_pointwise(mid, plan.pw_weight, plan.pw_bias, [0, 0], [1, 1], [1, 1], plan.groups,

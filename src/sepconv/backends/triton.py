@@ -24,7 +24,7 @@ Triton is imported only if it is installed; this module imports without it (and 
 unsupported).
 
 Example:
-    >>> from sepconv.kernels import triton_sepconv as K
+    >>> from sepconv.backends import triton as K
     >>> K.unsupported_reason(torch.randn(1, 4, 8, 8), torch.randn(4, 1, 4, 4), torch.randn(8, 4, 1, 1))
     'kernel size (4, 4) is not supported (odd sizes up to 7 only)'
 """
@@ -41,6 +41,7 @@ import torch
 from .. import _checks
 from ..errors import UnsupportedConfigError
 from ..padding import output_size, resolve_padding
+from .env import interpreting
 
 try:  # optional dependency
     import triton
@@ -70,11 +71,6 @@ def triton_available() -> bool:
         True
     """
     return triton is not None
-
-
-def interpreting() -> bool:
-    """Whether ``TRITON_INTERPRET`` asks for Triton's CPU interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def _fused_sepconv_fwd(

@@ -5,7 +5,8 @@ import torch
 
 import sepconv
 from conftest import rel_err
-from sepconv.kernels import cpu
+from sepconv import backends
+from sepconv.backends import channels_last as cpu
 
 
 def _reference(layer: sepconv.SeparableConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -22,7 +23,8 @@ def _reference(layer: sepconv.SeparableConv2d, x: torch.Tensor) -> torch.Tensor:
 def test_fast_path_matches_nchw_composition(kwargs: dict) -> None:
     layer = sepconv.SeparableConv2d(**kwargs)
     x = torch.randn(2, kwargs["in_channels"], 13, 11)
-    assert cpu.applies(layer, x)
+    assert cpu.unsupported_reason(layer, x) is None
+    assert backends.choose(layer, x) == "channels_last"  # training: autograd needs the PyTorch ops
     y = layer(x)
     assert y.is_contiguous(memory_format=torch.channels_last)
     assert rel_err(y, _reference(layer, x)) < 1e-5
@@ -50,14 +52,13 @@ def test_fast_path_float64_exactish() -> None:
 
 def test_fast_path_skipped_where_it_does_not_apply() -> None:
     layer2d = sepconv.SeparableConv2d(3, 4, 3)
-    assert not cpu.applies(layer2d, torch.randn(3, 8, 8))  # unbatched
-    assert cpu.separable_forward(layer2d, torch.randn(3, 8, 8)) is None
+    assert cpu.unsupported_reason(layer2d, torch.randn(3, 8, 8)) is not None  # unbatched: the dispatch batches it
     assert layer2d(torch.randn(3, 8, 8)).shape == (4, 6, 6)
     reflect = sepconv.SeparableConv2d(3, 4, 3, padding=1, padding_mode="reflect")
-    assert not cpu.applies(reflect, torch.randn(1, 3, 8, 8))
+    assert backends.choose(reflect, torch.randn(1, 3, 8, 8)) == "torch"
     layer1d = sepconv.SeparableConv1d(3, 4, 3)
-    assert not cpu.applies(layer1d, torch.randn(1, 3, 8))
-    assert not cpu.applies(layer2d, torch.randn(1, 3, 8, 8).to(torch.int64))
+    assert backends.choose(layer1d, torch.randn(1, 3, 8)) == "torch"
+    assert cpu.unsupported_reason(layer2d, torch.randn(1, 3, 8, 8).to(torch.int64)) is not None
 
 
 def test_fast_path_keeps_errors() -> None:

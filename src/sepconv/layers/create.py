@@ -1,10 +1,9 @@
-"""Resolve the ``norm`` and ``activation`` arguments of the layers into modules."""
+"""Factories of the layers' ``norm`` and ``activation`` sub-modules (``create_norm``, ``create_activation``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from ..errors import ArgumentError
@@ -76,25 +75,3 @@ def create_norm(norm: object, channels: int, spatial_dims: int) -> nn.Module:
         if isinstance(module, nn.Module):
             return module
     raise ArgumentError(f"norm must be None, a name, an nn.Module or a factory of one, got {norm!r}")
-
-
-def batchnorm_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The per-channel ``(scale, shift)`` an eval-mode BatchNorm applies: ``y = x * scale + shift``.
-
-    ``scale = weight / sqrt(running_var + eps)``, ``shift = bias - running_mean * scale`` (detached), the map that
-    inference-time folding puts into the conv before the norm.
-
-    Example:
-        >>> bn = nn.BatchNorm2d(2).eval()
-        >>> scale, shift = batchnorm_affine(bn)
-        >>> x = torch.randn(1, 2, 3, 3)
-        >>> torch.allclose(bn(x), x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1), atol=1e-6)
-        True
-    """
-    scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.detach()
-    shift = -bn.running_mean.detach() * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.detach()
-    return scale, shift
