@@ -43,7 +43,7 @@ from scipy import ndimage
 
 import sepconv
 from sepconv.filters import filter2d, plan
-from sepconv.named_kernels import box, gaussian
+from sepconv.filters.named import box, gaussian
 
 FORCED = ("cv2/separable", "cv2/direct", "torch/separable", "torch/direct", "torch/fft")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from sepconv.bench import run_benchmarks
 from sepconv.cli.bench import render, write_json
+from sepconv.study.bench import run_benchmarks
 
 if __name__ == "__main__":
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 15

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from sepconv.bench import machine, mobilenet_shapes, run_benchmarks
 from sepconv.cli import main
 from sepconv.errors import ArgumentError
+from sepconv.study.bench import machine, mobilenet_shapes, run_benchmarks
 
 
 def test_quick_report_structure() -> None:

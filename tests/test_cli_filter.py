@@ -99,7 +99,7 @@ def test_explain_without_output(gray: Path, capsys: pytest.CaptureFixture[str]) 
     assert "rank 1 (exactly separable)" in out
     assert "column [1, 2, 1] x row [-1, 0, 1]" in out
     assert "9 direct, 6 separable (3 saved, 33%)" in out
-    if filters._cv2() is None:
+    if filters.engines._cv2() is None:
         assert "method: separable on torch (estimated ns/pixel: torch/separable" in out
     else:  # 3x3: cv2.filter2D measured fastest
         assert "method: direct on cv2 (estimated ns/pixel: cv2/separable" in out

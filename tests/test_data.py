@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sepconv import ArgumentError, DataFormatError
-from sepconv.data import load, parse_spec, read_idx
+from sepconv.study.data import load, parse_spec, read_idx
 
 
 def _idx(path: Path, array: np.ndarray, *, gz: bool = False, truncate: int = 0, magic: bytes | None = None) -> None:

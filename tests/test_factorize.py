@@ -15,7 +15,7 @@ from sepconv.factorize import (
     spatial_singular_values,
     spatial_svd,
 )
-from sepconv.named_kernels import get_kernel
+from sepconv.filters.named import get_kernel
 
 # ----------------------------------------------------------------------------------------- kernel level
 

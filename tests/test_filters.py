@@ -9,7 +9,7 @@ import torch
 from sepconv import filters
 from sepconv.errors import ArgumentError, SepConvError, ShapeError
 from sepconv.filters import filter2d, plan
-from sepconv.named_kernels import get_kernel
+from sepconv.filters.named import get_kernel
 
 ndimage = pytest.importorskip("scipy.ndimage")
 cv2 = pytest.importorskip("cv2")
@@ -269,7 +269,7 @@ def test_cv2_engine_layouts_and_dtypes(shape: tuple, dtype: type) -> None:
 
 def test_without_cv2_the_torch_engine_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
-    assert filters._cv2() is None
+    assert filters.engines._cv2() is None
     image = _rng(16).random((30, 31))
     p = plan("log:9:1.4", (30, 31))
     assert p.engine == "torch" and all(key.startswith("torch/") for key in p.costs)
@@ -282,20 +282,20 @@ def test_without_cv2_the_torch_engine_runs(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_factorization_is_cached_and_plans_do_not_share_tensors() -> None:
     kernel = _low_rank_kernel(7, 7, rank=2, seed=17)
-    filters._factors.cache_clear()
+    filters.planning._factors.cache_clear()
     first = plan(kernel)
     first.columns.zero_()  # mutating a returned plan must not poison the cache
     second = plan(kernel, (100, 100))
-    assert filters._factors.cache_info().hits == 1
+    assert filters.planning._factors.cache_info().hits == 1
     assert second.columns.abs().sum() > 0
     np.testing.assert_allclose((second.columns.T @ second.rows).numpy(), kernel, atol=1e-12)
-    filters._PLANS.clear()  # filter2d memoises whole plans for numpy/named kernels: no torch call per image
+    filters.planning._PLANS.clear()  # filter2d memoises whole plans for numpy/named kernels: no torch call per image
     image = _rng(18).random((20, 20))
     first_out = filter2d(image, kernel)
     np.testing.assert_array_equal(filter2d(image, kernel), first_out)
-    assert len(filters._PLANS) == 1
+    assert len(filters.planning._PLANS) == 1
     filter2d(image, kernel.copy(), mode="convolve")
-    assert len(filters._PLANS) == 2
+    assert len(filters.planning._PLANS) == 2
 
 
 def test_low_rank_approximation_meets_rtol() -> None:

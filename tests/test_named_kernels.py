@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sepconv.errors import ArgumentError, SepConvError
-from sepconv.named_kernels import available_kernels, gaussian, get_kernel, laplacian_of_gaussian
+from sepconv.filters.named import available_kernels, gaussian, get_kernel, laplacian_of_gaussian
 
 
 @pytest.mark.parametrize("name", sorted(available_kernels()))

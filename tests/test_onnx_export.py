@@ -8,7 +8,7 @@ from torch import nn
 
 import sepconv
 from sepconv.cli import main
-from sepconv.onnx_export import export_onnx, run_onnx
+from sepconv.interop.onnx import export_onnx, run_onnx
 
 pytest.importorskip("onnxruntime")
 

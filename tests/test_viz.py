@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sepconv import SpatiallySeparableConv2d
-from sepconv.viz import plot_accuracy_vs_macs, plot_separable_filters, plot_training_curves, top_rank1_pairs
+from sepconv.study.plots import plot_accuracy_vs_macs, plot_separable_filters, plot_training_curves, top_rank1_pairs
 
 
 def test_rank1_pair_is_the_applied_kernel() -> None:

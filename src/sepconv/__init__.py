@@ -54,13 +54,13 @@ from .models.small_cnn import small_cnn
 # pulls in neither matplotlib nor onnx nor the study: public name -> (module, attribute or None for the module).
 _LAZY: dict[str, tuple[str, str | None]] = {
     "study": ("sepconv.study", None),
-    "data": ("sepconv.data", None),  # moves to sepconv.study.data
+    "data": ("sepconv.study.data", None),
     "StudyConfig": ("sepconv.study", "StudyConfig"),
     "run_study": ("sepconv.study", "run_study"),
     "filters": ("sepconv.filters", None),
     "filter2d": ("sepconv.filters", "filter2d"),
-    "named_kernels": ("sepconv.named_kernels", None),
-    "get_kernel": ("sepconv.named_kernels", "get_kernel"),
+    "named_kernels": ("sepconv.filters.named", None),
+    "get_kernel": ("sepconv.filters.named", "get_kernel"),
     "interop": ("sepconv.interop", None),
 }
 

@@ -18,7 +18,7 @@ Sign and scale convention of :func:`factor_kernel` (and of every term of :func:`
 
 Example:
     >>> import torch
-    >>> from sepconv.named_kernels import get_kernel
+    >>> from sepconv.filters.named import get_kernel
     >>> column, row = factor_kernel(get_kernel("sobel-x"))
     >>> column.tolist(), row.tolist()
     ([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
@@ -103,7 +103,7 @@ def separable_rank(kernel: torch.Tensor, rtol: float | None = None) -> torch.Ten
         ``(...)`` int64 tensor; 1 means exactly separable, 0 an all-zero kernel.
 
     Example:
-        >>> from sepconv.named_kernels import get_kernel
+        >>> from sepconv.filters.named import get_kernel
         >>> separable_rank(torch.stack([get_kernel("sobel-x"), get_kernel("laplacian"), torch.eye(3)])).tolist()
         [1, 2, 3]
     """
@@ -158,7 +158,7 @@ def factor_kernel(kernel: torch.Tensor, rtol: float | None = None) -> tuple[torc
             of the best rank-1 approximation, see :func:`low_rank`).
 
     Example:
-        >>> from sepconv.named_kernels import get_kernel
+        >>> from sepconv.filters.named import get_kernel
         >>> [t.tolist() for t in factor_kernel(get_kernel("seed"))]
         [[3.0, 4.0, 5.0], [1.0, 2.0, 3.0]]
         >>> [t.tolist() for t in factor_kernel(get_kernel("sobel-y"))]
@@ -237,7 +237,7 @@ def low_rank(
         :class:`LowRank` whose terms follow the balanced split and sign convention of the module docstring.
 
     Example:
-        >>> from sepconv.named_kernels import get_kernel
+        >>> from sepconv.filters.named import get_kernel
         >>> approx = low_rank(get_kernel("laplacian"), 1)
         >>> approx.rank, round(float(approx.error), 4)
         (1, 0.1005)

@@ -61,7 +61,7 @@ def render(report: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench import run_benchmarks
+    from ..study.bench import run_benchmarks
 
     if args.repeats < 1:
         raise ArgumentError(f"--repeats must be >= 1, got {args.repeats}")

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..fusion import fuse
+    from ..interop.onnx import export_onnx
     from ..models import create_model
-    from ..onnx_export import export_onnx
 
     for flag, value in (("--num-classes", args.num_classes), ("--batch", args.batch),
                         ("--resolution", args.resolution)):

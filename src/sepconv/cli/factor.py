@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ArgumentError, DataFormatError, ShapeError
 from ..factorize import factor_kernel, low_rank, separable_rank
-from ..named_kernels import get_kernel
+from ..filters.named import get_kernel
 
 HELP = "factor a 2D kernel into separable (column x row) terms: a name, a literal or a .npy file"
 

@@ -1,6 +1,6 @@
 """``sepconv filter IN.png OUT.png --kernel sobel-x [--explain]``: filter an image, separating the kernel.
 
-The kernel is a name of :func:`sepconv.named_kernels.get_kernel` (``sobel-x``, ``gaussian:7:1.5``, ``box:5``,
+The kernel is a name of :func:`sepconv.filters.named.get_kernel` (``sobel-x``, ``gaussian:7:1.5``, ``box:5``,
 ``log:9:1.4``...) or an inline matrix, rows separated by ``;`` (``"1,2,1;0,0,0;-1,-2,-1"``). Images are read and
 written with Pillow; 8-bit grayscale stays grayscale, colour images are filtered per channel (alpha included).
 ``--scale`` maps the float result back to 0..255: ``clip`` (default for kernels without negative taps),
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ArgumentError, DataFormatError
 from ..filters import BORDERS, MODES, FilterPlan, filter2d, plan
-from ..named_kernels import available_kernels
+from ..filters.named import available_kernels
 
 HELP = "filter an image with a 2D kernel, separating it automatically (--explain shows how)"
 SCALES = ("clip", "abs", "stretch")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ArgumentError, DataFormatError
+from ..errors import ArgumentError, DataFormatError
 
 __all__ = ["SOURCES", "Dataset", "load", "parse_spec", "read_idx"]
 

@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import env, onednn
-from .cost import separable_cost, spatial_cost, standard_cost
-from .errors import ArgumentError
-from .fusion import fuse
-from .layers import SeparableConv2d, SpatiallySeparableConv2d
+from ..backends import env, onednn
+from ..cost import separable_cost, spatial_cost, standard_cost
+from ..errors import ArgumentError
+from ..fusion import fuse
+from ..layers import SeparableConv2d, SpatiallySeparableConv2d
 
 __all__ = ["machine", "mobilenet_shapes", "run_benchmarks"]
 
@@ -88,7 +88,7 @@ def copy_bandwidth(repeats: int = 20, mbytes: int = 64) -> float:
 def _ort_runner(layer: nn.Module, x: torch.Tensor, tmp: str) -> Callable[[], object]:
     import onnxruntime as ort
 
-    from .onnx_export import export_onnx
+    from ..interop.onnx import export_onnx
 
     path = os.path.join(tmp, f"layer{id(layer)}.onnx")
     export_onnx(layer, path, tuple(x.shape), check=False)
@@ -166,7 +166,7 @@ def _spatial_case(c: int, n: int, size: int, k: int, batch: int, repeats: int) -
 
 
 def _end_to_end(repeats: int, resolution: int, width: float) -> dict:
-    from .models import mobilenet_v1
+    from ..models import mobilenet_v1
 
     model = mobilenet_v1(width, resolution).eval()
     # the plain PyTorch model: the same layers without the fast path (a torch.nn composition in NCHW)

@@ -48,10 +48,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ArgumentError, UnsupportedLayerError
-from .layers import DepthwiseConv1d, DepthwiseConv2d, PaddedConv2d, SeparableConv1d, SeparableConv2d
-from .layers.depthwise import DepthwiseConvNd
-from .layers.separable import SeparableConvNd
+from ..errors import ArgumentError, UnsupportedLayerError
+from ..layers import DepthwiseConv1d, DepthwiseConv2d, PaddedConv2d, SeparableConv1d, SeparableConv2d
+from ..layers.depthwise import DepthwiseConvNd
+from ..layers.separable import SeparableConvNd
 
 __all__ = ["LAYOUTS", "ToChannelsFirst", "ToChannelsLast", "from_keras", "to_keras"]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 __all__ = ["available_kernels", "box", "gaussian", "get_kernel", "laplacian", "laplacian_of_gaussian"]
 

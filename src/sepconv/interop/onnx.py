@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _checks
-from .errors import ArgumentError
+from .. import _checks
+from ..errors import ArgumentError
 
 __all__ = ["export_onnx", "run_onnx"]
 

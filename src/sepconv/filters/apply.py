@@ -1,0 +1,174 @@
+"""Image filtering with automatic separation: :func:`filter2d` and named filters built on it.
+
+:func:`filter2d` factors the kernel itself (:func:`sepconv.factorize.low_rank`): an exactly separable kernel
+runs as two 1D passes, a low-rank kernel as a sum of ``rank`` separable passes, and any other kernel through
+the direct 2D path or an FFT path, whichever the cost model (:func:`plan`) says is cheaper. The 1D passes
+are banded matrix products: a tile of ``T`` outputs of a ``k``-tap filter is a ``(T, T + k - 1)`` banded
+matrix times ``T + k - 1`` input rows, which runs at matrix-product speed instead of the memory-bound
+speed of ``k`` shifted adds (see ``benchmarks/bench_filters.py``).
+
+Border modes, each the same as OpenCV's and scipy.ndimage's (``abcd`` is the image row)::
+
+    sepconv      OpenCV                              scipy.ndimage     numpy.pad    torch F.pad   padded row
+    reflect      BORDER_REFLECT                      'reflect'         'symmetric'  (none)        dcba|abcd|dcba
+    reflect101   BORDER_REFLECT_101 = BORDER_DEFAULT 'mirror'          'reflect'    'reflect'     dcb|abcd|cba
+    replicate    BORDER_REPLICATE                    'nearest'         'edge'       'replicate'   aaaa|abcd|dddd
+    constant     BORDER_CONSTANT (value=cval)        'constant' (cval) 'constant'   'constant'    0000|abcd|0000
+    wrap         BORDER_WRAP                         'wrap'            'wrap'       'circular'    abcd|abcd|abcd
+
+Note the trap: ``'reflect'`` means *edge repeated* in OpenCV (BORDER_REFLECT) and scipy, but *edge not
+repeated* in numpy and torch. OpenCV's default border (BORDER_DEFAULT) is ``reflect101``; scipy's default is
+``reflect``. ``cv2.filter2D`` rejects BORDER_WRAP; pad with ``cv2.copyMakeBorder`` first. Borders wider than
+the image repeat the rule periodically, as scipy and OpenCV do.
+
+``mode='correlate'`` computes ``out[i, j] = Σ k[a, b] x[i + a - ch, j + b - cw]`` with anchor
+``(ch, cw) = (kh // 2, kw // 2)``, like ``scipy.ndimage.correlate`` and ``cv2.filter2D``;
+``mode='convolve'`` flips the kernel and, for even sizes, moves the anchor to ``(kh - 1) // 2`` like
+``scipy.ndimage.convolve``, so that it is the true convolution ``Σ k[a, b] x[i - a + kh // 2, j - b + kw // 2]``.
+
+Example:
+    >>> import numpy as np
+    >>> from sepconv.filters import filter2d, plan
+    >>> image = np.arange(25, dtype=np.float32).reshape(5, 5)
+    >>> filter2d(image, np.ones((3, 3)) / 9, border="replicate")[2, 2]  # mean of the 3x3 centre
+    np.float32(12.0)
+    >>> plan(np.outer([1, 2, 1], [-1, 0, 1]), engine="torch").method
+    'separable'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ArgumentError, ShapeError
+from .borders import BORDERS, pad2d
+from .cost_model import _banded, _tile
+from .engines import _cv2, _direct, _fft, _filter_cv2, _separable
+from .planning import _plan_for
+
+__all__ = ["filter2d"]
+
+
+def _image_arg(image: object) -> tuple[torch.Tensor, bool, int]:
+    """Return ``(tensor, was_numpy, ndim)`` for a numpy array or tensor of 2, 3 or 4 dims."""
+    if isinstance(image, np.ndarray):
+        if not np.issubdtype(image.dtype, np.floating):
+            raise ArgumentError(
+                f"image must have a floating dtype, got {image.dtype}; convert it, e.g. image.astype(np.float32)"
+            )
+        t, was_numpy = torch.from_numpy(np.ascontiguousarray(image)), True
+    elif isinstance(image, torch.Tensor):
+        if not image.dtype.is_floating_point:
+            raise ArgumentError(f"image must have a floating dtype, got {image.dtype}; convert it, e.g. image.float()")
+        t, was_numpy = image, False
+    else:
+        raise ArgumentError(f"image must be a numpy array or a torch.Tensor, got {type(image).__name__}")
+    if t.dim() not in (2, 3, 4):
+        raise ShapeError(f"image must have shape (H, W), (H, W, C) or (B, C, H, W), got shape {tuple(t.shape)}")
+    if 0 in t.shape:
+        raise ShapeError(f"image must not be empty, got shape {tuple(t.shape)}")
+    return t, was_numpy, t.dim()
+
+
+def filter2d(
+    image: Any,
+    kernel: Any,
+    *,
+    border: str = "reflect",
+    mode: str = "correlate",
+    rank: int | None = None,
+    rtol: float | None = None,
+    cval: float = 0.0,
+    method: str = "auto",
+    engine: str = "auto",
+) -> Any:
+    """Filter an image with a 2D kernel, separating the kernel automatically.
+
+    The same kernel is applied to every channel. The output has the input's shape, type (numpy array or torch
+    tensor), dtype and device. float16/bfloat16 are computed in float32.
+
+    Args:
+        image: ``(H, W)``, ``(H, W, C)`` or ``(B, C, H, W)`` numpy array or torch tensor of a float dtype.
+        kernel: ``(kh, kw)`` array/tensor/nested list, or a kernel name (``"sobel-x"``, ``"gaussian:7:1.5"``).
+        border: ``'reflect'``, ``'reflect101'``, ``'replicate'``, ``'constant'`` or ``'wrap'`` (see the module
+            docstring for the OpenCV/scipy equivalents).
+        mode: ``'correlate'`` (like ``cv2.filter2D``) or ``'convolve'``.
+        rank: use this many separable terms (an approximation below the kernel's rank).
+        rtol: allow a relative Frobenius error of the kernel up to ``rtol`` to lower the rank.
+        cval: fill value of the ``'constant'`` border.
+        method: ``'auto'`` (cheapest by :func:`plan`'s cost model) or ``'separable'``, ``'direct'``, ``'fft'``.
+        engine: ``'auto'``: for numpy images the cheapest of OpenCV (``'cv2'``, when installed) and torch by
+            :func:`plan`'s cost model; tensors always run on ``'torch'``. ``'cv2'`` takes numpy images only.
+            Engines agree within float rounding.
+
+    Returns:
+        The filtered image, same shape and type as ``image``.
+
+    Raises:
+        ArgumentError: unknown border/mode/method/engine, integer image, bad rank or rtol, ``engine='cv2'``
+            without OpenCV or with a tensor.
+        ShapeError: image or kernel of the wrong rank, or empty.
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(1, 1, 5, 5); x[0, 0, 2, 2] = 1
+        >>> filter2d(x, "sobel-x", mode="convolve")[0, 0, 1:4, 1:4]  # impulse response = the kernel
+        tensor([[-1.,  0.,  1.],
+                [-2.,  0.,  2.],
+                [-1.,  0.,  1.]])
+    """
+    t, was_numpy, ndim = _image_arg(image)
+    if border not in BORDERS:
+        raise ArgumentError(f"border must be one of {BORDERS}, got {border!r}")
+    if isinstance(cval, bool) or not isinstance(cval, (int, float)):
+        raise ArgumentError(f"cval must be a number, got {cval!r}")
+    if engine == "cv2" and not was_numpy:
+        raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
+    if not was_numpy:
+        engine = "torch"
+    h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
+    p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
+    kh, kw = p.kernel.shape
+    top, left = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
+    if p.engine == "cv2":
+        array = t.numpy()
+        work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
+        return _filter_cv2(_cv2(), work, p, (top, left), border, float(cval)).astype(array.dtype, copy=False)
+    if ndim == 2:
+        work = t[None]
+    elif ndim == 3:
+        work = t.permute(2, 0, 1)
+    else:
+        work = t.reshape(-1, *t.shape[-2:])
+    dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
+    work = work.to(dtype)
+    extra = 0
+    if p.method == "separable" and _banded(kh):
+        tile = _tile(kh)
+        extra = -(-h // tile) * tile - h
+    xp = pad2d(work, (top, kh - 1 - top + extra, left, kw - 1 - left), border, float(cval)).contiguous()
+    out = work.new_empty(work.shape)
+    if p.method == "fft":
+        _fft(xp, p.kernel.to(dtype=dtype, device=work.device), out)
+    else:
+        columns = p.columns.to(dtype=dtype, device=work.device)
+        rows = p.rows.to(dtype=dtype, device=work.device)
+        kernel_t = p.kernel.to(dtype=dtype, device=work.device)
+        for c in range(work.shape[0]):
+            if p.method == "direct":
+                _direct(xp[c], kernel_t, out[c])
+            elif p.rank == 0:
+                out[c].zero_()
+            else:
+                _separable(xp[c], columns, rows, out[c])
+    out = out.to(t.dtype)
+    if ndim == 2:
+        result = out[0]
+    elif ndim == 3:
+        result = out.permute(1, 2, 0).contiguous()
+    else:
+        result = out.reshape(t.shape)
+    return result.numpy() if was_numpy else result

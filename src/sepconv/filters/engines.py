@@ -1,0 +1,149 @@
+"""The filter engines: torch passes (banded 1D products, direct, FFT) and OpenCV calls (sepFilter2D, filter2D)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .cost_model import _banded, _tile
+
+if TYPE_CHECKING:
+    from .planning import FilterPlan
+
+
+def _cv2() -> Any:
+    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install sepconv[filters]``)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def _band(taps: torch.Tensor, tile: int) -> torch.Tensor:
+    """``(tile, tile + k - 1)`` banded matrix whose row ``i`` holds ``taps`` from column ``i``."""
+    k = taps.shape[0]
+    band = taps.new_zeros(tile, tile + k - 1)
+    idx = torch.arange(tile, device=taps.device)[:, None] + torch.arange(k, device=taps.device)
+    band.scatter_(1, idx, taps.expand(tile, k))
+    return band
+
+
+def _vertical(xp: torch.Tensor, taps: torch.Tensor, rows: int) -> torch.Tensor:
+    """Valid correlation of every column of ``xp`` ``(Hp, Wp)`` with ``taps``; first ``rows`` outputs.
+
+    ``xp`` must hold at least ``ceil(rows / T) * T + k - 1`` rows (extra rows are ignored garbage).
+    """
+    k = taps.shape[0]
+    if not _banded(k):
+        weights = taps.tolist()
+        out = xp[:rows] * weights[0]
+        for i in range(1, k):
+            out.add_(xp[i : i + rows], alpha=weights[i])
+        return out
+    tile = _tile(k)
+    n = -(-rows // tile)
+    width = xp.shape[1]
+    tiles = xp.as_strided((n, tile + k - 1, width), (tile * xp.stride(0), xp.stride(0), 1))
+    return torch.matmul(_band(taps, tile), tiles).view(n * tile, width)[:rows]
+
+
+def _horizontal(a: torch.Tensor, taps: torch.Tensor, out: torch.Tensor, accumulate: bool) -> None:
+    """Valid correlation of every row of ``a`` ``(H, W + k - 1)`` with ``taps`` into ``out`` ``(H, W)``."""
+    k = taps.shape[0]
+    width = out.shape[1]
+    if not _banded(k):
+        weights = taps.tolist()
+        if not accumulate:
+            torch.mul(a[:, :width], weights[0], out=out)
+        else:
+            out.add_(a[:, :width], alpha=weights[0])
+        for i in range(1, k):
+            out.add_(a[:, i : i + width], alpha=weights[i])
+        return
+    tile = _tile(k)
+    band_t = _band(taps, tile).t()
+    for start in range(0, width, tile):
+        size = min(tile, width - start)
+        src, dst = a[:, start : start + size + k - 1], out[:, start : start + size]
+        weights = band_t[: size + k - 1, :size]
+        if accumulate:
+            dst.addmm_(src, weights)
+        else:
+            torch.mm(src, weights, out=dst)
+
+
+def _separable(xp: torch.Tensor, columns: torch.Tensor, rows: torch.Tensor, out: torch.Tensor) -> None:
+    """``out`` ``(H, W)`` = Σ_r valid correlation of ``xp`` with ``columns[r] ⊗ rows[r]``."""
+    h = out.shape[0]
+    for r in range(columns.shape[0]):
+        _horizontal(_vertical(xp, columns[r], h), rows[r], out, accumulate=r > 0)
+
+
+def _direct(xp: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor) -> None:
+    """``out`` = valid 2D correlation of ``xp`` with ``kernel``: one row pass per kernel row."""
+    h = out.shape[0]
+    for i in range(kernel.shape[0]):
+        _horizontal(xp[i : i + h], kernel[i], out, accumulate=i > 0)
+
+
+def _fft(xp: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor) -> None:
+    """``out`` = valid 2D correlation through real FFTs of the padded image (no wrap-around reaches it)."""
+    kh, kw = kernel.shape
+    size = xp.shape[-2:]
+    spectrum = torch.fft.rfft2(xp, s=size) * torch.fft.rfft2(kernel.flip(0, 1), s=size)
+    full = torch.fft.irfft2(spectrum, s=size)
+    out.copy_(full[..., kh - 1 : kh - 1 + out.shape[-2], kw - 1 : kw - 1 + out.shape[-1]])
+
+
+_CV2_BORDERS = {
+    "reflect": "BORDER_REFLECT",
+    "reflect101": "BORDER_REFLECT_101",
+    "replicate": "BORDER_REPLICATE",
+    "constant": "BORDER_CONSTANT",
+    "wrap": "BORDER_WRAP",
+}
+
+
+def _cv2_plane(cv2: Any, image: np.ndarray, p: FilterPlan, anchor: tuple[int, int], border: str, cval: float) -> Any:
+    """The cv2 engine on one C-contiguous ``(H, W)`` or ``(H, W, C<=4)`` float32/float64 array.
+
+    ``anchor`` is ``(top, left)``. OpenCV's border types are ours except a nonzero ``cval`` and ``wrap``
+    (``cv2.filter2D``/``sepFilter2D`` reject BORDER_WRAP): then the image is padded by ``cv2.copyMakeBorder``
+    and the outputs that only read the padded image are kept.
+    """
+    kh, kw = p.kernel.shape
+    top, left = anchor
+    h, w = image.shape[:2]
+    border_type = getattr(cv2, _CV2_BORDERS[border])
+    padded = border == "wrap" or (border == "constant" and cval != 0)
+    if padded:
+        image = cv2.copyMakeBorder(image, top, kh - 1 - top, left, kw - 1 - left, border_type, value=(cval,) * 4)
+        border_type = cv2.BORDER_CONSTANT  # the kept outputs never read it
+    dtype = image.dtype
+    if p.method == "direct":
+        out = cv2.filter2D(image, -1, p.kernel.numpy().astype(dtype), anchor=(left, top), borderType=border_type)
+    else:
+        out = None
+        for col, row in zip(p.columns.numpy().astype(dtype), p.rows.numpy().astype(dtype)):
+            term = cv2.sepFilter2D(image, -1, row, col, anchor=(left, top), borderType=border_type)
+            out = term if out is None else np.add(out, term, out=out)
+    return out[top : top + h, left : left + w] if padded else out
+
+
+def _filter_cv2(cv2: Any, image: np.ndarray, p: FilterPlan, anchor: tuple[int, int], border: str, cval: float) -> Any:
+    """The cv2 engine on a float32/float64 numpy image ``(H, W)``, ``(H, W, C)`` or ``(B, C, H, W)``."""
+    if p.rank == 0 and p.method == "separable":
+        return np.zeros_like(image)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] <= 4):  # OpenCV filters up to 4 channels at once
+        return np.ascontiguousarray(_cv2_plane(cv2, image, p, anchor, border, cval)).reshape(image.shape)
+    out = np.empty_like(image)
+    if image.ndim == 4:
+        sources, targets = image.reshape(-1, *image.shape[-2:]), out.reshape(-1, *image.shape[-2:])
+    else:
+        sources, targets = np.moveaxis(image, 2, 0), np.moveaxis(out, 2, 0)
+    for source, target in zip(sources, targets):
+        target[...] = _cv2_plane(cv2, np.ascontiguousarray(source), p, anchor, border, cval)
+    return out
