@@ -318,7 +318,7 @@ def test_low_rank_approximation_meets_rtol() -> None:
         ({"border": "mirror"}, ArgumentError, "border must be one of"),
         ({"mode": "conv"}, ArgumentError, "mode must be one of"),
         ({"method": "gpu"}, ArgumentError, "method must be one of"),
-        ({"cval": "0"}, ArgumentError, "cval must be a number"),
+        ({"cval": "0"}, ArgumentError, "cval must be a finite number"),
         ({"rank": 1, "rtol": 0.1}, ArgumentError, "at most one of rank and rtol"),
         ({"rank": 4}, ArgumentError, "rank"),
         ({"rtol": 2.0}, ArgumentError, "rtol"),

@@ -182,8 +182,10 @@ def number(value: object, name: str, *, low: float | None = None, high: float | 
 def _range_text(integer: bool, low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     kind = "an int" if integer else "a number"
     if low is None and high is None:
-        return f"a finite {'int' if integer else 'number'}"
+        return f"a finite {kind.split()[1]}"
     if high is None:
+        if (integer and low == 1 and not low_open) or (low == 0 and low_open):
+            return f"a positive {'int' if integer else 'number'}"
         return f"{kind} {'>' if low_open else '>='} {low:g}"
     if low is None:
         return f"{kind} {'<' if high_open else '<='} {high:g}"

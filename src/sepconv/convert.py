@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from . import _checks
 from .errors import ArgumentError
 from .factorize import _conv_weight, _depthwise_decompose, _spatial_decompose
 from .layers.depthwise import DepthwiseConvNd
@@ -310,9 +311,7 @@ def _run_eval(model: nn.Module, inputs: tuple) -> object:
 
 # ------------------------------------------------------------------------------------------------ api
 def _check_number(value: object, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
-        raise ArgumentError(f"{name} must be a number in ({low:g}, {high:g}], got {value!r}")
-    return float(value)
+    return _checks.number(value, name, low=low, high=high, low_open=True)
 
 
 def convert(
@@ -361,8 +360,8 @@ def convert(
         budget = _check_number(budget, "budget", 0, 1)
     if energy is not None:
         energy = _check_number(energy, "energy", 0, 1)
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ArgumentError(f"rank must be a positive int, got {rank!r}")
+    if rank is not None:
+        rank = int(_checks.number(rank, "rank", low=1, integer=True))
     includes, excludes = _globs(include, "include"), _globs(exclude, "exclude")
 
     new_model = copy.deepcopy(model)

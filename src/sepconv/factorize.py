@@ -73,9 +73,7 @@ def _default_rtol(shape: tuple[int, int], dtype: torch.dtype) -> float:
 
 
 def _check_rtol(rtol: object, name: str = "rtol") -> float:
-    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
-        raise ArgumentError(f"{name} must be a number in [0, 1), got {rtol!r}")
-    return float(rtol)
+    return _checks.number(rtol, name, low=0, high=1, high_open=True)
 
 
 def _check_rank(rank: object, maximum: int, what: str) -> int:
@@ -257,8 +255,7 @@ def low_rank(
     else:
         errors = torch.stack([_tail_error(s, r) for r in range(maximum + 1)], -1).reshape(-1, maximum + 1)
         if energy is not None:
-            if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0 < energy <= 1:
-                raise ArgumentError(f"energy must be a number in (0, 1], got {energy!r}")
+            energy = _checks.number(energy, "energy", low=0, high=1, low_open=True)
             reached = (1 - errors.square()) >= energy - 16 * torch.finfo(s.dtype).eps
         elif rtol is not None:
             reached = errors <= _check_rtol(rtol)

@@ -43,11 +43,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _checks
 from ..errors import ArgumentError, ShapeError
 from .borders import BORDERS, pad2d
 from .cost_model import _banded, _tile
 from .engines import _cv2, _direct, _fft, _filter_cv2, _separable
-from .planning import _plan_for
+from .planning import FilterPlan, _plan_for
 
 __all__ = ["filter2d"]
 
@@ -121,54 +122,71 @@ def filter2d(
                 [-1.,  0.,  1.]])
     """
     t, was_numpy, ndim = _image_arg(image)
-    if border not in BORDERS:
-        raise ArgumentError(f"border must be one of {BORDERS}, got {border!r}")
-    if isinstance(cval, bool) or not isinstance(cval, (int, float)):
-        raise ArgumentError(f"cval must be a number, got {cval!r}")
-    if engine == "cv2" and not was_numpy:
-        raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
-    if not was_numpy:
-        engine = "torch"
+    engine = _check_options(border, cval, engine, was_numpy)
     h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
     p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
     kh, kw = p.kernel.shape
-    top, left = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
+    anchor = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
     if p.engine == "cv2":
         array = t.numpy()
         work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
-        return _filter_cv2(_cv2(), work, p, (top, left), border, float(cval)).astype(array.dtype, copy=False)
+        return _filter_cv2(_cv2(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
+    result = _from_planes(_filter_planes(_to_planes(t, ndim), p, anchor, border, float(cval)).to(t.dtype), t, ndim)
+    return result.numpy() if was_numpy else result
+
+
+def _check_options(border: object, cval: object, engine: object, was_numpy: bool) -> object:
+    """Validate the border and fill value; return the engine (tensors always run on ``'torch'``)."""
+    if border not in BORDERS:
+        raise ArgumentError(f"border must be one of {BORDERS}, got {border!r}")
+    _checks.number(cval, "cval")
+    if engine == "cv2" and not was_numpy:
+        raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
+    return engine if was_numpy else "torch"
+
+
+def _to_planes(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``(P, H, W)`` planes of an ``(H, W)``, ``(H, W, C)`` or ``(B, C, H, W)`` image, in float32 or float64."""
     if ndim == 2:
-        work = t[None]
+        planes = t[None]
     elif ndim == 3:
-        work = t.permute(2, 0, 1)
+        planes = t.permute(2, 0, 1)
     else:
-        work = t.reshape(-1, *t.shape[-2:])
-    dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
-    work = work.to(dtype)
+        planes = t.reshape(-1, *t.shape[-2:])
+    return planes.to(t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32)
+
+
+def _from_planes(out: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """The inverse of :func:`_to_planes`: planes back in the image's layout."""
+    if ndim == 2:
+        return out[0]
+    if ndim == 3:
+        return out.permute(1, 2, 0).contiguous()
+    return out.reshape(t.shape)
+
+
+def _filter_planes(work: torch.Tensor, p: FilterPlan, anchor: tuple[int, int], border: str,
+                   cval: float) -> torch.Tensor:
+    """Filter ``(P, H, W)`` planes with the torch engine as plan ``p`` says."""
+    kh, kw = p.kernel.shape
+    top, left = anchor
+    h = work.shape[-2]
     extra = 0
     if p.method == "separable" and _banded(kh):
         tile = _tile(kh)
         extra = -(-h // tile) * tile - h
-    xp = pad2d(work, (top, kh - 1 - top + extra, left, kw - 1 - left), border, float(cval)).contiguous()
+    xp = pad2d(work, (top, kh - 1 - top + extra, left, kw - 1 - left), border, cval).contiguous()
     out = work.new_empty(work.shape)
+    as_work = {"dtype": work.dtype, "device": work.device}
     if p.method == "fft":
-        _fft(xp, p.kernel.to(dtype=dtype, device=work.device), out)
-    else:
-        columns = p.columns.to(dtype=dtype, device=work.device)
-        rows = p.rows.to(dtype=dtype, device=work.device)
-        kernel_t = p.kernel.to(dtype=dtype, device=work.device)
-        for c in range(work.shape[0]):
-            if p.method == "direct":
-                _direct(xp[c], kernel_t, out[c])
-            elif p.rank == 0:
-                out[c].zero_()
-            else:
-                _separable(xp[c], columns, rows, out[c])
-    out = out.to(t.dtype)
-    if ndim == 2:
-        result = out[0]
-    elif ndim == 3:
-        result = out.permute(1, 2, 0).contiguous()
-    else:
-        result = out.reshape(t.shape)
-    return result.numpy() if was_numpy else result
+        _fft(xp, p.kernel.to(**as_work), out)
+        return out
+    columns, rows, kernel_t = p.columns.to(**as_work), p.rows.to(**as_work), p.kernel.to(**as_work)
+    for c in range(work.shape[0]):
+        if p.method == "direct":
+            _direct(xp[c], kernel_t, out[c])
+        elif p.rank == 0:
+            out[c].zero_()
+        else:
+            _separable(xp[c], columns, rows, out[c])
+    return out

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 
+from .. import _checks
 from ..errors import ArgumentError
 
 __all__ = ["available_kernels", "box", "gaussian", "get_kernel", "laplacian", "laplacian_of_gaussian"]
@@ -41,15 +42,11 @@ def _outer(column: list[float], row: list[float]) -> torch.Tensor:
 
 
 def _check_size(size: object) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ArgumentError(f"kernel size must be a positive int, got {size!r}")
-    return size
+    return int(_checks.number(size, "kernel size", low=1, integer=True))
 
 
 def _check_sigma(sigma: object) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
-        raise ArgumentError(f"sigma must be a positive finite number, got {sigma!r}")
-    return float(sigma)
+    return _checks.number(sigma, "sigma", low=0, low_open=True)
 
 
 def _gaussian_1d(size: int, sigma: float) -> torch.Tensor:
