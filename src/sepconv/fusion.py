@@ -14,6 +14,7 @@ import itertools
 import torch
 from torch import nn
 
+from .backends import freeze
 from .errors import ArgumentError
 from .functional import batchnorm_affine
 from .layers.depthwise import DepthwiseConvNd
@@ -62,7 +63,9 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
         channels_last: also convert 4D parameters to ``torch.channels_last``.
 
     Returns:
-        The fused copy, in eval mode (use it for inference only).
+        The fused copy, in eval mode (use it for inference only). It is frozen (:func:`sepconv.backends.freeze`):
+        the accelerated paths keep its prepacked weights per input shape; they follow parameter replacement and
+        in-place ops autograd sees, not writes through ``.data``.
 
     Example:
         >>> import torch, sepconv
@@ -104,4 +107,4 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
         for param in fused.parameters():
             if param.dim() == 4:
                 param.data = param.data.contiguous(memory_format=torch.channels_last)
-    return fused
+    return freeze(fused)
