@@ -9,6 +9,8 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 
 from ..errors import ArgumentError
@@ -94,8 +96,6 @@ def print_table(results: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     config = config_from_args(args)
     rank = int(os.environ.get("RANK", "0"))
 
@@ -111,8 +111,6 @@ def run(args: argparse.Namespace) -> int:
         raise
     if rank == 0:
         if args.json:
-            import json
-
             print(json.dumps(results, indent=1))
         else:
             print_table(results)

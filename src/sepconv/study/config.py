@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,24 +86,16 @@ class StudyConfig:
         parse_spec(self.data)
         for name in ("epochs", "batch_size", "seeds", "stem", "kernel_size", "latency_reps", "finetune_epochs"):
             _checks.positive_int(getattr(self, name), name)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ArgumentError(f"seed must be an int >= 0, got {self.seed!r}")
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, float | int) or isinstance(value, bool) or not math.isfinite(value) or value < 0 \
-                    or (name == "lr" and value == 0):
-                raise ArgumentError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, "
-                                    f"got {value!r}")
+        _checks.number(self.seed, "seed", low=0, integer=True)
+        _checks.number(self.lr, "lr", low=0, low_open=True)
+        _checks.number(self.weight_decay, "weight_decay", low=0)
         if isinstance(self.variants, str) or not self.variants:
             raise ArgumentError(f"variants must be a non-empty list of names from {sorted(VARIANTS)}, "
                                 f"got {self.variants!r}")
         for name in self.variants:
             if name not in VARIANTS:
                 raise ArgumentError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
-        budget = self.convert_budget
-        if not isinstance(budget, float | int) or isinstance(budget, bool) or not 0 < budget <= 1:
-            raise ArgumentError(f"convert_budget must be a number in (0, 1] (MACs relative to the standard "
-                                f"network), got {budget!r}")
+        _checks.number(self.convert_budget, "convert_budget", low=0, high=1, low_open=True)
         if "convert" in self.variants and "standard" not in self.variants:
             raise ArgumentError("variant 'convert' starts from the trained 'standard' network: add 'standard' "
                                 "to the variants")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import _checks
 from ..errors import ArgumentError, DataFormatError
 
 __all__ = ["SOURCES", "Dataset", "load", "parse_spec", "read_idx"]
@@ -120,8 +121,7 @@ def load(spec: str, *, val_fraction: float = 0.1, test_fraction: float = 0.2) ->
         A :class:`Dataset`; images ``(N, C, H, W)`` float32, labels ``(N,)`` int64.
     """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(value, float | int) or isinstance(value, bool) or not 0 < value < 1:
-            raise ArgumentError(f"{name} must be a number in (0, 1), got {value!r}")
+        _checks.number(value, name, low=0, high=1, low_open=True, high_open=True)
     kind, path = parse_spec(spec)
     if path is not None and not path.exists():
         raise FileNotFoundError(f"data path {str(path)!r} does not exist")

@@ -33,6 +33,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -96,6 +97,124 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
                     disable=not (enabled and console.is_terminal))
 
 
+@dataclass
+class _Study:
+    """The state one :func:`run_study` call shares between its phases."""
+
+    config: StudyConfig
+    out: Path
+    rank: int
+    world: int
+    results: dict
+    data: Dataset
+    say: Callable[[str], None]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.config.seed + i for i in range(self.config.seeds)]
+
+    def save(self) -> None:
+        """Rewrite results.json and report.md (rank 0 only), atomically."""
+        if self.rank == 0:
+            self.results["summary"] = summarize(self.results)
+            write_json(self.out / "results.json", self.results)
+            write_report(self.results, self.out)
+
+
+def _open_results(config: StudyConfig, out: Path, rank: int, world: int) -> dict:
+    """The results dict this study starts from (rank 0 prepares the folder; the others read what it kept)."""
+    if rank == 0:
+        results = _prepare_folder(config, out)
+        out.mkdir(parents=True, exist_ok=True)
+    _barrier(world)
+    if rank != 0:
+        path = out / "results.json"
+        results = json.loads(path.read_text()) if config.resume and path.exists() else \
+            {"config": config.as_dict(), "runs": {}}
+    return results
+
+
+def _describe(study: _Study) -> None:
+    """Record the data and the cost (parameters, MACs) of every variant known before training."""
+    data, results = study.data, study.results
+    results["data"] = {"spec": study.config.data, "summary": data.summary(), "image_shape": list(data.image_shape),
+                       "classes": data.classes, "train": len(data.y_train), "val": len(data.y_val),
+                       "test": len(data.y_test)}
+    results["world_size"] = study.world
+    costs = results.setdefault("costs", {})
+    for variant in study.config.variants:
+        if variant != "convert":  # its architecture exists only after the conversion: counted then
+            cost = count(build_model(variant, data, study.config).eval(), (1, *data.image_shape))
+            costs[variant] = {"params": cost.params, "macs": cost.macs}
+
+
+def _todo(study: _Study) -> list[tuple[str, int]]:
+    """The ``(variant, seed)`` runs not finished yet, ``convert`` after every standard run it starts from."""
+    runs = study.results["runs"]
+    todo = [(v, s) for v in study.config.variants for s in study.seeds
+            if not any(r["seed"] == s for r in runs.get(v, []))]
+    todo.sort(key=lambda run: run[0] == "convert")
+    done = len(study.config.variants) * len(study.seeds) - len(todo)
+    if done:
+        study.say(f"resuming: {done} finished runs kept, {len(todo)} to do")
+    return todo
+
+
+def _train_one(study: _Study, variant: str, seed: int, reporter: Reporter) -> dict:
+    """Train (or fine-tune, for ``convert``) one run and record it."""
+    config, data, out = study.config, study.data, study.out
+    checkpoint = out / "checkpoints" / f"{variant}-seed{seed}.pt"
+    if variant == "convert":
+        model, teacher, conversion = converted(seed, data, config, out)
+        before = evaluate(model, data.x_test, data.y_test)
+        run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter, model=model,
+                        teacher=teacher, epochs=config.finetune_epochs)
+        run.update(test_acc_before_finetune=before, conversion=conversion)
+        cost = count(model.eval(), (1, *data.image_shape))
+        study.results["costs"][variant] = {"params": cost.params, "macs": cost.macs}
+    else:
+        run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter)
+    _barrier(study.world)
+    runs = study.results["runs"].setdefault(variant, [])
+    runs.append(run)
+    runs.sort(key=lambda r: r["seed"])
+    return run
+
+
+def _train_all(study: _Study, todo: list[tuple[str, int]], on_epoch: Callable[[str, int, int], None] | None,
+               progress: bool, log_given: bool) -> None:
+    """Train every run of ``todo`` under the progress bars, saving the results after each one."""
+    config = study.config
+    with _progress(progress and study.rank == 0) as bars:
+        say = study.say
+        if log_given and study.rank == 0 and not bars.disable:  # print above the live bars, not through them
+            say = lambda line: bars.console.print(line, markup=False, highlight=False)  # noqa: E731
+        reporter = Reporter(bars, say, on_epoch)
+        reporter.run_task = bars.add_task("study", total=sum(config.finetune_epochs if v == "convert" else
+                                                                 config.epochs for v, _ in todo))
+        reporter.batch_task = bars.add_task("epoch", total=1)
+        for variant, seed in todo:
+            run = _train_one(study, variant, seed, reporter)
+            say(f"{variant:16s} seed {seed}: test accuracy {run['test_acc']:.2f}% "
+                f"(training {run['train_time_s']:.1f} s)")
+            study.results.pop("latency", None)
+            study.save()
+
+
+def _finish(study: _Study, began: float) -> None:
+    """Rank 0: time the trained variants (unless already timed), record the wall time, draw the plots."""
+    config, results, out, seed = study.config, study.results, study.out, study.seeds[0]
+    if set(results.get("latency", {})) != set(config.variants):
+        models = {variant: load_trained(variant, seed, study.data, config, out) for variant in config.variants}
+        study.say(f"timing inference, {config.latency_reps} interleaved rounds")
+        results["latency"] = measure_latency(models, study.data.image_shape, config.latency_reps)
+    results["wall_time_s"] = results.get("wall_time_s", 0.0) + time.perf_counter() - began
+    study.save()
+    if config.plots:
+        results["plots"] = plots.write_plots(results, out, _trained_spatial_layer(config, study.data, out, seed))
+        study.save()
+
+
 def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
               on_epoch: Callable[[str, int, int], None] | None = None, progress: bool = True) -> dict:
     """Run (or resume) the study described by ``config``; returns the results dict written to results.json.
@@ -116,75 +235,15 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     say = (log or (lambda line: None)) if rank == 0 else (lambda line: None)
-    if rank == 0:
-        results = _prepare_folder(config, out)
-        out.mkdir(parents=True, exist_ok=True)
-    _barrier(world)
-    if rank != 0:
-        results = json.loads((out / "results.json").read_text()) if config.resume and \
-            (out / "results.json").exists() else {"config": config.as_dict(), "runs": {}}
+    results = _open_results(config, out, rank, world)
     data = load(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
     say(data.summary())
-    results["data"] = {"spec": config.data, "summary": data.summary(), "image_shape": list(data.image_shape),
-                       "classes": data.classes, "train": len(data.y_train), "val": len(data.y_val),
-                       "test": len(data.y_test)}
-    results["world_size"] = world
-    costs = results.setdefault("costs", {})
-    for variant in config.variants:
-        if variant != "convert":  # its architecture exists only after the conversion: counted then
-            cost = count(build_model(variant, data, config).eval(), (1, *data.image_shape))
-            costs[variant] = {"params": cost.params, "macs": cost.macs}
-    seeds = [config.seed + i for i in range(config.seeds)]
-
-    def save() -> None:
-        if rank == 0:
-            results["summary"] = summarize(results)
-            write_json(out / "results.json", results)
-            write_report(results, out)
-
-    save()
-    todo = [(v, s) for v in config.variants for s in seeds
-            if not any(r["seed"] == s for r in results["runs"].get(v, []))]
-    todo.sort(key=lambda run: run[0] == "convert")  # after every standard run it starts from
-    if len(todo) < len(config.variants) * len(seeds):
-        say(f"resuming: {len(config.variants) * len(seeds) - len(todo)} finished runs kept, {len(todo)} to do")
-    with _progress(progress and rank == 0) as bars:
-        if log is not None and rank == 0 and not bars.disable:  # print above the live bars, not through them
-            say = lambda line: bars.console.print(line, markup=False, highlight=False)  # noqa: E731
-        reporter = Reporter(bars, say, on_epoch)
-        reporter.run_task = bars.add_task("study", total=sum(config.finetune_epochs if v == "convert" else
-                                                                 config.epochs for v, _ in todo))
-        reporter.batch_task = bars.add_task("epoch", total=1)
-        for variant, seed in todo:
-            checkpoint = out / "checkpoints" / f"{variant}-seed{seed}.pt"
-            if variant == "convert":
-                model, teacher, conversion = converted(seed, data, config, out)
-                before = evaluate(model, data.x_test, data.y_test)
-                run = train_run(variant, seed, data, config, checkpoint, rank, world, reporter, model=model,
-                                teacher=teacher, epochs=config.finetune_epochs)
-                run.update(test_acc_before_finetune=before, conversion=conversion)
-                cost = count(model.eval(), (1, *data.image_shape))
-                costs[variant] = {"params": cost.params, "macs": cost.macs}
-            else:
-                run = train_run(variant, seed, data, config, checkpoint, rank, world, reporter)
-            _barrier(world)
-            results["runs"].setdefault(variant, []).append(run)
-            results["runs"][variant].sort(key=lambda r: r["seed"])
-            say(f"{variant:16s} seed {seed}: test accuracy {run['test_acc']:.2f}% "
-                f"(training {run['train_time_s']:.1f} s)")
-            results.pop("latency", None)
-            save()
+    study = _Study(config, out, rank, world, results, data, say)
+    _describe(study)
+    study.save()
+    _train_all(study, _todo(study), on_epoch, progress, log is not None)
     if rank == 0:
-        if set(results.get("latency", {})) != set(config.variants):
-            models = {variant: load_trained(variant, seeds[0], data, config, out) for variant in config.variants}
-            say(f"timing inference, {config.latency_reps} interleaved rounds")
-            results["latency"] = measure_latency(models, data.image_shape, config.latency_reps)
-        results["wall_time_s"] = results.get("wall_time_s", 0.0) + time.perf_counter() - began
-        save()
-        if config.plots:
-
-            results["plots"] = plots.write_plots(results, out, _trained_spatial_layer(config, data, out, seeds[0]))
-            save()
+        _finish(study, began)
     _barrier(world)
     return results
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .._files import atomic_write
 from ..convert import convert
@@ -23,8 +25,6 @@ from .data import Dataset
 
 def _dist() -> tuple[int, int]:
     """``(rank, world_size)``; initialises the process group under torchrun."""
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -35,8 +35,6 @@ def _dist() -> tuple[int, int]:
 
 def _barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
@@ -128,6 +126,51 @@ def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: to
     return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(logits, y)
 
 
+def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, float, list[dict]]:
+    """Load an unfinished run's checkpoint into the objects; ``(epochs done, training seconds, history)``."""
+    if not checkpoint.exists():
+        return 0, 0.0, []
+    state = torch.load(checkpoint, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["epoch"]), float(state["train_time"]), json.loads(state["history"])
+
+
+def _save(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+          scheduler: torch.optim.lr_scheduler.LRScheduler, epoch: int, train_time: float, history: list[dict]) -> None:
+    """Write the epoch checkpoint atomically (a reader sees the previous epoch or this one, never half a file)."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "epoch": epoch, "train_time": train_time, "history": json.dumps(history)}
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(checkpoint, lambda p: torch.save(state, p))
+
+
+def _train_epoch(net: nn.Module, teacher: nn.Module | None, data: Dataset, batch_size: int, seed: int, epoch: int,
+                 rank: int, world: int, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, reporter: Reporter) -> float:
+    """One pass over this process's share of the training batches; returns the mean training loss."""
+    net.train()
+    loss_sum, seen = 0.0, 0
+    for idx in _batches(len(data.y_train), batch_size, seed, epoch, rank, world):
+        x, y = data.x_train[idx], data.y_train[idx]
+        if teacher is None:
+            loss = F.cross_entropy(net(x), y)
+        else:
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+            loss = _distillation_loss(net(x), teacher_logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += float(loss.detach()) * len(y)
+        seen += len(y)
+        reporter.advance()
+    return loss_sum / max(seen, 1)
+
+
 def train_run(variant: str, seed: int, data: Dataset, config: StudyConfig, checkpoint: Path, rank: int,
               world: int, reporter: Reporter, *, model: nn.Module | None = None, teacher: nn.Module | None = None,
               epochs: int | None = None, lr: float | None = None) -> dict:
@@ -141,51 +184,19 @@ def train_run(variant: str, seed: int, data: Dataset, config: StudyConfig, check
     epochs = config.epochs if epochs is None else epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr if lr is None else lr,
                                   weight_decay=config.weight_decay)
-    steps_per_epoch = sum(1 for _ in range(0, len(data.y_train), config.batch_size))
-    total = epochs * steps_per_epoch
+    total = epochs * len(range(0, len(data.y_train), config.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total))
-    history: list[dict] = []
-    start, train_time = 0, 0.0
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, train_time, history = int(state["epoch"]), float(state["train_time"]), json.loads(state["history"])
-    net: nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model)
+    start, train_time, history = _restore(checkpoint, model, optimizer, scheduler)
+    net: nn.Module = DistributedDataParallel(model) if world > 1 else model
     for epoch in range(start, epochs):
-        reporter.start(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}", steps_per_epoch)
-        net.train()
+        reporter.start(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}", total // epochs)
         began = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        for idx in _batches(len(data.y_train), config.batch_size, seed, epoch, rank, world):
-            x, y = data.x_train[idx], data.y_train[idx]
-            if teacher is None:
-                loss = F.cross_entropy(net(x), y)
-            else:
-                with torch.no_grad():
-                    teacher_logits = teacher(x)
-                loss = _distillation_loss(net(x), teacher_logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(y)
-            seen += len(y)
-            reporter.advance()
+        loss = _train_epoch(net, teacher, data, config.batch_size, seed, epoch, rank, world, optimizer, scheduler,
+                            reporter)
         train_time += time.perf_counter() - began
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                        "val_acc": evaluate(model, data.x_val, data.y_val)})
+        history.append({"epoch": epoch + 1, "train_loss": loss, "val_acc": evaluate(model, data.x_val, data.y_val)})
         if rank == 0:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "train_time": train_time,
-                     "history": json.dumps(history)}
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(checkpoint, lambda p, s=state: torch.save(s, p))
+            _save(checkpoint, model, optimizer, scheduler, epoch + 1, train_time, history)
         reporter.epoch_done()
         if reporter.on_epoch is not None:
             reporter.on_epoch(variant, seed, epoch + 1)
