@@ -29,7 +29,9 @@ def test_rank_matches_numpy() -> None:
     assert separable_rank(kernels).tolist() == expected == [1, 2, 0, 5]
 
 
-@pytest.mark.parametrize("name", ["sobel-x", "sobel-y", "scharr-x", "prewitt-y", "seed", "gaussian:7:2", "box:5"])
+@pytest.mark.parametrize(
+    "name", ["sobel-x", "sobel-y", "scharr-x", "prewitt-y", "example-3x3", "gaussian:7:2", "box:5"]
+)
 def test_factor_named_rank1(name: str) -> None:
     kernel = get_kernel(name)
     column, row = factor_kernel(kernel)

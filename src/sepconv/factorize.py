@@ -73,15 +73,11 @@ def _default_rtol(shape: tuple[int, int], dtype: torch.dtype) -> float:
 
 
 def _check_rtol(rtol: object, name: str = "rtol") -> float:
-    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
-        raise ArgumentError(f"{name} must be a number in [0, 1), got {rtol!r}")
-    return float(rtol)
+    return _checks.number(rtol, name, low=0, high=1, high_open=True)
 
 
-def _check_rank(rank: object, maximum: int, what: str) -> int:
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= maximum:
-        raise ArgumentError(f"rank must be an int in [1, {maximum}] for {what}, got {rank!r}")
-    return rank
+def _check_rank(rank: object, maximum: int, name: str = "rank") -> int:
+    return int(_checks.number(rank, name, low=1, high=maximum, integer=True))
 
 
 def _tail_error(s: torch.Tensor, rank: int) -> torch.Tensor:
@@ -159,7 +155,7 @@ def factor_kernel(kernel: torch.Tensor, rtol: float | None = None) -> tuple[torc
 
     Example:
         >>> from sepconv.filters.named import get_kernel
-        >>> [t.tolist() for t in factor_kernel(get_kernel("seed"))]
+        >>> [t.tolist() for t in factor_kernel(get_kernel("example-3x3"))]
         [[3.0, 4.0, 5.0], [1.0, 2.0, 3.0]]
         >>> [t.tolist() for t in factor_kernel(get_kernel("sobel-y"))]
         [[-1.0, 0.0, 1.0], [1.0, 2.0, 1.0]]
@@ -253,12 +249,11 @@ def low_rank(
     work = kernel.to(_compute_dtype(kernel))
     u, s, vh = torch.linalg.svd(work, full_matrices=False)
     if rank is not None:
-        rank = _check_rank(rank, maximum, f"a {kh}x{kw} kernel")
+        rank = _check_rank(rank, maximum)
     else:
         errors = torch.stack([_tail_error(s, r) for r in range(maximum + 1)], -1).reshape(-1, maximum + 1)
         if energy is not None:
-            if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0 < energy <= 1:
-                raise ArgumentError(f"energy must be a number in (0, 1], got {energy!r}")
+            energy = _checks.number(energy, "energy", low=0, high=1, low_open=True)
             reached = (1 - errors.square()) >= energy - 16 * torch.finfo(s.dtype).eps
         elif rtol is not None:
             reached = errors <= _check_rtol(rtol)
@@ -438,7 +433,8 @@ def _lapack_threads(tensor: torch.Tensor) -> Iterator[None]:
 
 def _check_spatial_rank(weight: torch.Tensor, rank: object, groups: int) -> int:
     maximum = spatial_ranks(weight, groups)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not groups <= rank <= maximum or rank % groups:
+    rank = _checks.number(rank, "rank", integer=True)
+    if not groups <= rank <= maximum or rank % groups:
         raise ArgumentError(f"rank must be a multiple of groups={groups} in [{groups}, {maximum}] for a "
                             f"weight of shape {tuple(weight.shape)}, got {rank!r}")
     return rank
@@ -564,5 +560,5 @@ def depthwise_svd(weight: torch.Tensor, depth_multiplier: int, groups: int = 1) 
     """
     weight = _conv_weight(weight, groups, 3, 5)
     maximum = depthwise_ranks(weight, groups)
-    m = _check_rank(depth_multiplier, maximum, f"a weight of shape {tuple(weight.shape)} (groups={groups})")
+    m = _check_rank(depth_multiplier, maximum, "depth_multiplier")
     return _depthwise_decompose(weight, groups).factors(m)

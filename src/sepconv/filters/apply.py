@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import number
 from ..errors import ArgumentError, ShapeError
-from .borders import BORDERS, pad2d
-from .cost_model import _banded, _tile
-from .engines import _cv2, _direct, _fft, _filter_cv2, _separable
+from .borders import BORDERS
+from .engines import _cv2, _filter_cv2, filter_torch
 from .planning import _plan_for
 
 __all__ = ["filter2d"]
@@ -121,54 +121,50 @@ def filter2d(
                 [-1.,  0.,  1.]])
     """
     t, was_numpy, ndim = _image_arg(image)
-    if border not in BORDERS:
-        raise ArgumentError(f"border must be one of {BORDERS}, got {border!r}")
-    if isinstance(cval, bool) or not isinstance(cval, (int, float)):
-        raise ArgumentError(f"cval must be a number, got {cval!r}")
-    if engine == "cv2" and not was_numpy:
-        raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
-    if not was_numpy:
-        engine = "torch"
+    engine = _check_options(border, cval, engine, was_numpy)
     h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
     p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
-    kh, kw = p.kernel.shape
-    top, left = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
+    anchor = _anchor(tuple(p.kernel.shape), mode)
     if p.engine == "cv2":
         array = t.numpy()
         work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
-        return _filter_cv2(_cv2(), work, p, (top, left), border, float(cval)).astype(array.dtype, copy=False)
-    if ndim == 2:
-        work = t[None]
-    elif ndim == 3:
-        work = t.permute(2, 0, 1)
-    else:
-        work = t.reshape(-1, *t.shape[-2:])
-    dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
-    work = work.to(dtype)
-    extra = 0
-    if p.method == "separable" and _banded(kh):
-        tile = _tile(kh)
-        extra = -(-h // tile) * tile - h
-    xp = pad2d(work, (top, kh - 1 - top + extra, left, kw - 1 - left), border, float(cval)).contiguous()
-    out = work.new_empty(work.shape)
-    if p.method == "fft":
-        _fft(xp, p.kernel.to(dtype=dtype, device=work.device), out)
-    else:
-        columns = p.columns.to(dtype=dtype, device=work.device)
-        rows = p.rows.to(dtype=dtype, device=work.device)
-        kernel_t = p.kernel.to(dtype=dtype, device=work.device)
-        for c in range(work.shape[0]):
-            if p.method == "direct":
-                _direct(xp[c], kernel_t, out[c])
-            elif p.rank == 0:
-                out[c].zero_()
-            else:
-                _separable(xp[c], columns, rows, out[c])
-    out = out.to(t.dtype)
-    if ndim == 2:
-        result = out[0]
-    elif ndim == 3:
-        result = out.permute(1, 2, 0).contiguous()
-    else:
-        result = out.reshape(t.shape)
+        return _filter_cv2(_cv2(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
+    out = filter_torch(_to_planes(t, ndim), p, anchor, border, float(cval))
+    result = _from_planes(out.to(t.dtype), t.shape, ndim)
     return result.numpy() if was_numpy else result
+
+
+def _check_options(border: object, cval: object, engine: str, was_numpy: bool) -> str:
+    """Check ``border`` and ``cval``; return the engine to plan for (tensors always run on torch)."""
+    if border not in BORDERS:
+        raise ArgumentError(f"border must be one of {BORDERS}, got {border!r}")
+    number(cval, "cval")
+    if engine == "cv2" and not was_numpy:
+        raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
+    return engine if was_numpy else "torch"
+
+
+def _anchor(shape: tuple[int, int], mode: str) -> tuple[int, int]:
+    """``(top, left)`` of the kernel's anchor: the centre for ``correlate``, moved for even sizes by ``convolve``."""
+    kh, kw = shape
+    return (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
+
+
+def _to_planes(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """The image as ``(P, H, W)`` planes in float32 or float64 (the compute dtype)."""
+    if ndim == 2:
+        planes = t[None]
+    elif ndim == 3:
+        planes = t.permute(2, 0, 1)
+    else:
+        planes = t.reshape(-1, *t.shape[-2:])
+    return planes.to(t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32)
+
+
+def _from_planes(out: torch.Tensor, shape: torch.Size, ndim: int) -> torch.Tensor:
+    """Inverse of :func:`_to_planes`: ``(P, H, W)`` back to the image's layout ``shape``."""
+    if ndim == 2:
+        return out[0]
+    if ndim == 3:
+        return out.permute(1, 2, 0).contiguous()
+    return out.reshape(shape)

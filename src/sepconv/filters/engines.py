@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .borders import pad2d
 from .cost_model import _banded, _tile
 
 if TYPE_CHECKING:
@@ -96,6 +97,35 @@ def _fft(xp: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor) -> None:
     spectrum = torch.fft.rfft2(xp, s=size) * torch.fft.rfft2(kernel.flip(0, 1), s=size)
     full = torch.fft.irfft2(spectrum, s=size)
     out.copy_(full[..., kh - 1 : kh - 1 + out.shape[-2], kw - 1 : kw - 1 + out.shape[-1]])
+
+
+def filter_torch(
+    planes: torch.Tensor, p: FilterPlan, anchor: tuple[int, int], border: str, cval: float
+) -> torch.Tensor:
+    """The torch engine: filter every ``(H, W)`` plane of ``planes`` ``(P, H, W)`` as the plan ``p`` says."""
+    kh, kw = p.kernel.shape
+    top, left = anchor
+    h = planes.shape[-2]
+    extra = 0
+    if p.method == "separable" and _banded(kh):
+        tile = _tile(kh)
+        extra = -(-h // tile) * tile - h
+    xp = pad2d(planes, (top, kh - 1 - top + extra, left, kw - 1 - left), border, cval).contiguous()
+    out = planes.new_empty(planes.shape)
+    dtype, device = planes.dtype, planes.device
+    if p.method == "fft":
+        _fft(xp, p.kernel.to(dtype=dtype, device=device), out)
+        return out
+    columns, rows = p.columns.to(dtype=dtype, device=device), p.rows.to(dtype=dtype, device=device)
+    kernel = p.kernel.to(dtype=dtype, device=device)
+    for c in range(planes.shape[0]):
+        if p.method == "direct":
+            _direct(xp[c], kernel, out[c])
+        elif p.rank == 0:
+            out[c].zero_()
+        else:
+            _separable(xp[c], columns, rows, out[c])
+    return out
 
 
 _CV2_BORDERS = {
