@@ -46,7 +46,7 @@ import torch
 from .._checks import number
 from ..errors import ArgumentError, ShapeError
 from .borders import BORDERS
-from .engines import _cv2, _filter_cv2, filter_torch
+from .engines import _cv2, _filter_cv2, all_finite, filter_torch
 from .planning import _plan_for
 
 __all__ = ["filter2d"]
@@ -125,11 +125,12 @@ def filter2d(
     h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
     p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
     anchor = _anchor(tuple(p.kernel.shape), mode)
-    if p.engine == "cv2":
+    if p.engine == "cv2" and all_finite(t):  # else the torch engine's direct route: NaN/inf as in conv2d
         array = t.numpy()
         work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
         return _filter_cv2(_cv2(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
-    out = filter_torch(_to_planes(t, ndim), p, anchor, border, float(cval))
+    live = _live_kernel(kernel, mode, was_numpy)
+    out = filter_torch(_to_planes(t, ndim), p, anchor, border, float(cval), kernel=live)
     result = _from_planes(out.to(t.dtype), t.shape, ndim)
     return result.numpy() if was_numpy else result
 
@@ -142,6 +143,14 @@ def _check_options(border: object, cval: object, engine: str, was_numpy: bool) -
     if engine == "cv2" and not was_numpy:
         raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
     return engine if was_numpy else "torch"
+
+
+def _live_kernel(kernel: object, mode: str, was_numpy: bool) -> torch.Tensor | None:
+    """A kernel tensor that requires grad, as correlated (flipped for ``convolve``): it then gets gradients
+    (tensor images only: a numpy result carries none)."""
+    if was_numpy or not (isinstance(kernel, torch.Tensor) and kernel.requires_grad and torch.is_grad_enabled()):
+        return None
+    return kernel.flip(0, 1) if mode == "convolve" else kernel
 
 
 def _anchor(shape: tuple[int, int], mode: str) -> tuple[int, int]:
