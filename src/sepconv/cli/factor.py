@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .._files import atomic_write
 from ..errors import ArgumentError, DataFormatError, ShapeError
 from ..factorize import factor_kernel, low_rank, separable_rank
 from ..filters.named import get_kernel
@@ -19,7 +19,7 @@ HELP = "factor a 2D kernel into separable (column x row) terms: a name, a litera
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kernel", metavar="KERNEL",
-                        help="named kernel (sobel-x, gaussian:7:1.5, log:9:1.4, seed, ...), a literal like "
+                        help="named kernel (sobel-x, gaussian:7:1.5, log:9:1.4, example-3x3, ...), a literal like "
                              "'[[1,0,-1],[2,0,-2],[1,0,-1]]', or a .npy file")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--rank", type=int, default=None, help="number of separable terms to keep")
@@ -38,8 +38,6 @@ def load_kernel(spec: str) -> torch.Tensor:
         except (ValueError, SyntaxError, TypeError) as err:
             raise ArgumentError(f"kernel literal {spec!r} is not a rectangular list of numbers: {err}") from None
     elif text.endswith(".npy"):
-        import numpy as np
-
         if not Path(text).is_file():
             raise FileNotFoundError(f"kernel file {text!r} does not exist")
         try:
@@ -93,12 +91,11 @@ def run(args: argparse.Namespace) -> int:
 
 def plot_factors(kernel: torch.Tensor, columns: torch.Tensor, rows: torch.Tensor, recon: torch.Tensor,
                  error: float, out: str, title: str = "") -> None:
-    """The seed's "Visualizing Separable Filters" figure: 1D factors (left), 3D surfaces (right). Atomic write."""
+    """The articles' "Visualizing Separable Filters" figure: 1D factors (left), 3D surfaces (right). Atomic write."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     k, c, r, rec = (t.detach().cpu().double().numpy() for t in (kernel, columns, rows, recon))
     fig = plt.figure(figsize=(11, 6.2), layout="constrained")
@@ -135,12 +132,7 @@ def plot_factors(kernel: torch.Tensor, columns: torch.Tensor, rows: torch.Tensor
     fig.suptitle(f"Separable filter: {title} ({k.shape[0]}x{k.shape[1]})")
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
-    os.close(handle)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, target)
+        atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=110))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -18,13 +18,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write
 from ..errors import ArgumentError, DataFormatError
 from ..filters import BORDERS, MODES, FilterPlan, filter2d, plan
 from ..filters.named import available_kernels
@@ -97,14 +96,8 @@ def _to_uint8(result: np.ndarray, scale: str) -> np.ndarray:
 def _write_atomic(image: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    file_format = Image.registered_extensions()[path.suffix.lower()]
+    atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format=file_format))
 
 
 def _check_output(output: str | None, explain: bool) -> Path | None:
