@@ -1,4 +1,4 @@
-"""Image filtering with automatic separation: :func:`filter2d` and named filters built on it.
+"""Image filtering with automatic separation: :func:`filter2d`.
 
 :func:`filter2d` factors the kernel itself (:func:`sepconv.factorize.low_rank`): an exactly separable kernel
 runs as two 1D passes, a low-rank kernel as a sum of ``rank`` separable passes, and any other kernel through
@@ -7,19 +7,8 @@ are banded matrix products: a tile of ``T`` outputs of a ``k``-tap filter is a `
 matrix times ``T + k - 1`` input rows, which runs at matrix-product speed instead of the memory-bound
 speed of ``k`` shifted adds (see ``benchmarks/bench_filters.py``).
 
-Border modes, each the same as OpenCV's and scipy.ndimage's (``abcd`` is the image row)::
-
-    sepconv      OpenCV                              scipy.ndimage     numpy.pad    torch F.pad   padded row
-    reflect      BORDER_REFLECT                      'reflect'         'symmetric'  (none)        dcba|abcd|dcba
-    reflect101   BORDER_REFLECT_101 = BORDER_DEFAULT 'mirror'          'reflect'    'reflect'     dcb|abcd|cba
-    replicate    BORDER_REPLICATE                    'nearest'         'edge'       'replicate'   aaaa|abcd|dddd
-    constant     BORDER_CONSTANT (value=cval)        'constant' (cval) 'constant'   'constant'    0000|abcd|0000
-    wrap         BORDER_WRAP                         'wrap'            'wrap'       'circular'    abcd|abcd|abcd
-
-Note the trap: ``'reflect'`` means *edge repeated* in OpenCV (BORDER_REFLECT) and scipy, but *edge not
-repeated* in numpy and torch. OpenCV's default border (BORDER_DEFAULT) is ``reflect101``; scipy's default is
-``reflect``. ``cv2.filter2D`` rejects BORDER_WRAP; pad with ``cv2.copyMakeBorder`` first. Borders wider than
-the image repeat the rule periodically, as scipy and OpenCV do.
+Border modes (``reflect``, ``reflect101``, ``replicate``, ``constant``, ``wrap``) are each the same as OpenCV's and
+scipy.ndimage's; :mod:`sepconv.filters.borders` has the table of equivalents and the ``'reflect'`` trap.
 
 ``mode='correlate'`` computes ``out[i, j] = Σ k[a, b] x[i + a - ch, j + b - cw]`` with anchor
 ``(ch, cw) = (kh // 2, kw // 2)``, like ``scipy.ndimage.correlate`` and ``cv2.filter2D``;
