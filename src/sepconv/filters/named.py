@@ -27,7 +27,16 @@ import torch
 from .._checks import number
 from ..errors import ArgumentError
 
-__all__ = ["available_kernels", "box", "gaussian", "get_kernel", "laplacian", "laplacian_of_gaussian"]
+__all__ = [
+    "DERIVATIVES",
+    "available_kernels",
+    "box",
+    "gaussian",
+    "get_kernel",
+    "is_derivative",
+    "laplacian",
+    "laplacian_of_gaussian",
+]
 
 _SOBEL = ([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
 _SCHARR = ([3.0, 10.0, 3.0], [-1.0, 0.0, 1.0])
@@ -132,6 +141,20 @@ _REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], tuple[type, ...], str]] 
     "example-3x3": (_fixed(*_EXAMPLE_3X3), (), "the articles' 3x3 example: [3,4,5] column x [1,2,3] row"),
 }
 _ALIASES = {"sobel": "sobel-x", "scharr": "scharr-x", "prewitt": "prewitt-x", "mean": "box"}
+# Derivative kernels: their continuous form integrates to zero (the sampled, truncated LoG nearly does), so their
+# responses are signed around zero.
+DERIVATIVES = ("sobel-x", "sobel-y", "scharr-x", "scharr-y", "prewitt-x", "prewitt-y", "laplacian", "laplacian8", "log")
+
+
+def is_derivative(name: str) -> bool:
+    """Whether the kernel ``name`` is a derivative (its responses are signed around zero).
+
+    Example:
+        >>> is_derivative("log:9:1.4"), is_derivative("Sobel"), is_derivative("gaussian:7:1.5")
+        (True, True, False)
+    """
+    head = name.strip().lower().split(":")[0]
+    return _ALIASES.get(head, head) in DERIVATIVES
 
 
 def available_kernels() -> dict[str, str]:
