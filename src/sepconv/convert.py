@@ -136,25 +136,38 @@ class ConversionReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def table(self) -> object:
-        """A :class:`rich.table.Table` of the layers and totals."""
+        """A :class:`rich.table.Table` of the layers and totals (with calibration: errors before -> after refit)."""
         from rich.table import Table
 
-        def fmt(value: float | None) -> str:
-            return "-" if value is None else f"{value:.2e}" if 0 < value < 1e-3 else f"{value:.4f}"
-
+        calibrated = self.calibration is not None
         table = Table(title=f"sepconv convert --method {self.method}"
-                      + (f" --budget {self.budget}" if self.budget is not None else ""),
-                      caption=f"MACs {self.macs_unit}")
-        for name in ("layer", "method", "rank", "params", "params new", "MACs", "MACs new", "weight err", "output err"):
+                      + (f" --budget {self.budget}" if self.budget is not None else ""), caption=self._caption())
+        columns = ["layer", "method", "rank", "params", "params new", "MACs", "MACs new", "weight err", "output err"]
+        for name in columns + (["calib err before -> after"] if calibrated else []):
             table.add_column(name, justify="left" if name in ("layer", "method") else "right")
         for row in self.layers:
-            table.add_row(row.name, row.method, "-" if row.rank is None else f"{row.rank}/{row.max_rank}",
-                          f"{row.params_before:,}", f"{row.params_after:,}", f"{row.macs_before:,}",
-                          f"{row.macs_after:,}", fmt(row.weight_error), fmt(row.output_error))
+            cells = [row.name, row.method, "-" if row.rank is None else f"{row.rank}/{row.max_rank}",
+                     f"{row.params_before:,}", f"{row.params_after:,}", f"{row.macs_before:,}",
+                     f"{row.macs_after:,}", _fmt(row.weight_error), _fmt(row.output_error)]
+            table.add_row(*cells, *([_arrow(row.calib_error_before, row.calib_error_after)] if calibrated else []))
         table.add_section()
-        table.add_row("model", "", "", f"{self.params_before:,}", f"{self.params_after:,}", f"{self.macs_before:,}",
-                      f"{self.macs_after:,} ({self.mac_ratio:.1%})", "", fmt(self.output_error))
+        cells = ["model", "", "", f"{self.params_before:,}", f"{self.params_after:,}", f"{self.macs_before:,}",
+                 f"{self.macs_after:,} ({self.mac_ratio:.1%})", "", _fmt(self.output_error)]
+        calib = self.calibration or {}
+        table.add_row(*cells, *([_arrow(calib.get("output_error_before"), calib.get("output_error_after"))]
+                                if calibrated else []))
         return table
+
+    def _caption(self) -> str:
+        caption = f"MACs {self.macs_unit}"
+        calib = self.calibration
+        if calib is not None:
+            caption += (f"; calibration: {calib['images']} inputs, refit {calib['refit']}, "
+                        f"{calib['seconds']:.1f} s")
+            if calib.get("agreement_after") is not None:
+                caption += (f"; top-1 agreement with the original {calib['agreement_before']:.1%} -> "
+                            f"{calib['agreement_after']:.1%}")
+        return caption
 
     def __str__(self) -> str:
         from rich.console import Console
@@ -162,6 +175,14 @@ class ConversionReport:
         console = Console(width=140, record=True, file=_Null())
         console.print(self.table())
         return console.export_text()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2e}" if 0 < value < 1e-3 else f"{value:.4f}"
+
+
+def _arrow(before: float | None, after: float | None) -> str:
+    return "-" if before is None or after is None else f"{_fmt(before)} -> {_fmt(after)}"
 
 
 class _Null:

@@ -97,7 +97,10 @@ class CalibrationData:
         if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
             kinds = [type(t).__name__ for t in inputs]
             raise ArgumentError(f"calibration tuple must hold the model's input tensors, got {kinds or 'nothing'}")
-        sizes = [t.shape[0] if t.dim() else None for t in inputs]
+        for t in inputs:
+            if t.dim() < 1 or t.shape[0] == 0:
+                raise ShapeError(f"calibration must be a non-empty batch (N, ...), got shape {tuple(t.shape)}")
+        sizes = [t.shape[0] for t in inputs]
         if len(set(sizes)) != 1:
             raise ShapeError(f"calibration tensors must share their first (batch) dim, got shapes "
                              f"{[tuple(t.shape) for t in inputs]}")
