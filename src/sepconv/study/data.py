@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import pickle
 import struct
@@ -42,6 +43,9 @@ __all__ = ["SOURCES", "Dataset", "load", "parse_spec", "read_idx"]
 SOURCES = ("digits", "mnist", "cifar10", "folder", "npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 SPLIT_SEED = 20240607  # fixed: the split never depends on the training seed
+
+
+_TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
 @dataclass
@@ -72,6 +76,26 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one image."""
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def to(self, device: str | torch.device) -> Dataset:
+        """The same split with every tensor on ``device`` (a GPU holds these small datasets whole)."""
+        moved = {name: getattr(self, name).to(device) for name in _TENSORS}
+        return Dataset(self.name, classes=self.classes, **moved)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the images and labels of every split: changes whenever the data changes.
+
+        Example:
+            >>> data = load("digits")
+            >>> len(data.fingerprint()), data.fingerprint() == load("digits").fingerprint()
+            (64, True)
+        """
+        digest = hashlib.sha256()
+        for name in _TENSORS:
+            tensor = getattr(self, name).detach().cpu().contiguous()
+            digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.numpy().tobytes())
+        return digest.hexdigest()
 
     def summary(self) -> str:
         """One line: sizes and image shape.

@@ -29,77 +29,32 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..cost import count
-from ..errors import ArgumentError
 from ..layers import SpatiallySeparableConv2d
 from . import plots
-from .config import _SAME_ON_RESUME, VARIANTS, StudyConfig
+from .budget import format_seconds, resolve_device, threads
+from .config import VARIANTS, StudyConfig
 from .data import Dataset, load
+from .folder import lock, prepare, resume_results
 from .latency import measure_latency
+from .plan import describe, estimate, resolve
+from .progress import Reporter, reporting
 from .report import summarize, write_json, write_report
-from .training import Reporter, _barrier, _dist, build_model, converted, evaluate, load_trained, train_run
+from .training import _barrier, _dist, build_model, converted, deterministic, evaluate, load_trained, train_run
 
 __all__ = ["run_study"]
 
 
-def _prepare_folder(config: StudyConfig, out: Path) -> dict:
-    """Check / clear the run folder; return the previous results when resuming (else a fresh dict)."""
-    results_path = out / "results.json"
-    if results_path.exists() and not (config.resume or config.overwrite):
-        raise ArgumentError(f"run folder {str(out)!r} already holds a study; pass --resume to continue it or "
-                            f"--overwrite to start over")
-    if config.overwrite:
-        for name in ("results.json", "report.md", "accuracy_vs_macs.png", "training_curves.png",
-                     "separable_filters.png"):
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    if config.resume and results_path.exists():
-        try:
-            previous = json.loads(results_path.read_text())
-            old = previous["config"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ArgumentError(f"{results_path}: cannot resume, not a sepconv study results file ({err})") from err
-        new = config.as_dict()
-        for key in _SAME_ON_RESUME:
-            if old.get(key) != new[key]:
-                raise ArgumentError(f"cannot resume {str(out)!r}: it was run with {key}={old.get(key)!r}, got "
-                                    f"{key}={new[key]!r}; use the same options or another --out")
-        previous["config"] = new
-        return previous
-    return {"config": config.as_dict(), "runs": {}}
-
-
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
-                    disable=not (enabled and console.is_terminal))
-
-
 @dataclass
 class _Study:
-    """The state one :func:`run_study` call shares between its phases."""
+    """The state one :func:`run_study` call shares between its phases (``config`` resolved, ``data`` on its device)."""
 
     config: StudyConfig
     out: Path
@@ -121,30 +76,37 @@ class _Study:
             write_report(self.results, self.out)
 
 
-def _open_results(config: StudyConfig, out: Path, rank: int, world: int) -> dict:
-    """The results dict this study starts from (rank 0 prepares the folder; the others read what it kept)."""
+@contextlib.contextmanager
+def _owned(out: Path, rank: int) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock; the other processes only write nothing."""
+    with lock(out) if rank == 0 else contextlib.nullcontext():
+        yield
+
+
+def _open(config: StudyConfig, out: Path, rank: int, world: int, say: Callable[[str], None]) -> _Study:
+    """Prepare the folder, load the data, make the automatic choices and read what a resume keeps."""
     if rank == 0:
-        results = _prepare_folder(config, out)
-        out.mkdir(parents=True, exist_ok=True)
+        prepare(config, out)
     _barrier(world)
-    if rank != 0:
-        path = out / "results.json"
-        results = json.loads(path.read_text()) if config.resume and path.exists() else \
-            {"config": config.as_dict(), "runs": {}}
-    return results
+    data = load(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
+    say(data.summary())
+    resolved = resolve(config, data)
+    fingerprint = data.fingerprint()
+    results = resume_results(resolved, out, fingerprint)
+    results["automatic"] = config.automatic()
+    results["data"] = {"spec": config.data, "summary": data.summary(), "image_shape": list(data.image_shape),
+                       "classes": data.classes, "train": len(data.y_train), "val": len(data.y_val),
+                       "test": len(data.y_test), "sha256": fingerprint}
+    results["world_size"] = world
+    return _Study(resolved, out, rank, world, results, data.to(resolved.device), say)
 
 
 def _describe(study: _Study) -> None:
-    """Record the data and the cost (parameters, MACs) of every variant known before training."""
-    data, results = study.data, study.results
-    results["data"] = {"spec": study.config.data, "summary": data.summary(), "image_shape": list(data.image_shape),
-                       "classes": data.classes, "train": len(data.y_train), "val": len(data.y_val),
-                       "test": len(data.y_test)}
-    results["world_size"] = study.world
-    costs = results.setdefault("costs", {})
+    """Record the cost (parameters, MACs) of every variant known before training."""
+    costs = study.results.setdefault("costs", {})
     for variant in study.config.variants:
         if variant != "convert":  # its architecture exists only after the conversion: counted then
-            cost = count(build_model(variant, data, study.config).eval(), (1, *data.image_shape))
+            cost = count(build_model(variant, study.data, study.config).eval(), (1, *study.data.image_shape))
             costs[variant] = {"params": cost.params, "macs": cost.macs}
 
 
@@ -166,11 +128,12 @@ def _train_one(study: _Study, variant: str, seed: int, reporter: Reporter) -> di
     checkpoint = out / "checkpoints" / f"{variant}-seed{seed}.pt"
     if variant == "convert":
         model, teacher, conversion = converted(seed, data, config, out)
+        cost = count(model.eval(), (1, *data.image_shape))
+        model, teacher = model.to(config.device), teacher.to(config.device)
         before = evaluate(model, data.x_test, data.y_test)
         run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter, model=model,
                         teacher=teacher, epochs=config.finetune_epochs)
         run.update(test_acc_before_finetune=before, conversion=conversion)
-        cost = count(model.eval(), (1, *data.image_shape))
         study.results["costs"][variant] = {"params": cost.params, "macs": cost.macs}
     else:
         run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter)
@@ -182,21 +145,17 @@ def _train_one(study: _Study, variant: str, seed: int, reporter: Reporter) -> di
 
 
 def _train_all(study: _Study, todo: list[tuple[str, int]], on_epoch: Callable[[str, int, int], None] | None,
-               progress: bool, log_given: bool) -> None:
-    """Train every run of ``todo`` under the progress bars, saving the results after each one."""
-    config = study.config
-    with _progress(progress and study.rank == 0) as bars:
-        say = study.say
-        if log_given and study.rank == 0 and not bars.disable:  # print above the live bars, not through them
-            say = lambda line: bars.console.print(line, markup=False, highlight=False)  # noqa: E731
-        reporter = Reporter(bars, say, on_epoch)
-        reporter.run_task = bars.add_task("study", total=sum(config.finetune_epochs if v == "convert" else
-                                                                 config.epochs for v, _ in todo))
-        reporter.batch_task = bars.add_task("epoch", total=1)
+               progress: bool, log: Callable[[str], None] | None) -> None:
+    """Train every run of ``todo`` (with the ETA of the whole study), saving the results after each one."""
+    eta = estimate(study.config, study.data, todo)
+    if todo:
+        study.say(describe(study.config, study.results["automatic"], study.data, len(todo), eta.seconds_left()))
+    with reporting(progress and study.rank == 0, log if study.rank == 0 else None, on_epoch, eta) as reporter:
         for variant, seed in todo:
             run = _train_one(study, variant, seed, reporter)
-            say(f"{variant:16s} seed {seed}: test accuracy {run['test_acc']:.2f}% "
-                f"(training {run['train_time_s']:.1f} s)")
+            left = f"; {reporter.eta_text()}" if eta.remaining else ""
+            reporter.log(f"{variant:16s} seed {seed}: test accuracy {run['test_acc']:.2f}% "
+                         f"(training {run['train_time_s']:.1f} s){left}")
             study.results.pop("latency", None)
             study.save()
 
@@ -205,14 +164,15 @@ def _finish(study: _Study, began: float) -> None:
     """Rank 0: time the trained variants (unless already timed), record the wall time, draw the plots."""
     config, results, out, seed = study.config, study.results, study.out, study.seeds[0]
     if set(results.get("latency", {})) != set(config.variants):
-        models = {variant: load_trained(variant, seed, study.data, config, out) for variant in config.variants}
-        study.say(f"timing inference, {config.latency_reps} interleaved rounds")
+        models = {v: load_trained(v, seed, study.data, config, out, config.device) for v in config.variants}
+        study.say(f"timing inference, {config.latency_reps} interleaved rounds on {config.device}")
         results["latency"] = measure_latency(models, study.data.image_shape, config.latency_reps)
     results["wall_time_s"] = results.get("wall_time_s", 0.0) + time.perf_counter() - began
     study.save()
     if config.plots:
-        results["plots"] = plots.write_plots(results, out, _trained_spatial_layer(config, study.data, out, seed))
+        results["plots"] = plots.write_plots(results, out, _trained_spatial_layer(study))
         study.save()
+    study.say(f"study done in {format_seconds(results['wall_time_s'])} (wall time, all sessions)")
 
 
 def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
@@ -226,33 +186,32 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
         progress: show rich progress bars (only when stderr is a terminal).
 
     Returns:
-        ``{"config", "data", "costs", "runs", "latency", "summary", "wall_time_s"}``.
+        ``{"config", "data", "costs", "runs", "latency", "summary", "wall_time_s", ...}``; ``config`` holds the
+        automatic choices made (``automatic`` lists which fields were chosen).
     """
     config.check()
     out = Path(config.out)
     began = time.perf_counter()
-    rank, world = _dist()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    say = (log or (lambda line: None)) if rank == 0 else (lambda line: None)
-    results = _open_results(config, out, rank, world)
-    data = load(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
-    say(data.summary())
-    study = _Study(config, out, rank, world, results, data, say)
-    _describe(study)
-    study.save()
-    _train_all(study, _todo(study), on_epoch, progress, log is not None)
-    if rank == 0:
-        _finish(study, began)
-    _barrier(world)
-    return results
+    rank, world = _dist(resolve_device(config.device))
+    say = log if log is not None and rank == 0 else (lambda line: None)
+    with _owned(out, rank):
+        study = _open(config, out, rank, world, say)
+        with threads(study.config.threads), deterministic(study.config.device):  # type: ignore[arg-type]
+            _describe(study)
+            study.save()
+            _train_all(study, _todo(study), on_epoch, progress, log)
+            if rank == 0:
+                _finish(study, began)
+        _barrier(world)
+    return study.results
 
 
-def _trained_spatial_layer(config: StudyConfig, data: Dataset, out: Path, seed: int) -> tuple[str, nn.Module] | None:
+def _trained_spatial_layer(study: _Study) -> tuple[str, nn.Module] | None:
     """The first spatially separable layer of the first spatial variant, with its trained weights."""
-    for variant in config.variants:
+    seed = study.seeds[0]
+    for variant in study.config.variants:
         if VARIANTS[variant][0] == "spatial":
-            model = load_trained(variant, seed, data, config, out)
+            model = load_trained(variant, seed, study.data, study.config, study.out)
             for name, module in model.named_modules():
                 if isinstance(module, SpatiallySeparableConv2d):
                     return f"{variant} (seed {seed}): {name}", module
