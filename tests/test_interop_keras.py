@@ -185,9 +185,10 @@ def test_keras_activation_is_the_pointwise_activation(name: str, n: int) -> None
         assert rel_err(back(x), expected) < TOL
 
 
-@pytest.mark.parametrize("name", ["relu", "relu6", "gelu"])
+@pytest.mark.parametrize("name", ["relu", "relu6", "gelu", "linear"])
 def test_pointwise_activation_goes_to_keras(name: str) -> None:
-    layer = sepconv.SeparableConv2d(3, 4, 3, stride=2, padding="same", pointwise_activation=name)
+    layer = sepconv.SeparableConv2d(3, 4, 3, stride=2, padding="same",
+                                    pointwise_activation=nn.Identity() if name == "linear" else name)
     back = to_keras(layer)
     assert back.activation is keras.activations.get(name)
     x = torch.randn(2, 3, 9, 8) * 3

@@ -82,6 +82,20 @@ def test_every_path_applies_the_post_pointwise_modules() -> None:
         assert torch.isnan(layer(nan)).any()  # ReLU6 after the pointwise step does not hide a NaN
 
 
+@pytest.mark.triton
+def test_the_triton_path_applies_the_post_pointwise_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the fused kernel in Triton's CPU interpreter
+    layer = _post(2).eval()
+    x = torch.randn(1, 4, 7, 6) * 3
+    with torch.no_grad(), sepconv.set_backend("triton"):
+        assert backends.choose(layer, x) == "triton"
+        fast = layer(x)
+    with torch.no_grad(), sepconv.set_backend("torch"):
+        plain = layer(x)
+    assert torch.allclose(fast, plain, atol=1e-5)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3])
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_unbatched_input(n: int, mode: str) -> None:
