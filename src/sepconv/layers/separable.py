@@ -50,6 +50,14 @@ class SeparableConvNd(nn.Module):
         depthwise_initializer, pointwise_initializer: ``'kaiming_uniform'`` (torch's default), Keras's
             ``'glorot_uniform'`` (Keras's default), ``'he_normal'``, ... or a callable; see
             :mod:`sepconv.layers.initializers`. bias_initializer: ``'uniform'`` (torch's), ``'zeros'`` (Keras's).
+
+    Example:
+        >>> layer = SeparableConv2d(8, 16, 3, padding="same", bias=False, pointwise_norm="batch",
+        ...                         pointwise_activation="relu", depthwise_initializer="glorot_uniform")
+        >>> [name for name, _ in layer.named_children()]  # timm's SeparableConvNormAct
+        ['depthwise', 'norm', 'act', 'pointwise', 'pointwise_norm', 'pointwise_act']
+        >>> layer(torch.randn(2, 8, 10, 10)).shape
+        torch.Size([2, 16, 10, 10])
     """
 
     spatial_dims: int = 0
