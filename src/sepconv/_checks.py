@@ -123,8 +123,11 @@ def conv_input(x: object, spatial_dims: int, name: str = "input") -> tuple[torch
 
 
 def same_dtype_device(x: torch.Tensor, weight: torch.Tensor, name: str) -> None:
-    """Raise if ``weight`` has another dtype or device than the input ``x``."""
-    if x.dtype != weight.dtype:
+    """Raise if ``weight`` has another dtype or device than the input ``x``.
+
+    Under ``torch.autocast`` the dtypes may differ: the convolution casts both, as ``nn.Conv2d`` does.
+    """
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise DtypeMismatchError(
             f"input dtype {x.dtype} does not match {name} dtype {weight.dtype}; "
             f"convert one of them (e.g. input.to({weight.dtype}))"
