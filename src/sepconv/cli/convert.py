@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from .. import program_file
 from .._files import atomic_write
 from ..convert import METHODS, REFITS, convert
 from ..errors import ArgumentError, DataFormatError
@@ -167,12 +168,11 @@ def load_model(path: str, spec: str | None, model_args: str | None = None) -> to
 
 
 def load_program(path: str) -> torch.export.ExportedProgram:
-    """Load the ``torch.export`` program at ``path``."""
+    """Load the ``torch.export`` program at ``path``, refusing archives whose loading would unpickle content."""
     try:
-        return torch.export.load(path)
-    except Exception as err:  # deserialisation errors have many types
-        raise ModelLoadError(f"{path}: cannot load the torch.export program ({type(err).__name__}: {err})"[:300]) \
-            from None
+        return program_file.load_program(path)
+    except DataFormatError as err:
+        raise ModelLoadError(str(err)) from None
 
 
 def _example(text: str | None) -> torch.Tensor | None:
