@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -84,10 +85,8 @@ def test_the_crafted_weight_would_run_code_through_torch_export_load(tmp_path: P
     marker = tmp_path / "PWNED"
     evil = _rewrite(_program(tmp_path / "good.pt2"), tmp_path / "evil.pt2",
                     lambda name, data: _pickled_weight(name, data, marker))
-    try:
+    with contextlib.suppress(Exception):  # the payload is not a tensor, so loading fails after it ran
         torch.export.load(evil)
-    except Exception:  # the payload is not a tensor, so loading fails after it ran
-        pass
     assert marker.exists()
 
 
@@ -103,7 +102,7 @@ def test_unexpected_members_are_refused(tmp_path: Path) -> None:
 def test_plain_programs_load_and_non_archives_get_a_clear_error(tmp_path: Path) -> None:
     assert isinstance(load_program(_program(tmp_path / "good.pt2")), torch.export.ExportedProgram)
     (tmp_path / "text.pt2").write_text("not a zip")
-    with pytest.raises(DataFormatError, match="not a torch.export archive"):
+    with pytest.raises(DataFormatError, match=r"not a torch\.export archive"):
         load_program(tmp_path / "text.pt2")
 
 

@@ -7,7 +7,8 @@ MODEL_FILE is one of:
   and OUT_FILE receives the converted program (``torch.export.save``);
 * a ``state_dict`` (``torch.load(..., weights_only=True)``) for the model built by ``--model NAME`` (a sepconv
   model: ``mobilenet_v1``, ``small_cnn``, ``xception``, with ``--model-args '{"num_classes": 10}'``) or
-  ``--model MODULE:FACTORY`` (an importable callable, e.g. ``mypkg.nets:make_net``); OUT_FILE receives the
+  ``--model MODULE:FACTORY`` (a function or nn.Module class of your own code, e.g. ``mypkg.nets:make_net``; this
+  imports and runs that code, so name only modules you trust); OUT_FILE receives the
   converted model's ``state_dict``.
 
 ``--calibrate DATA`` (a data spec of ``sepconv study`` or an ``.npy``/``.pt`` tensor file, see
@@ -24,7 +25,6 @@ message: a scripted module's submodule types are fixed by its compiled class (pu
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import json
 import zipfile
@@ -36,6 +36,7 @@ from .. import program_file
 from .._files import atomic_write
 from ..convert import METHODS, REFITS, convert
 from ..errors import ArgumentError, DataFormatError
+from ._model_spec import resolve_factory
 
 
 class ModelLoadError(DataFormatError):
@@ -51,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_file", metavar="OUT_FILE",
                         help="where to write the converted program (for a program) or state_dict")
     parser.add_argument("--model", default=None, metavar="NAME|MODULE:FACTORY",
-                        help="for a state_dict: a sepconv model name (mobilenet_v1, small_cnn, xception) or an "
-                             "importable callable building the model the state_dict belongs to")
+                        help="for a state_dict: a sepconv model name (mobilenet_v1, small_cnn, xception) or "
+                             "MODULE:FACTORY, a function or nn.Module class of your own code (the current directory "
+                             "is importable) building the model the state_dict belongs to; this imports and runs "
+                             "that code, so name only modules you trust")
     parser.add_argument("--model-args", default=None, metavar="JSON",
                         help='keyword arguments of --model as a JSON object, e.g. \'{"num_classes": 10}\'')
     parser.add_argument("--method", choices=METHODS, default="depthwise")
@@ -117,16 +120,7 @@ def _factory(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
             raise ArgumentError(f"--model must be a sepconv model name {sorted(builders)} or MODULE:FACTORY, "
                                 f"got {spec!r}")
         return _call(builders[spec], spec, kwargs)
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ArgumentError(f"--model must look like MODULE:FACTORY, got {spec!r}")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ArgumentError(f"--model {spec!r} cannot be imported: {err}") from None
-    if not callable(factory):
-        raise ArgumentError(f"--model {spec!r} is a {type(factory).__name__}, not a callable returning a model")
-    return _call(factory, spec, kwargs)
+    return _call(resolve_factory(spec), spec, kwargs)
 
 
 def file_kind(path: str) -> str:
