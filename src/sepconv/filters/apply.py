@@ -46,7 +46,7 @@ import torch
 from .._checks import number
 from ..errors import ArgumentError, ShapeError
 from .borders import BORDERS
-from .engines import _cv2, _filter_cv2, all_finite, filter_torch
+from .engines import _cv2, _filter_cv2, all_finite, filter_torch, needs_finite_check
 from .planning import _plan_for
 
 __all__ = ["filter2d"]
@@ -125,7 +125,7 @@ def filter2d(
     h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
     p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
     anchor = _anchor(tuple(p.kernel.shape), mode)
-    if p.engine == "cv2" and all_finite(t):  # else the torch engine's direct route: NaN/inf as in conv2d
+    if p.engine == "cv2" and not (needs_finite_check(p) and not all_finite(t)):  # else torch: NaN/inf as conv2d
         array = t.numpy()
         work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
         return _filter_cv2(_cv2(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
