@@ -100,7 +100,7 @@ def test_explain_without_output(gray: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "kernel sobel-x: 3x3, rank 1 (exactly separable)" in out
     assert "column [1, 2, 1] x row [-1, 0, 1]" in out
-    if filters.engines._cv2() is None:
+    if filters.engines.opencv() is None:
         assert "runs: 1 separable term on torch, 6 multiplications per pixel instead of 9 (3 fewer, 33%)" in out
     else:  # 3x3: cv2.filter2D measured fastest, and the explanation says so
         assert "runs: the direct 2D filter on OpenCV, 9 multiplications per pixel (the separable form needs 6 " in out

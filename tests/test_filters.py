@@ -269,7 +269,7 @@ def test_cv2_engine_layouts_and_dtypes(shape: tuple, dtype: type) -> None:
 
 def test_without_cv2_the_torch_engine_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
-    assert filters.engines._cv2() is None
+    assert filters.engines.opencv() is None
     image = _rng(16).random((30, 31))
     p = plan("log:9:1.4", (30, 31))
     assert p.engine == "torch" and all(key.startswith("torch/") for key in p.costs)

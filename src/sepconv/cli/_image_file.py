@@ -26,6 +26,7 @@ import numpy as np
 
 from .._files import atomic_write
 from ..errors import ArgumentError, DataFormatError
+from ..filters.engines import opencv
 
 __all__ = ["DEEP_FORMATS", "ImageFile", "check_writable", "read_image", "write_image"]
 
@@ -52,14 +53,6 @@ def _image_module() -> Any:
     from PIL import Image
 
     return Image
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
 
 
 def read_image(path: Path) -> ImageFile:
@@ -103,7 +96,7 @@ def _from_pillow(img: Any, path: Path) -> ImageFile:
 
 
 def _read_deep_colour(path: Path) -> ImageFile:
-    cv2 = _cv2()
+    cv2 = opencv()
     if cv2 is None:
         raise DataFormatError(
             f"{str(path)!r} is a 16-bit colour image: reading it without losing bits needs OpenCV "
@@ -153,7 +146,7 @@ def write_image(image: ImageFile, path: Path) -> list[str]:
 
 def _save(values: np.ndarray, tmp: Path, file_format: str) -> None:
     if values.dtype == np.uint16 and values.ndim == 3:  # 16-bit colour: Pillow cannot, OpenCV can
-        cv2 = _cv2()
+        cv2 = opencv()
         order = [2, 1, 0, 3][: values.shape[2]] if values.shape[2] in (3, 4) else list(range(values.shape[2]))
         if cv2 is None or not cv2.imwrite(str(tmp), np.ascontiguousarray(values[..., order])):
             raise OSError("16-bit colour images are written with OpenCV (pip install 'sepconv[filters]')")

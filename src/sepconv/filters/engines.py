@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from .planning import FilterPlan
 
 
-def _cv2() -> Any:
-    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install sepconv[filters]``)."""
+def opencv() -> Any:
+    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install 'sepconv[filters]'``): the one
+    place that imports the optional OpenCV."""
     try:
         import cv2
     except ImportError:
