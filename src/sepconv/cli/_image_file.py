@@ -90,7 +90,9 @@ def _from_pillow(img: Any, path: Path) -> ImageFile:
             f"{str(path)!r}: 32-bit float images are not supported by `sepconv filter`; "
             "filter the array with sepconv.filters.filter2d"
         )
-    if img.mode not in MODES.values():
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode not in MODES.values():  # palette, CMYK, YCbCr, ...: 8-bit colour
         img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
     return ImageFile(np.asarray(img, dtype=np.float32), 8, img.mode)
 
