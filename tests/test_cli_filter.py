@@ -125,7 +125,7 @@ def test_parse_kernel() -> None:
         (["--kernel", "box", "--scale", "log"], "'log' (choose from 'clip', 'abs', 'stretch', 'signed')"),
         (["--kernel", "gaussian:99999"], "--kernel 'gaussian:99999': kernel size must be an int in [1, 2049]"),
         (["--kernel", "box:100000000000"], "--kernel 'box:100000000000': kernel size"),
-        (["--kernel", "log:9:1e400"], "sigma must be a number > 0, got inf"),
+        (["--kernel", "log:9:1e400"], "sigma must be a positive number, got inf"),
         (["--kernel", "box", "--rank", "9"], "rank"),
         (["--kernel", "box", "--rank", "two"], "invalid int value"),
         (["--kernel", "box", "--rtol", "5"], "rtol"),

@@ -33,7 +33,11 @@ def test_study_prints_table_and_writes_report(tmp_path: Path, capsys: pytest.Cap
     (["--convert-budget", "0"], r"convert_budget must be a number in \(0, 1\]"),
     (["--finetune-epochs", "0"], "finetune_epochs must be a positive int"),
     (["--lr", "-1"], "lr must be a positive number"),
-    (["--threads", "0"], "threads must be a positive int"),
+    (["--threads", "0"], r"threads must be an int in \[1, \d+\], got 0"),
+    (["--threads", "1000"], r"threads must be an int in \[1, \d+\], got 1000"),
+    (["--device", "tpu"], "device must be .auto., .cpu., .cuda. or .cuda:N., got .tpu."),
+    (["--epochs", "x"], "argument --epochs: expected an int or 'auto', got 'x'"),
+    (["--widths", "100000,100000"], "give a network of about .* parameters; the study trains small CNNs"),
     (["--resume", "--overwrite"], "not allowed with argument"),
 ])
 def test_bad_arguments_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],

@@ -154,3 +154,14 @@ def test_bfloat16_inference_on_a_cpu_without_avx512() -> None:
     done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["channels_last", "torch.bfloat16", "True"]
+
+
+def test_fuse_returns_a_frozen_copy_and_leaves_the_model_eager() -> None:
+    model = nn.Sequential(make(), nn.ReLU()).eval()
+    fused = sepconv.fuse(model)
+    assert getattr(fused[0], "_sepconv_frozen", False) and not getattr(model[0], "_sepconv_frozen", False)
+    x = torch.randn(1, 6, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-5, atol=1e-5)
+        model[0].pointwise.weight.data.mul_(2)  # the eager model sees it; the fused copy is a snapshot
+        torch.testing.assert_close(model(x), plain(model, x), rtol=1e-5, atol=1e-5)

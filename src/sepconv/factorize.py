@@ -40,14 +40,18 @@ from . import _checks
 from .errors import ArgumentError, NotSeparableError, ShapeError
 
 __all__ = [
+    "DepthwiseDecomposition",
     "DepthwiseFactors",
     "LowRank",
+    "SpatialDecomposition",
     "SpatialFactors",
+    "depthwise_decomposition",
     "depthwise_svd",
     "factor_kernel",
     "low_rank",
     "rank_tolerance",
     "separable_rank",
+    "spatial_decomposition",
     "spatial_svd",
 ]
 
@@ -386,7 +390,7 @@ def _spatial_matrix(weight: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 @dataclass
-class _SpatialDecomposition:
+class SpatialDecomposition:
     """Spectrum of a weight's spatial matrices ``M`` (``(groups, C/g·kh, kw·N/g)``), computed once, any rank.
 
     ``s``: ``(groups, R)`` singular values (float64, largest first). ``basis``: the ``R`` leading singular vectors
@@ -431,7 +435,7 @@ class _SpatialDecomposition:
                               self.s.to(dtype))
 
 
-def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) -> _SpatialDecomposition:
+def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) -> SpatialDecomposition:
     """One decomposition of the weight's spatial matrices, in float64, reused for every rank.
 
     float64 weights: LAPACK SVD in float64. Other dtypes: eigendecomposition of the float64 Gram matrix of the
@@ -445,9 +449,9 @@ def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) 
     if weight.dtype == torch.float64:
         with _lapack_threads(matrix):
             if not vectors:
-                return _SpatialDecomposition(weight, groups, torch.linalg.svdvals(matrix), None, left)
+                return SpatialDecomposition(weight, groups, torch.linalg.svdvals(matrix), None, left)
             u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-        return _SpatialDecomposition(weight, groups, s, u if left else vh.transpose(-1, -2), left)
+        return SpatialDecomposition(weight, groups, s, u if left else vh.transpose(-1, -2), left)
     gram = matrix @ matrix.transpose(-1, -2) if left else matrix.transpose(-1, -2) @ matrix  # all threads: a GEMM
     with _lapack_threads(gram):
         if vectors:
@@ -456,7 +460,7 @@ def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) 
         else:
             evals, basis = torch.linalg.eigvalsh(gram), None
     s = evals.flip(-1)[..., :rank].clamp_min(0).sqrt()
-    return _SpatialDecomposition(weight, groups, s, basis, left)
+    return SpatialDecomposition(weight, groups, s, basis, left)
 
 
 @contextmanager
@@ -514,6 +518,21 @@ def spatial_svd(weight: torch.Tensor, rank: int, groups: int = 1) -> SpatialFact
     return _spatial_decompose(weight, groups).factors(rank)
 
 
+def spatial_decomposition(weight: torch.Tensor, groups: int = 1) -> SpatialDecomposition:
+    """The decomposition behind :func:`spatial_svd`, computed once: its ``factors(rank)`` gives any rank.
+
+    ``s`` holds the per-group singular values ``(groups, R)``; ``factors(rank)`` the :class:`SpatialFactors` of
+    ``rank`` mid channels (a multiple of ``groups``, at most :func:`spatial_ranks`). Used by :func:`sepconv.convert`,
+    which tries many ranks of each weight.
+
+    Example:
+        >>> d = spatial_decomposition(torch.randn(8, 4, 3, 3, dtype=torch.float64))
+        >>> d.s.shape, d.factors(12).vertical.shape
+        (torch.Size([1, 12]), torch.Size([12, 4, 3, 1]))
+    """
+    return _spatial_decompose(_conv_weight(weight, groups, 4, 4), groups)
+
+
 def depthwise_ranks(weight: torch.Tensor, groups: int = 1) -> int:
     """Largest useful depth multiplier of :func:`depthwise_svd`: ``min(N / groups, prod(kernel))`` (exact)."""
     return min(weight.shape[0] // groups, int(torch.tensor(weight.shape[2:]).prod()))
@@ -533,7 +552,7 @@ def depthwise_singular_values(weight: torch.Tensor, groups: int = 1) -> torch.Te
 
 
 @dataclass
-class _DepthwiseDecomposition:
+class DepthwiseDecomposition:
     """Float64 spectra of every input channel's ``(N/g) x (kernel size)`` slice ``a``, computed once, any rank.
 
     ``s``: ``(C, kernel size)`` singular values (largest first, zero beyond ``min(N/g, kernel size)``);
@@ -562,10 +581,10 @@ class _DepthwiseDecomposition:
                                 error.to(dtype), self.s.to(dtype))
 
 
-def _depthwise_decompose(weight: torch.Tensor, groups: int) -> _DepthwiseDecomposition:
+def _depthwise_decompose(weight: torch.Tensor, groups: int) -> DepthwiseDecomposition:
     a = _depthwise_matrices(weight, groups).to(torch.float64)
     s, v = _gram_svd(a)
-    return _DepthwiseDecomposition(tuple(weight.shape), weight.dtype, groups, a, s, v)
+    return DepthwiseDecomposition(tuple(weight.shape), weight.dtype, groups, a, s, v)
 
 
 def _gram_svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -580,6 +599,21 @@ def _gram_svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     s = evals.flip(-1).clamp_min(0).sqrt()
     s[..., min(a.shape[-2:]):] = 0  # rank <= min(n, k): the rest is rounding noise of the squares
     return s, evecs.flip(-1)
+
+
+def depthwise_decomposition(weight: torch.Tensor, groups: int = 1) -> DepthwiseDecomposition:
+    """The decomposition behind :func:`depthwise_svd`, computed once: its ``factors(m)`` gives any multiplier.
+
+    ``s`` holds the per-input-channel singular values ``(C, kernel size)`` (zero beyond ``min(N/g, kernel
+    size)``); ``factors(m)`` the :class:`DepthwiseFactors` of depth multiplier ``m`` (at most
+    :func:`depthwise_ranks`). Works for 1D, 2D and 3D weights.
+
+    Example:
+        >>> d = depthwise_decomposition(torch.randn(16, 3, 3, 3))
+        >>> d.s.shape, d.factors(2).pointwise.shape
+        (torch.Size([3, 9]), torch.Size([16, 6, 1, 1]))
+    """
+    return _depthwise_decompose(_conv_weight(weight, groups, 3, 5), groups)
 
 
 def depthwise_svd(weight: torch.Tensor, depth_multiplier: int, groups: int = 1) -> DepthwiseFactors:

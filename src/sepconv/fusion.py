@@ -14,6 +14,7 @@ import itertools
 import torch
 from torch import nn
 
+from .backends import freeze
 from .errors import ArgumentError
 from .functional import batchnorm_affine
 from .layers.depthwise import DepthwiseConvNd
@@ -41,8 +42,9 @@ def _fold(conv: nn.Module, bn: nn.Module) -> None:
 
 def _conv_of(module: nn.Module) -> nn.Module | None:
     """The conv whose output a following BatchNorm normalises (the pointwise step of a separable layer)."""
-    if isinstance(module, SeparableConvNd):
-        return module.pointwise
+    if isinstance(module, SeparableConvNd):  # unless something other than an (eval-mode) dropout follows it
+        after = (module.pointwise_norm, module.drop, module.pointwise_act)
+        return module.pointwise if all(m is None or isinstance(m, (nn.Identity, nn.Dropout)) for m in after) else None
     if isinstance(module, (nn.modules.conv._ConvNd, DepthwiseConvNd)) and not isinstance(
             module, nn.modules.conv._ConvTransposeNd):
         return module
@@ -53,8 +55,9 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """Return an eval-mode copy of ``model`` with BatchNorm folded into the convs before them.
 
     Folds ``(conv, BatchNorm)`` pairs that follow each other in an ``nn.Sequential`` (``nn.Conv*d``,
-    :class:`sepconv.PaddedConv2d`, depthwise layers, and the pointwise step of separable layers), and the
-    norm between the depthwise and pointwise steps of :class:`sepconv.SeparableConv2d`. The original model
+    :class:`sepconv.PaddedConv2d`, depthwise layers, and the pointwise step of separable layers), the norm
+    between the depthwise and pointwise steps of :class:`sepconv.SeparableConv2d` and its ``pointwise_norm``
+    (after the pointwise step). The original model
     is not modified. With ``channels_last`` the 4D weights are stored channels_last (the fast CPU layout).
 
     Args:
@@ -62,7 +65,9 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
         channels_last: also convert 4D parameters to ``torch.channels_last``.
 
     Returns:
-        The fused copy, in eval mode (use it for inference only).
+        The fused copy, in eval mode (use it for inference only). It is frozen (:func:`sepconv.backends.freeze`):
+        the accelerated paths keep its prepacked weights per input shape; they follow parameter replacement and
+        in-place ops autograd sees, not writes through ``.data``.
 
     Example:
         >>> import torch, sepconv
@@ -89,10 +94,14 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
     if not isinstance(channels_last, bool):
         raise ArgumentError(f"channels_last must be a bool, got {channels_last!r}")
     fused = copy.deepcopy(model).eval()
-    for module in list(fused.modules()):
+    for module in list(fused.modules()):  # inside the separable layers first, so that _conv_of sees the result
         if isinstance(module, SeparableConvNd) and _foldable(module.norm, module.depthwise.out_channels):
             _fold(module.depthwise, module.norm)
             module.norm = nn.Identity()
+        if isinstance(module, SeparableConvNd) and _foldable(module.pointwise_norm, module.out_channels):
+            _fold(module.pointwise, module.pointwise_norm)
+            module.pointwise_norm = nn.Identity()
+    for module in list(fused.modules()):
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
             for first, second in itertools.pairwise(names):
@@ -104,4 +113,4 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
         for param in fused.parameters():
             if param.dim() == 4:
                 param.data = param.data.contiguous(memory_format=torch.channels_last)
-    return fused
+    return freeze(fused)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 
+from .._files import atomic_write_text
 from ..errors import ArgumentError
 
 HELP = "benchmark separable layers on CPU: realized vs theoretical speedups (table and JSON)"
@@ -26,10 +26,7 @@ def write_json(data: dict, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ArgumentError(f"--json: directory {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def render(report: dict) -> None:

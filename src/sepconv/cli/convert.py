@@ -10,7 +10,13 @@ MODEL_FILE is one of:
   ``--model MODULE:FACTORY`` (an importable callable, e.g. ``mypkg.nets:make_net``); OUT_FILE receives the
   converted model's ``state_dict``.
 
-``OUT_FILE.json`` receives the report; both are written atomically. TorchScript files are refused with a clear
+``--calibrate DATA`` (a data spec of ``sepconv study`` or an ``.npy``/``.pt`` tensor file, see
+:mod:`sepconv.cli._calibration`; ``--calibrate-size N`` inputs) allocates ranks by measured output error and
+refits the converted layers by least squares (``--refit``, :mod:`sepconv.calibrate`).
+
+``OUT_FILE.json`` receives the report, including the conversion plan: ``sepconv.apply_plan(model, "OUT_FILE.json")``
+rebuilds the converted architecture from the original one, so ``load_state_dict(torch.load(OUT_FILE))`` works.
+Both files are written atomically. TorchScript files are refused with a clear
 message: a scripted module's submodule types are fixed by its compiled class (putting a separable layer where a
 ``Conv2d`` was raises), and its Python model class cannot be recovered from the file.
 """
@@ -21,14 +27,13 @@ import argparse
 import importlib
 import inspect
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from ..convert import METHODS, convert
+from .._files import atomic_write
+from ..convert import METHODS, REFITS, convert
 from ..errors import ArgumentError, DataFormatError
 
 
@@ -58,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="example input shape: MACs per forward pass and measured output errors")
     parser.add_argument("--include", action="append", default=None, help="module-name glob (repeatable)")
     parser.add_argument("--exclude", action="append", default=None, help="module-name glob (repeatable)")
+    parser.add_argument("--calibrate", default=None, metavar="DATA",
+                        help="unlabelled calibration inputs: digits, mnist:DIR, cifar10:DIR, folder:DIR, npz:FILE "
+                             "(training images, standardised as sepconv study does) or an .npy/.pt tensor file")
+    parser.add_argument("--calibrate-size", type=int, default=512, metavar="N",
+                        help="number of calibration inputs (default 512)")
+    parser.add_argument("--refit", choices=REFITS, default=None,
+                        help="least-squares refit with --calibrate (default pointwise)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="calibration batch size (default 32; a program takes its own static batch size)")
 
 
 def _model_args(text: str | None) -> dict:
@@ -161,18 +175,6 @@ def load_program(path: str) -> torch.export.ExportedProgram:
             from None
 
 
-def _atomic_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _example(text: str | None) -> torch.Tensor | None:
     if not text:
         return None
@@ -185,10 +187,25 @@ def _example(text: str | None) -> torch.Tensor | None:
     return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
+def _calibration(args: argparse.Namespace) -> dict:
+    """The calibration keyword arguments of :func:`sepconv.convert` from the command line."""
+    if args.calibrate_size < 1:
+        raise ArgumentError(f"--calibrate-size must be a positive int, got {args.calibrate_size}")
+    if args.calibrate is None:
+        if args.refit not in (None, "none"):
+            raise ArgumentError(f"--refit {args.refit} needs --calibrate DATA")
+        return {}
+    from ._calibration import load_calibration  # the study's data loaders, only when asked (fast --help)
+
+    return {"calibration": load_calibration(args.calibrate, args.calibrate_size), "refit": args.refit}
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     out = Path(args.out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    calibration = _calibration(args)
     if file_kind(args.model_file) == "program":
         for flag, value in (("--model", args.model), ("--model-args", args.model_args),
                             ("--input-shape", args.input_shape)):
@@ -199,15 +216,16 @@ def run(args: argparse.Namespace) -> int:
 
         program, report = convert_program(load_program(args.model_file), args.method, budget=args.budget,
                                           rank=args.rank, energy=args.energy, include=args.include,
-                                          exclude=args.exclude)
-        _atomic_write(out, lambda tmp: torch.export.save(program, tmp))
+                                          exclude=args.exclude, **calibration)
+        atomic_write(out, lambda tmp: torch.export.save(program, tmp))
     else:
         model = load_model(args.model_file, args.model, args.model_args)
-        example = _example(args.input_shape)
         new_model, report = convert(model, args.method, budget=args.budget, rank=args.rank, energy=args.energy,
-                                    include=args.include, exclude=args.exclude, example_inputs=example)
-        _atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
-    _atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
+                                    include=args.include, exclude=args.exclude,
+                                    example_inputs=_example(args.input_shape), batch_size=args.batch_size,
+                                    **calibration)
+        atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
+    atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
     Console().print(report.table())
     print(f"wrote {out} and {out}.json")
     return 0

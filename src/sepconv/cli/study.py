@@ -9,10 +9,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 
 from ..errors import ArgumentError
-from ..study import DEFAULT_VARIANTS, VARIANTS, StudyConfig, run_study, table_rows
+from ..study import DEFAULT_VARIANTS, VARIANTS, StudyConfig, plan_study, run_study, table_rows
+from ..study.budget import IMAGES_SEEN, MAX_AUTO_THREADS, MAX_EPOCHS, MIN_EPOCHS
 
 HELP = "train standard and separable variants of one network and compare accuracy, parameters, MACs, latency"
 
@@ -24,6 +27,16 @@ def _int_list(text: str) -> list[int]:
         raise ArgumentError(f"--widths must be comma-separated positive ints, got {text!r}") from err
 
 
+def _auto_int(text: str) -> int | None:
+    """An int, or ``None`` for ``auto``."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or 'auto', got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     default = StudyConfig()
     parser.add_argument("--data", default=default.data,
@@ -31,26 +44,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(default.out), help="run folder (default %(default)s)")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help=f"comma-separated, from: {', '.join(VARIANTS)} (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=default.epochs, help="epochs per run (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=default.batch_size, help="global batch size")
-    parser.add_argument("--lr", type=float, default=default.lr, help="AdamW learning rate (cosine decay)")
-    parser.add_argument("--weight-decay", type=float, default=default.weight_decay)
+    parser.add_argument("--epochs", type=_auto_int, default=None, metavar="N|auto",
+                        help=f"epochs per run (default auto: about {IMAGES_SEEN:,} training images seen, "
+                             f"{MIN_EPOCHS} to {MAX_EPOCHS} epochs; 15 on digits)")
+    parser.add_argument("--batch-size", type=int, default=default.batch_size,
+                        help="global batch size (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=default.lr,
+                        help="AdamW learning rate, cosine decay to 0 (default %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=default.weight_decay,
+                        help="AdamW weight decay (default %(default)s)")
     parser.add_argument("--seeds", type=int, default=default.seeds,
                         help="runs per variant; accuracy is reported as mean ± std (default %(default)s)")
     parser.add_argument("--seed", type=int, default=default.seed, help="first seed (default %(default)s)")
     parser.add_argument("--widths", default=",".join(map(str, default.widths)),
                         help="stage widths of small_cnn (default %(default)s)")
-    parser.add_argument("--stem", type=int, default=default.stem, help="channels of the standard stem conv")
-    parser.add_argument("--kernel-size", type=int, default=default.kernel_size, help="odd conv kernel size")
+    parser.add_argument("--stem", type=int, default=default.stem,
+                        help="channels of the standard stem conv (default %(default)s)")
+    parser.add_argument("--kernel-size", type=int, default=default.kernel_size,
+                        help="odd conv kernel size (default %(default)s)")
     parser.add_argument("--latency-reps", type=int, default=default.latency_reps,
-                        help="interleaved timing rounds (median reported)")
+                        help="interleaved timing rounds, median reported (default %(default)s)")
     parser.add_argument("--convert-budget", type=float, default=default.convert_budget,
                         help="MAC budget of the 'convert' variant relative to standard, in (0, 1] "
                              "(default %(default)s)")
-    parser.add_argument("--finetune-epochs", type=int, default=default.finetune_epochs,
-                        help="distillation epochs after the conversion (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=default.threads,
-                        help="torch CPU threads (default %(default)s: small images train fastest on one)")
+    parser.add_argument("--finetune-epochs", type=_auto_int, default=None, metavar="N|auto",
+                        help="distillation epochs after the conversion (default auto: a third of --epochs)")
+    parser.add_argument("--threads", type=_auto_int, default=None, metavar="N|auto",
+                        help=f"torch CPU threads (default auto: 1 for images under 16x16, else the cores, at most "
+                             f"{MAX_AUTO_THREADS})")
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                        help="where to train and time (default auto: a GPU when torch sees one)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: bfloat16 autocast (float16 with loss scaling on older GPUs)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the automatic choices and the expected training time, train nothing")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
     group = parser.add_mutually_exclusive_group()
@@ -76,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
                        seed=args.seed, widths=_int_list(args.widths), stem=args.stem, kernel_size=args.kernel_size,
                        latency_reps=args.latency_reps, convert_budget=args.convert_budget,
                        finetune_epochs=args.finetune_epochs, plots=not args.no_plots, resume=args.resume,
-                       overwrite=args.overwrite, threads=args.threads).check()
+                       overwrite=args.overwrite, threads=args.threads, device=args.device, amp=args.amp).check()
 
 
 def print_table(results: dict) -> None:
@@ -94,9 +121,10 @@ def print_table(results: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     config = config_from_args(args)
+    if args.estimate:
+        print(plan_study(config)["text"])
+        return 0
     rank = int(os.environ.get("RANK", "0"))
 
     def log(line: str) -> None:
@@ -111,8 +139,6 @@ def run(args: argparse.Namespace) -> int:
         raise
     if rank == 0:
         if args.json:
-            import json
-
             print(json.dumps(results, indent=1))
         else:
             print_table(results)

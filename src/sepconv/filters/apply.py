@@ -1,11 +1,12 @@
-"""Image filtering with automatic separation: :func:`filter2d` and named filters built on it.
+"""Image filtering with automatic separation: :func:`filter2d`.
 
 :func:`filter2d` factors the kernel itself (:func:`sepconv.factorize.low_rank`): an exactly separable kernel
 runs as two 1D passes, a low-rank kernel as a sum of ``rank`` separable passes, and any other kernel through
 the direct 2D path or an FFT path, whichever the cost model (:func:`plan`) says is cheaper, on OpenCV (numpy
 images, when installed) or torch (:mod:`sepconv.filters.engines`; ``benchmarks/bench_filters.py`` measures them).
 
-Border modes are OpenCV's and scipy.ndimage's, under the names and rules of :mod:`sepconv.filters.borders`.
+Border modes (``reflect``, ``reflect101``, ``replicate``, ``constant``, ``wrap``) are each the same as OpenCV's and
+scipy.ndimage's; :mod:`sepconv.filters.borders` has the table of equivalents and the ``'reflect'`` trap.
 
 ``mode='correlate'`` computes ``out[i, j] = Σ k[a, b] x[i + a - ch, j + b - cw]`` with anchor
 ``(ch, cw) = (kh // 2, kw // 2)``, like ``scipy.ndimage.correlate`` and ``cv2.filter2D``;

@@ -63,8 +63,7 @@ def mobilenet_v1(width_mult: float = 1.0, resolution: int = 224, num_classes: in
         >>> round(sepconv.count(mobilenet_v1(), (1, 3, 224, 224)).macs / 1e6)
         569
     """
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0:
-        raise ArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
+    _checks.number(width_mult, "width_mult", low=0, low_open=True)
     resolution = _checks.positive_int(resolution, "resolution")
     num_classes = _checks.positive_int(num_classes, "num_classes")
     conv = conv_arg(conv)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _checks
 from ..backends import env, onednn
 from ..cost import separable_cost, spatial_cost, standard_cost
 from ..errors import ArgumentError
@@ -206,10 +207,10 @@ def run_benchmarks(quick: bool = False, repeats: int = 30, batches: tuple[int, .
 
     ``quick`` runs two small shapes, batch 1, and a small end-to-end model (for tests and smoke runs).
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ArgumentError(f"repeats must be a positive int, got {repeats!r}")
-    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+    repeats = int(_checks.number(repeats, "repeats", low=1, integer=True))
+    if not batches:
         raise ArgumentError(f"batches must be positive ints, got {batches!r}")
+    batches = tuple(int(_checks.number(b, "batches", low=1, integer=True)) for b in batches)
     load_at_start = os.getloadavg()
     shapes = [(16, 32, 16, 1), (32, 32, 16, 2)] if quick else _MOBILENET
     spatial = [(16, 16, 16, 3)] if quick else _SPATIAL

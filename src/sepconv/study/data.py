@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import pickle
 import struct
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import _checks
 from ..errors import ArgumentError, DataFormatError
 
 __all__ = ["SOURCES", "Dataset", "load", "parse_spec", "read_idx"]
@@ -41,6 +43,9 @@ __all__ = ["SOURCES", "Dataset", "load", "parse_spec", "read_idx"]
 SOURCES = ("digits", "mnist", "cifar10", "folder", "npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 SPLIT_SEED = 20240607  # fixed: the split never depends on the training seed
+
+
+_TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
 @dataclass
@@ -71,6 +76,26 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one image."""
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def to(self, device: str | torch.device) -> Dataset:
+        """The same split with every tensor on ``device`` (a GPU holds these small datasets whole)."""
+        moved = {name: getattr(self, name).to(device) for name in _TENSORS}
+        return Dataset(self.name, classes=self.classes, **moved)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the images and labels of every split: changes whenever the data changes.
+
+        Example:
+            >>> data = load("digits")
+            >>> len(data.fingerprint()), data.fingerprint() == load("digits").fingerprint()
+            (64, True)
+        """
+        digest = hashlib.sha256()
+        for name in _TENSORS:
+            tensor = getattr(self, name).detach().cpu().contiguous()
+            digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.numpy().tobytes())
+        return digest.hexdigest()
 
     def summary(self) -> str:
         """One line: sizes and image shape.
@@ -120,8 +145,7 @@ def load(spec: str, *, val_fraction: float = 0.1, test_fraction: float = 0.2) ->
         A :class:`Dataset`; images ``(N, C, H, W)`` float32, labels ``(N,)`` int64.
     """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(value, float | int) or isinstance(value, bool) or not 0 < value < 1:
-            raise ArgumentError(f"{name} must be a number in (0, 1), got {value!r}")
+        _checks.number(value, name, low=0, high=1, low_open=True, high_open=True)
     kind, path = parse_spec(spec)
     if path is not None and not path.exists():
         raise FileNotFoundError(f"data path {str(path)!r} does not exist")

@@ -16,8 +16,8 @@ def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], re
                     batches: Sequence[int] = (1, 64)) -> dict[str, dict[str, float]]:
     """Median forward time in milliseconds per model and batch size, all timed interleaved in one process.
 
-    Every model is timed in its inference form, :func:`sepconv.fuse` (BatchNorm folded, channels_last
-    weights), so standard and separable variants get the same treatment.
+    Every model is timed on the device of its weights, in its inference form, :func:`sepconv.fuse` (BatchNorm
+    folded, channels_last weights), so standard and separable variants get the same treatment.
 
     Each round times every model once at every batch size (a few calls each, averaged), so slow drifts of the
     machine (other processes, clock) hit all variants alike; the median over ``reps`` rounds is reported.
@@ -27,11 +27,10 @@ def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], re
         >>> sorted(lat["a"]), lat["a"]["batch1_ms"] > 0
         (['batch1_ms', 'batch64_ms'], True)
     """
-    models = {name: fuse(model) for name, model in models.items()}
-    inputs = {b: torch.randn(b, *image_shape) for b in batches}
+    models = {name: fuse(model).eval() for name, model in models.items()}
+    device = next(iter(next(iter(models.values())).parameters())).device
+    inputs = {b: torch.randn(b, *image_shape, device=device) for b in batches}
     times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in models}
-    for model in models.values():
-        model.eval()
     with torch.inference_mode():
         for model in models.values():  # warm-up
             for b in batches:
@@ -39,9 +38,17 @@ def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], re
         for _ in range(reps):
             for name, model in models.items():
                 for b in batches:
-                    calls = max(1, 16 // b)
-                    began = time.perf_counter()
-                    for _ in range(calls):
-                        model(inputs[b])
-                    times[name][b].append((time.perf_counter() - began) * 1000 / calls)
+                    times[name][b].append(_time_ms(model, inputs[b], max(1, 16 // b)))
     return {name: {f"batch{b}_ms": statistics.median(t[b]) for b in batches} for name, t in times.items()}
+
+
+def _time_ms(model: nn.Module, x: torch.Tensor, calls: int) -> float:
+    """Mean milliseconds of ``calls`` forward passes (the GPU synchronised before and after)."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    began = time.perf_counter()
+    for _ in range(calls):
+        model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return (time.perf_counter() - began) * 1000 / calls

@@ -29,71 +29,150 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..cost import count
-from ..errors import ArgumentError
 from ..layers import SpatiallySeparableConv2d
 from . import plots
-from .config import _SAME_ON_RESUME, VARIANTS, StudyConfig
+from .budget import format_seconds, resolve_device, threads
+from .config import VARIANTS, StudyConfig
 from .data import Dataset, load
+from .folder import lock, prepare, resume_results
 from .latency import measure_latency
+from .plan import describe, estimate, resolve
+from .progress import Reporter, reporting
 from .report import summarize, write_json, write_report
-from .training import Reporter, _barrier, _dist, build_model, converted, evaluate, load_trained, train_run
+from .training import _barrier, _dist, build_model, converted, deterministic, evaluate, load_trained, train_run
 
 __all__ = ["run_study"]
 
 
-def _prepare_folder(config: StudyConfig, out: Path) -> dict:
-    """Check / clear the run folder; return the previous results when resuming (else a fresh dict)."""
-    results_path = out / "results.json"
-    if results_path.exists() and not (config.resume or config.overwrite):
-        raise ArgumentError(f"run folder {str(out)!r} already holds a study; pass --resume to continue it or "
-                            f"--overwrite to start over")
-    if config.overwrite:
-        for name in ("results.json", "report.md", "accuracy_vs_macs.png", "training_curves.png",
-                     "separable_filters.png"):
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    if config.resume and results_path.exists():
-        try:
-            previous = json.loads(results_path.read_text())
-            old = previous["config"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ArgumentError(f"{results_path}: cannot resume, not a sepconv study results file ({err})") from err
-        new = config.as_dict()
-        for key in _SAME_ON_RESUME:
-            if old.get(key) != new[key]:
-                raise ArgumentError(f"cannot resume {str(out)!r}: it was run with {key}={old.get(key)!r}, got "
-                                    f"{key}={new[key]!r}; use the same options or another --out")
-        previous["config"] = new
-        return previous
-    return {"config": config.as_dict(), "runs": {}}
+@dataclass
+class _Study:
+    """The state one :func:`run_study` call shares between its phases (``config`` resolved, ``data`` on its device)."""
+
+    config: StudyConfig
+    out: Path
+    rank: int
+    world: int
+    results: dict
+    data: Dataset
+    say: Callable[[str], None]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.config.seed + i for i in range(self.config.seeds)]
+
+    def save(self) -> None:
+        """Rewrite results.json and report.md (rank 0 only), atomically."""
+        if self.rank == 0:
+            self.results["summary"] = summarize(self.results)
+            write_json(self.out / "results.json", self.results)
+            write_report(self.results, self.out)
 
 
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+@contextlib.contextmanager
+def _owned(out: Path, rank: int) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock; the other processes only write nothing."""
+    with lock(out) if rank == 0 else contextlib.nullcontext():
+        yield
 
-    console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
-                    disable=not (enabled and console.is_terminal))
+
+def _open(config: StudyConfig, out: Path, rank: int, world: int, say: Callable[[str], None]) -> _Study:
+    """Prepare the folder, load the data, make the automatic choices and read what a resume keeps."""
+    if rank == 0:
+        prepare(config, out)
+    _barrier(world)
+    data = load(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
+    say(data.summary())
+    resolved = resolve(config, data)
+    fingerprint = data.fingerprint()
+    results = resume_results(resolved, out, fingerprint)
+    results["automatic"] = config.automatic()
+    results["data"] = {"spec": config.data, "summary": data.summary(), "image_shape": list(data.image_shape),
+                       "classes": data.classes, "train": len(data.y_train), "val": len(data.y_val),
+                       "test": len(data.y_test), "sha256": fingerprint}
+    results["world_size"] = world
+    return _Study(resolved, out, rank, world, results, data.to(resolved.device), say)
+
+
+def _describe(study: _Study) -> None:
+    """Record the cost (parameters, MACs) of every variant known before training."""
+    costs = study.results.setdefault("costs", {})
+    for variant in study.config.variants:
+        if variant != "convert":  # its architecture exists only after the conversion: counted then
+            cost = count(build_model(variant, study.data, study.config).eval(), (1, *study.data.image_shape))
+            costs[variant] = {"params": cost.params, "macs": cost.macs}
+
+
+def _todo(study: _Study) -> list[tuple[str, int]]:
+    """The ``(variant, seed)`` runs not finished yet, ``convert`` after every standard run it starts from."""
+    runs = study.results["runs"]
+    todo = [(v, s) for v in study.config.variants for s in study.seeds
+            if not any(r["seed"] == s for r in runs.get(v, []))]
+    todo.sort(key=lambda run: run[0] == "convert")
+    done = len(study.config.variants) * len(study.seeds) - len(todo)
+    if done:
+        study.say(f"resuming: {done} finished runs kept, {len(todo)} to do")
+    return todo
+
+
+def _train_one(study: _Study, variant: str, seed: int, reporter: Reporter) -> dict:
+    """Train (or fine-tune, for ``convert``) one run and record it."""
+    config, data, out = study.config, study.data, study.out
+    checkpoint = out / "checkpoints" / f"{variant}-seed{seed}.pt"
+    if variant == "convert":
+        model, teacher, conversion = converted(seed, data, config, out)
+        cost = count(model.eval(), (1, *data.image_shape))
+        model, teacher = model.to(config.device), teacher.to(config.device)
+        before = evaluate(model, data.x_test, data.y_test)
+        run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter, model=model,
+                        teacher=teacher, epochs=config.finetune_epochs)
+        run.update(test_acc_before_finetune=before, conversion=conversion)
+        study.results["costs"][variant] = {"params": cost.params, "macs": cost.macs}
+    else:
+        run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter)
+    _barrier(study.world)
+    runs = study.results["runs"].setdefault(variant, [])
+    runs.append(run)
+    runs.sort(key=lambda r: r["seed"])
+    return run
+
+
+def _train_all(study: _Study, todo: list[tuple[str, int]], on_epoch: Callable[[str, int, int], None] | None,
+               progress: bool, log: Callable[[str], None] | None) -> None:
+    """Train every run of ``todo`` (with the ETA of the whole study), saving the results after each one."""
+    eta = estimate(study.config, study.data, todo)
+    if todo:
+        study.say(describe(study.config, study.results["automatic"], study.data, len(todo), eta.seconds_left()))
+    with reporting(progress and study.rank == 0, log if study.rank == 0 else None, on_epoch, eta) as reporter:
+        for variant, seed in todo:
+            run = _train_one(study, variant, seed, reporter)
+            left = f"; {reporter.eta_text()}" if eta.remaining else ""
+            reporter.log(f"{variant:16s} seed {seed}: test accuracy {run['test_acc']:.2f}% "
+                         f"(training {run['train_time_s']:.1f} s){left}")
+            study.results.pop("latency", None)
+            study.save()
+
+
+def _finish(study: _Study, began: float) -> None:
+    """Rank 0: time the trained variants (unless already timed), record the wall time, draw the plots."""
+    config, results, out, seed = study.config, study.results, study.out, study.seeds[0]
+    if set(results.get("latency", {})) != set(config.variants):
+        models = {v: load_trained(v, seed, study.data, config, out, config.device) for v in config.variants}
+        study.say(f"timing inference, {config.latency_reps} interleaved rounds on {config.device}")
+        results["latency"] = measure_latency(models, study.data.image_shape, config.latency_reps)
+    results["wall_time_s"] = results.get("wall_time_s", 0.0) + time.perf_counter() - began
+    study.save()
+    if config.plots:
+        results["plots"] = plots.write_plots(results, out, _trained_spatial_layer(study))
+        study.save()
+    study.say(f"study done in {format_seconds(results['wall_time_s'])} (wall time, all sessions)")
 
 
 def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
@@ -107,93 +186,32 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] | None = None,
         progress: show rich progress bars (only when stderr is a terminal).
 
     Returns:
-        ``{"config", "data", "costs", "runs", "latency", "summary", "wall_time_s"}``.
+        ``{"config", "data", "costs", "runs", "latency", "summary", "wall_time_s", ...}``; ``config`` holds the
+        automatic choices made (``automatic`` lists which fields were chosen).
     """
     config.check()
     out = Path(config.out)
     began = time.perf_counter()
-    rank, world = _dist()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    say = (log or (lambda line: None)) if rank == 0 else (lambda line: None)
-    if rank == 0:
-        results = _prepare_folder(config, out)
-        out.mkdir(parents=True, exist_ok=True)
-    _barrier(world)
-    if rank != 0:
-        results = json.loads((out / "results.json").read_text()) if config.resume and \
-            (out / "results.json").exists() else {"config": config.as_dict(), "runs": {}}
-    data = load(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
-    say(data.summary())
-    results["data"] = {"spec": config.data, "summary": data.summary(), "image_shape": list(data.image_shape),
-                       "classes": data.classes, "train": len(data.y_train), "val": len(data.y_val),
-                       "test": len(data.y_test)}
-    results["world_size"] = world
-    costs = results.setdefault("costs", {})
-    for variant in config.variants:
-        if variant != "convert":  # its architecture exists only after the conversion: counted then
-            cost = count(build_model(variant, data, config).eval(), (1, *data.image_shape))
-            costs[variant] = {"params": cost.params, "macs": cost.macs}
-    seeds = [config.seed + i for i in range(config.seeds)]
-
-    def save() -> None:
-        if rank == 0:
-            results["summary"] = summarize(results)
-            write_json(out / "results.json", results)
-            write_report(results, out)
-
-    save()
-    todo = [(v, s) for v in config.variants for s in seeds
-            if not any(r["seed"] == s for r in results["runs"].get(v, []))]
-    todo.sort(key=lambda run: run[0] == "convert")  # after every standard run it starts from
-    if len(todo) < len(config.variants) * len(seeds):
-        say(f"resuming: {len(config.variants) * len(seeds) - len(todo)} finished runs kept, {len(todo)} to do")
-    with _progress(progress and rank == 0) as bars:
-        if log is not None and rank == 0 and not bars.disable:  # print above the live bars, not through them
-            say = lambda line: bars.console.print(line, markup=False, highlight=False)  # noqa: E731
-        reporter = Reporter(bars, say, on_epoch)
-        reporter.run_task = bars.add_task("study", total=sum(config.finetune_epochs if v == "convert" else
-                                                                 config.epochs for v, _ in todo))
-        reporter.batch_task = bars.add_task("epoch", total=1)
-        for variant, seed in todo:
-            checkpoint = out / "checkpoints" / f"{variant}-seed{seed}.pt"
-            if variant == "convert":
-                model, teacher, conversion = converted(seed, data, config, out)
-                before = evaluate(model, data.x_test, data.y_test)
-                run = train_run(variant, seed, data, config, checkpoint, rank, world, reporter, model=model,
-                                teacher=teacher, epochs=config.finetune_epochs)
-                run.update(test_acc_before_finetune=before, conversion=conversion)
-                cost = count(model.eval(), (1, *data.image_shape))
-                costs[variant] = {"params": cost.params, "macs": cost.macs}
-            else:
-                run = train_run(variant, seed, data, config, checkpoint, rank, world, reporter)
-            _barrier(world)
-            results["runs"].setdefault(variant, []).append(run)
-            results["runs"][variant].sort(key=lambda r: r["seed"])
-            say(f"{variant:16s} seed {seed}: test accuracy {run['test_acc']:.2f}% "
-                f"(training {run['train_time_s']:.1f} s)")
-            results.pop("latency", None)
-            save()
-    if rank == 0:
-        if set(results.get("latency", {})) != set(config.variants):
-            models = {variant: load_trained(variant, seeds[0], data, config, out) for variant in config.variants}
-            say(f"timing inference, {config.latency_reps} interleaved rounds")
-            results["latency"] = measure_latency(models, data.image_shape, config.latency_reps)
-        results["wall_time_s"] = results.get("wall_time_s", 0.0) + time.perf_counter() - began
-        save()
-        if config.plots:
-
-            results["plots"] = plots.write_plots(results, out, _trained_spatial_layer(config, data, out, seeds[0]))
-            save()
-    _barrier(world)
-    return results
+    rank, world = _dist(resolve_device(config.device))
+    say = log if log is not None and rank == 0 else (lambda line: None)
+    with _owned(out, rank):
+        study = _open(config, out, rank, world, say)
+        with threads(study.config.threads), deterministic(study.config.device):  # type: ignore[arg-type]
+            _describe(study)
+            study.save()
+            _train_all(study, _todo(study), on_epoch, progress, log)
+            if rank == 0:
+                _finish(study, began)
+        _barrier(world)
+    return study.results
 
 
-def _trained_spatial_layer(config: StudyConfig, data: Dataset, out: Path, seed: int) -> tuple[str, nn.Module] | None:
+def _trained_spatial_layer(study: _Study) -> tuple[str, nn.Module] | None:
     """The first spatially separable layer of the first spatial variant, with its trained weights."""
-    for variant in config.variants:
+    seed = study.seeds[0]
+    for variant in study.config.variants:
         if VARIANTS[variant][0] == "spatial":
-            model = load_trained(variant, seed, data, config, out)
+            model = load_trained(variant, seed, study.data, study.config, study.out)
             for name, module in model.named_modules():
                 if isinstance(module, SpatiallySeparableConv2d):
                     return f"{variant} (seed {seed}): {name}", module

@@ -1,33 +1,50 @@
-"""Training one run of the study: model building, the distributed-aware loop, checkpoints, distillation."""
+"""Training one run of the study: model building, the distributed-aware loop, checkpoints, distillation.
+
+Runs train on ``config.device`` (the resolved :class:`~sepconv.study.config.StudyConfig`), with bfloat16 or float16
+autocast under ``config.amp`` (float16 with a gradient scaler), and are deterministic for a given seed, thread
+count and machine: the batches come from a seeded generator, the weights from ``torch.manual_seed(seed)``, and on a
+GPU cuDNN is held to its deterministic algorithms while the study runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import pickle
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .._files import atomic_write
 from ..convert import convert
+from ..errors import DataFormatError, SepConvError
 from ..models.small_cnn import small_cnn
+from .budget import amp_dtype
 from .config import VARIANTS, StudyConfig
 from .data import Dataset
+from .progress import Reporter
 
 
-def _dist() -> tuple[int, int]:
-    """``(rank, world_size)``; initialises the process group under torchrun."""
-    import torch.distributed as dist
+class TrainingDivergedError(SepConvError):
+    """The training loss became NaN or infinite (learning rate too high for this data)."""
 
+
+def _dist(device: str) -> tuple[int, int]:
+    """``(rank, world_size)``; initialises the process group under torchrun (nccl for a GPU, gloo for the CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if device.startswith("cuda"):
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -35,9 +52,42 @@ def _dist() -> tuple[int, int]:
 
 def _barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
+
+
+@contextlib.contextmanager
+def deterministic(device: str) -> Iterator[None]:
+    """Hold cuDNN to deterministic algorithms on a GPU while the block runs (restored afterwards)."""
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    if device.startswith("cuda"):
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's state (``weights_only=True``, on the CPU); a damaged file raises a one-line error naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise DataFormatError(f"checkpoint {str(path)!r} is damaged ({str(err).splitlines()[0][:120]}); delete it "
+                              f"to retrain that run, or start over with --overwrite") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise DataFormatError(f"checkpoint {str(path)!r} is not a sepconv study checkpoint; delete it to retrain "
+                              f"that run, or start over with --overwrite")
+    return state
+
+
+def _load_state(model: nn.Module, state: dict, path: Path) -> None:
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError) as err:
+        raise DataFormatError(f"checkpoint {str(path)!r} does not fit this network ({str(err).splitlines()[0][:120]}); "
+                              f"delete it to retrain that run, or start over with --overwrite") from err
 
 
 def build_model(variant: str, data: Dataset, config: StudyConfig) -> nn.Module:
@@ -47,23 +97,24 @@ def build_model(variant: str, data: Dataset, config: StudyConfig) -> nn.Module:
                      config.widths, config.stem, config.kernel_size)
 
 
-def load_trained(variant: str, seed: int, data: Dataset, config: StudyConfig, out: Path) -> nn.Module:
-    """The trained model of a finished run, from its checkpoint (``weights_only=True``), in eval mode.
+def load_trained(variant: str, seed: int, data: Dataset, config: StudyConfig, out: Path,
+                 device: str = "cpu") -> nn.Module:
+    """The trained model of a finished run, from its checkpoint (``weights_only=True``), in eval mode on ``device``.
 
     For ``convert`` the architecture is rebuilt by converting the trained standard model again (the
     conversion is deterministic), then the fine-tuned weights are loaded.
     """
     model = converted(seed, data, config, out)[0] if variant == "convert" else build_model(variant, data, config)
-    state = torch.load(out / "checkpoints" / f"{variant}-seed{seed}.pt", weights_only=True)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    path = out / "checkpoints" / f"{variant}-seed{seed}.pt"
+    _load_state(model, load_checkpoint(path)["model"], path)
+    return model.to(device).eval()
 
 
 def converted(seed: int, data: Dataset, config: StudyConfig, out: Path) -> tuple[nn.Module, nn.Module, dict]:
-    """``(converted model, trained standard model, conversion summary)`` for ``seed``."""
+    """``(converted model, trained standard model, conversion summary)`` for ``seed``, on the CPU."""
     teacher = load_trained("standard", seed, data, config, out)
     model, report = convert(teacher, method="depthwise", budget=config.convert_budget,
-                            example_inputs=data.x_val[:64])
+                            example_inputs=data.x_val[:64].cpu())
     summary = {"mac_ratio": report.mac_ratio, "output_error": report.output_error,
                "params_after": report.params_after, "macs_after": report.macs_after,
                "ranks": {layer.name: layer.rank for layer in report.layers}}
@@ -97,29 +148,6 @@ def _batches(n: int, batch: int, seed: int, epoch: int, rank: int, world: int) -
             yield chunk[rank::world]
 
 
-@dataclass
-class Reporter:
-    """Progress display and log lines (rank 0 only)."""
-
-    progress: object | None = None
-    log: Callable[[str], None] = lambda line: None
-    on_epoch: Callable[[str, int, int], None] | None = None
-    run_task: object = None
-    batch_task: object = None
-
-    def start(self, description: str, total: int) -> None:
-        if self.progress is not None:
-            self.progress.reset(self.batch_task, total=total, description=description)  # type: ignore[attr-defined]
-
-    def advance(self) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.batch_task)  # type: ignore[attr-defined]
-
-    def epoch_done(self) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.run_task)  # type: ignore[attr-defined]
-
-
 def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
                        temperature: float = 4.0, alpha: float = 0.5) -> torch.Tensor:
     """Hinton's knowledge distillation: ``alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE``."""
@@ -128,66 +156,107 @@ def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: to
     return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(logits, y)
 
 
-def train_run(variant: str, seed: int, data: Dataset, config: StudyConfig, checkpoint: Path, rank: int,
-              world: int, reporter: Reporter, *, model: nn.Module | None = None, teacher: nn.Module | None = None,
-              epochs: int | None = None, lr: float | None = None) -> dict:
-    """Train one ``(variant, seed)`` run, resuming from ``checkpoint`` if it holds an unfinished one.
-
-    ``model`` (default: a fresh :func:`build_model`) is trained for ``epochs`` (default ``config.epochs``) at
-    learning rate ``lr``; with a ``teacher`` the loss is :func:`_distillation_loss` against its logits.
-    """
-    torch.manual_seed(seed)
-    model = build_model(variant, data, config) if model is None else model
-    epochs = config.epochs if epochs is None else epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr if lr is None else lr,
-                                  weight_decay=config.weight_decay)
-    steps_per_epoch = sum(1 for _ in range(0, len(data.y_train), config.batch_size))
-    total = epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total))
-    history: list[dict] = []
-    start, train_time = 0, 0.0
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(state["model"])
+def _restore(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler,
+             scaler: torch.amp.GradScaler) -> tuple[int, float, list[dict]]:
+    """Load an unfinished run's checkpoint into the objects; ``(epochs done, training seconds, history)``."""
+    if not checkpoint.exists():
+        return 0, 0.0, []
+    state = load_checkpoint(checkpoint)
+    _load_state(model, state["model"], checkpoint)
+    try:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start, train_time, history = int(state["epoch"]), float(state["train_time"]), json.loads(state["history"])
-    net: nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        return int(state["epoch"]), float(state["train_time"]), json.loads(state["history"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise DataFormatError(f"checkpoint {str(checkpoint)!r} is damaged ({err!r}); delete it to retrain that "
+                              f"run, or start over with --overwrite") from err
 
-        net = DistributedDataParallel(model)
-    for epoch in range(start, epochs):
-        reporter.start(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}", steps_per_epoch)
-        net.train()
-        began = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        for idx in _batches(len(data.y_train), config.batch_size, seed, epoch, rank, world):
-            x, y = data.x_train[idx], data.y_train[idx]
-            if teacher is None:
-                loss = F.cross_entropy(net(x), y)
+
+def _save(checkpoint: Path, state: dict) -> None:
+    """Write the epoch checkpoint atomically (a reader sees the previous epoch or this one, never half a file)."""
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(checkpoint, lambda p: torch.save(state, p))
+
+
+class _Step:
+    """One optimisation step: loss (plain or distilled) under autocast, backward, AdamW, LR schedule."""
+
+    def __init__(self, net: nn.Module, teacher: nn.Module | None, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
+                 dtype: torch.dtype | None, device: str) -> None:
+        self.net, self.teacher, self.optimizer, self.scheduler, self.scaler = net, teacher, optimizer, scheduler, scaler
+        self.dtype, self.device_type = dtype, torch.device(device).type
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+            logits = self.net(x)
+            if self.teacher is None:
+                loss = F.cross_entropy(logits, y)
             else:
                 with torch.no_grad():
-                    teacher_logits = teacher(x)
-                loss = _distillation_loss(net(x), teacher_logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(y)
-            seen += len(y)
-            reporter.advance()
+                    teacher_logits = self.teacher(x)
+                loss = _distillation_loss(logits.float(), teacher_logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
+
+
+def _train_epoch(step: _Step, data: Dataset, batch_size: int, seed: int, epoch: int, rank: int, world: int,
+                 reporter: Reporter) -> float:
+    """One pass over this process's share of the training batches; returns the mean training loss."""
+    step.net.train()
+    loss_sum, seen = torch.zeros((), device=data.x_train.device), 0
+    for idx in _batches(len(data.y_train), batch_size, seed, epoch, rank, world):
+        idx = idx.to(data.x_train.device)
+        y = data.y_train[idx]
+        loss_sum += step(data.x_train[idx], y).float() * len(y)
+        seen += len(y)
+        reporter.advance()
+    return float(loss_sum) / max(seen, 1)
+
+
+def train_run(variant: str, seed: int, data: Dataset, config: StudyConfig, checkpoint: Path, rank: int,
+              world: int, reporter: Reporter, *, model: nn.Module | None = None, teacher: nn.Module | None = None,
+              epochs: int | None = None) -> dict:
+    """Train one ``(variant, seed)`` run on ``config.device``, resuming from ``checkpoint`` if it holds one.
+
+    ``model`` (default: a fresh :func:`build_model`) is trained for ``epochs`` (default ``config.epochs``); with a
+    ``teacher`` the loss is :func:`_distillation_loss` against its logits. ``data`` lives on ``config.device``.
+
+    Raises:
+        TrainingDivergedError: the training loss became NaN or infinite.
+    """
+    torch.manual_seed(seed)
+    model = (build_model(variant, data, config) if model is None else model).to(config.device)
+    epochs = epochs or config.epochs
+    dtype = amp_dtype(config.device, config.amp)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = len(range(0, len(data.y_train), config.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: _lr_factor(i, epochs * steps))
+    scaler = torch.amp.GradScaler(torch.device(config.device).type, enabled=dtype == torch.float16)
+    start, train_time, history = _restore(checkpoint, model, optimizer, scheduler, scaler)
+    reporter.skip(variant, start)
+    net = DistributedDataParallel(model) if world > 1 else model
+    step = _Step(net, teacher, optimizer, scheduler, scaler, dtype, config.device)
+    for epoch in range(start, epochs):
+        reporter.start(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}", steps)
+        began = time.perf_counter()
+        loss = _train_epoch(step, data, config.batch_size, seed, epoch, rank, world, reporter)
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(f"training of {variant} seed {seed} diverged (loss {loss} in epoch "
+                                        f"{epoch + 1}); lower --lr (now {config.lr:g}) or check the data")
         train_time += time.perf_counter() - began
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                        "val_acc": evaluate(model, data.x_val, data.y_val)})
+        history.append({"epoch": epoch + 1, "train_loss": loss, "val_acc": evaluate(model, data.x_val, data.y_val)})
         if rank == 0:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "train_time": train_time,
-                     "history": json.dumps(history)}
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(checkpoint, lambda p, s=state: torch.save(s, p))
-        reporter.epoch_done()
-        if reporter.on_epoch is not None:
-            reporter.on_epoch(variant, seed, epoch + 1)
+            _save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                               "train_time": train_time, "history": json.dumps(history)})
+        reporter.epoch_done(variant, seed, epoch + 1, time.perf_counter() - began)
     test_acc = evaluate(model, data.x_test, data.y_test)
     return {"seed": seed, "test_acc": test_acc, "train_time_s": train_time, "history": history}
