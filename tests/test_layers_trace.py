@@ -181,5 +181,5 @@ def test_eager_forward_is_not_recorded() -> None:
         layer(torch.randn(1, 3, 8, 8))  # every backend names the layer called
     with pytest.raises(ShapeError, match="SeparableConv1d expects 4 input channels"):
         sepconv.SeparableConv1d(4, 8, 3)(torch.randn(1, 3, 8))
-    with pytest.raises(sepconv.errors.ArgumentError, match="input must be a torch.Tensor, got list"):
+    with pytest.raises(sepconv.errors.ArgumentError, match=r"input must be a torch\.Tensor, got list"):
         layer([1.0])

@@ -268,6 +268,8 @@ def _walk(module: nn.Module, prefix: str = ""):
 
 
 def _eligible(conv: nn.Module, method: str) -> bool:
+    if isinstance(conv, DepthwiseConvNd):  # an nn.Conv{n}d subclass, but already separable
+        return False
     if method == "spatial" and not isinstance(conv, nn.Conv2d):
         return False
     if all(k == 1 for k in conv.kernel_size):

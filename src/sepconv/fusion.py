@@ -51,6 +51,16 @@ def _conv_of(module: nn.Module) -> nn.Module | None:
     return None
 
 
+def _fold_inside(layer: SeparableConvNd) -> None:
+    """Fold the norm between the steps into the depthwise conv, the ``pointwise_norm`` into the pointwise conv."""
+    if _foldable(layer.norm, layer.depthwise.out_channels):
+        _fold(layer.depthwise, layer.norm)
+        layer.norm = nn.Identity()
+    if _foldable(layer.pointwise_norm, layer.out_channels):
+        _fold(layer.pointwise, layer.pointwise_norm)
+        layer.pointwise_norm = nn.Identity()
+
+
 def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """Return an eval-mode copy of ``model`` with BatchNorm folded into the convs before them.
 
@@ -95,12 +105,8 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
         raise ArgumentError(f"channels_last must be a bool, got {channels_last!r}")
     fused = copy.deepcopy(model).eval()
     for module in list(fused.modules()):  # inside the separable layers first, so that _conv_of sees the result
-        if isinstance(module, SeparableConvNd) and _foldable(module.norm, module.depthwise.out_channels):
-            _fold(module.depthwise, module.norm)
-            module.norm = nn.Identity()
-        if isinstance(module, SeparableConvNd) and _foldable(module.pointwise_norm, module.out_channels):
-            _fold(module.pointwise, module.pointwise_norm)
-            module.pointwise_norm = nn.Identity()
+        if isinstance(module, SeparableConvNd):
+            _fold_inside(module)
     for module in list(fused.modules()):
         if isinstance(module, nn.Sequential):
             names = list(module._modules)

@@ -349,6 +349,35 @@ def fused_separable_conv2d(
                   depthwise_activation, activation, precision, out, block_sizes, unbatched=input.dim() == 3)
 
 
+_FITS: dict[tuple, tuple[int, int, int, int]] = {}  # launch key -> (BLOCK_M, BLOCK_N, BLOCK_K, num_stages) that fit
+
+
+def _run_fitting(args: tuple, meta: dict, m: int, n: int, blocks: tuple[int, int, int], taps: int) -> None:
+    """Launch the kernel with the largest of ``blocks`` that fits the GPU's shared memory.
+
+    Software pipelining keeps ``num_stages`` copies of every load of the K loop in shared memory, and the
+    depthwise step loads ``taps`` tiles per iteration: large kernels (5x5, 7x7) with a depth multiplier overflow
+    the 228 KB of an H100 at the default. The launch steps down (fewer stages, then smaller tiles) until one fits
+    and remembers it per geometry, so a fast path never fails for lack of shared memory.
+    """
+    key = (tuple(meta.items()), blocks, args[0].dtype, args[0].device.index)
+    block_m, block_n, block_k = blocks
+    tries = [_FITS[key]] if key in _FITS else [
+        (block_m, block_n, block_k, 2 if taps <= 9 else 1), (block_m, block_n, block_k, 1),
+        (max(block_m // 2, 16), block_n, max(block_k // 2, 16), 1), (16, min(block_n, 64), 16, 1)]
+    for attempt, (bm, bn, bk, stages) in enumerate(tries):
+        grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+        try:
+            _kernel()[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+                            num_warps=4 if bm * bn <= 64 * 64 else 8, num_stages=stages)
+        except Exception as err:  # triton.runtime.errors.OutOfResources: try a smaller configuration
+            if type(err).__name__ != "OutOfResources" or attempt == len(tries) - 1:
+                raise
+            continue
+        _FITS[key] = (bm, bn, bk, stages)
+        return
+
+
 def _check_epilogue(depthwise_activation: object, activation: object, precision: object) -> None:
     """Raise :class:`UnsupportedConfigError` for an activation or precision the kernel does not have."""
     for name, value in (("depthwise_activation", depthwise_activation), ("activation", activation)):
@@ -424,18 +453,12 @@ def launch(
     block_m, block_n, block_k = block_sizes or _block_sizes(m, n, k_mid, x.dtype)
     if min(block_m, block_n, block_k) < 16 or any(v & (v - 1) for v in (block_m, block_n, block_k)):
         raise UnsupportedConfigError(f"block sizes must be powers of two >= 16, got {(block_m, block_n, block_k)}")
-    grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n),)
     dummy = wdw  # never read when the matching HAS_* flag is off
-    _kernel()[grid](
-        x, wdw, dummy if shift is None else shift.contiguous(), wpw, dummy if bias_f is None else bias_f, out,
-        m, h, w, ho, wo, n, k_mid,
-        *x.stride(), *out.stride(),
-        pads[0][0], pads[1][0],
-        KH=kernel_t[0], KW=kernel_t[1], SH=stride_t[0], SW=stride_t[1], MULT=k_mid // channels,
-        HAS_SHIFT=shift is not None, DW_ACT=ACTIVATIONS[depthwise_activation], HAS_BIAS=bias_f is not None,
-        PW_ACT=ACTIVATIONS[activation], PRECISION=precision if x.dtype == torch.float32 else "tf32",
-        UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu",
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        num_warps=4 if block_m * block_n <= 64 * 64 else 8,
-    )
+    args = (x, wdw, dummy if shift is None else shift.contiguous(), wpw, dummy if bias_f is None else bias_f, out,
+            m, h, w, ho, wo, n, k_mid, *x.stride(), *out.stride(), pads[0][0], pads[1][0])
+    meta = dict(KH=kernel_t[0], KW=kernel_t[1], SH=stride_t[0], SW=stride_t[1], MULT=k_mid // channels,
+                HAS_SHIFT=shift is not None, DW_ACT=ACTIVATIONS[depthwise_activation], HAS_BIAS=bias_f is not None,
+                PW_ACT=ACTIVATIONS[activation], PRECISION=precision if x.dtype == torch.float32 else "tf32",
+                UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu")
+    _run_fitting(args, meta, m, n, (block_m, block_n, block_k), kernel_t[0] * kernel_t[1])
     return out.squeeze(0) if unbatched else out

@@ -354,9 +354,9 @@ def from_keras(keras_layer: Any, *, layout: str = "channels_first") -> nn.Module
     ``nn.Conv1d`` (``'causal'`` through a left ``nn.ConstantPad1d``); ``BatchNormalization`` (per channel),
     ``Dense``, ``GlobalAveragePooling1D/2D``, ``Dropout``, ``Activation``/``ReLU``/``LeakyReLU`` to their torch
     twins; a ``keras.Sequential`` of those → ``nn.Sequential``. A ``SeparableConv``'s ``activation`` becomes its
-    ``pointwise_activation``; another layer with a non-linear ``activation`` becomes
-    ``nn.Sequential(layer, activation)``. Parameters keep the Keras dtype. The module is returned in training mode
-    like every new torch module: call ``.eval()`` to compare with Keras inference (BatchNorm, Dropout).
+    ``pointwise_activation``, another layer's (non-linear) a trailing module: ``nn.Sequential(layer, activation)``.
+    Parameters keep the Keras dtype. The module is returned in training mode like every new torch module: call
+    ``.eval()`` to compare with Keras inference (BatchNorm, Dropout).
 
     Args:
         keras_layer: a built Keras 3 layer or ``keras.Sequential`` (called once, or created with ``keras.Input``).
@@ -379,10 +379,8 @@ def from_keras(keras_layer: Any, *, layout: str = "channels_first") -> nn.Module
         ...                           keras.layers.SeparableConv2D(8, 3, padding="same", activation="relu"),
         ...                           keras.layers.DepthwiseConv2D(3, strides=2, padding="same")])
         >>> torch_model = from_keras(model)
-        >>> [type(m).__name__ for m in torch_model]
-        ['SeparableConv2d', 'DepthwiseConv2d']
-        >>> torch_model[0].pointwise_act
-        ReLU()
+        >>> [type(m).__name__ for m in torch_model], torch_model[0].pointwise_act
+        (['SeparableConv2d', 'DepthwiseConv2d'], ReLU())
         >>> torch_model(torch.randn(2, 3, 16, 16)).shape
         torch.Size([2, 8, 8, 8])
     """
@@ -453,8 +451,9 @@ def _to_separable(module: SeparableConvNd, data_format: str) -> tuple[Any, int]:
         if value is not None and not isinstance(value, nn.Identity):
             raise UnsupportedLayerError(f"{name}: {option}={value} is not supported by Keras' SeparableConv; "
                                         f"allowed: None")
-    activation = None if module.pointwise_act is None else _activation_name(module.pointwise_act)
-    if activation is None and module.pointwise_act is not None:
+    linear = module.pointwise_act is None or isinstance(module.pointwise_act, nn.Identity)
+    activation = None if linear else _activation_name(module.pointwise_act)  # type: ignore[arg-type]
+    if activation is None and not linear:
         raise UnsupportedLayerError(f"{name}: pointwise_activation={module.pointwise_act} has no Keras activation "
                                     f"name; allowed: {sorted(_TORCH_ACTIVATIONS.values())}, elu, gelu, "
                                     f"softplus, leaky_relu (slope 0.2)")

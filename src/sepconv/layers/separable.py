@@ -50,6 +50,14 @@ class SeparableConvNd(nn.Module):
         depthwise_initializer, pointwise_initializer: ``'kaiming_uniform'`` (torch's default), Keras's
             ``'glorot_uniform'`` (Keras's default), ``'he_normal'``, ... or a callable; see
             :mod:`sepconv.layers.initializers`. bias_initializer: ``'uniform'`` (torch's), ``'zeros'`` (Keras's).
+
+    Example:
+        >>> layer = SeparableConv2d(8, 16, 3, padding="same", bias=False, pointwise_norm="batch",
+        ...                         pointwise_activation="relu", depthwise_initializer="glorot_uniform")
+        >>> [name for name, _ in layer.named_children()]  # timm's SeparableConvNormAct
+        ['depthwise', 'norm', 'act', 'pointwise', 'pointwise_norm', 'pointwise_act']
+        >>> layer(torch.randn(2, 8, 10, 10)).shape
+        torch.Size([2, 16, 10, 10])
     """
 
     spatial_dims: int = 0
@@ -169,19 +177,17 @@ class SeparableConvNd(nn.Module):
         # the layer's own channel check, so that every path and backend names this layer (fx: skipped)
         _checks.checked(lambda: _checks.conv_channels(input, self.in_channels, self.spatial_dims,
                                                       type(self).__name__), input)
-        if _checks.recording(input, self.depthwise.weight):  # torch.jit.trace, torch.fx: the plain composition
-            out = self.pointwise(self.act(self.norm(self.depthwise(input))))
+        unbatched = isinstance(input, torch.Tensor) and input.dim() == self.spatial_dims + 1
+        x = input.unsqueeze(0) if unbatched else input  # (C, *spatial): the norms need a batch axis
+        if _checks.recording(x, self.depthwise.weight):  # torch.jit.trace, torch.fx: the plain composition
+            out = self.pointwise(self.act(self.norm(self.depthwise(x))))
         else:
             # sepconv.backends chooses the implementation (Triton, oneDNN, channels_last or plain PyTorch); every
             # path validates like the plain composition and gives its outputs up to float rounding.
-            out = backends.separable_forward(self, input)
-        steps = [m for m in (self.pointwise_norm, self.drop, self.pointwise_act) if m is not None]
-        if not steps:
-            return out
-        unbatched = isinstance(input, torch.Tensor) and input.dim() == self.spatial_dims + 1
-        out = out.unsqueeze(0) if unbatched else out  # norms take batched inputs only
-        for step in steps:
-            out = step(out)
+            out = backends.separable_forward(self, x)
+        for step in (self.pointwise_norm, self.drop, self.pointwise_act):
+            if step is not None:
+                out = step(out)
         return out.squeeze(0) if unbatched else out
 
     def __prepare_scriptable__(self) -> nn.Module:
