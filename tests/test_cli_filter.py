@@ -100,7 +100,7 @@ def test_explain_without_output(gray: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "kernel sobel-x: 3x3, rank 1 (exactly separable)" in out
     assert "column [1, 2, 1] x row [-1, 0, 1]" in out
-    if filters.engines._cv2() is None:
+    if filters.engines.opencv() is None:
         assert "runs: 1 separable term on torch, 6 multiplications per pixel instead of 9 (3 fewer, 33%)" in out
     else:  # 3x3: cv2.filter2D measured fastest, and the explanation says so
         assert "runs: the direct 2D filter on OpenCV, 9 multiplications per pixel (the separable form needs 6 " in out
@@ -248,3 +248,26 @@ def test_help_shows_every_default_and_choice(capsys: pytest.CaptureFixture[str])
                   "(default: the kernel's exact rank)", "(default: none, exact)", "example-3x3"):
         assert words in text, words
     assert "see above" not in text
+
+
+def test_other_modes_float_images_bombs_and_write_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pixels = (np.arange(16 * 16).reshape(16, 16) % 256).astype(np.uint8)
+    Image.fromarray(pixels > 100).save(tmp_path / "bilevel.png")
+    Image.fromarray(pixels).convert("P").save(tmp_path / "palette.png")
+    for name, mode in (("bilevel.png", "L"), ("palette.png", "RGB")):
+        assert main(["filter", str(tmp_path / name), str(tmp_path / "o.png"), "--kernel", "box"]) == 0
+        assert f"(16x16 {mode}, 8-bit)" in capsys.readouterr().out
+    Image.fromarray(pixels.astype(np.float32)).save(tmp_path / "float.tif")
+    _fails(["filter", str(tmp_path / "float.tif"), str(tmp_path / "o.png"), "--kernel", "box"], capsys, "32-bit float")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 256 pixels > 2 x 100: a decompression bomb
+    _fails(["filter", str(tmp_path / "palette.png"), str(tmp_path / "o.png"), "--kernel", "box"], capsys, "cannot read")
+    monkeypatch.undo()
+
+    def disk_full(path: object, write: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("sepconv.cli._image_file.atomic_write", disk_full)
+    _fails(["filter", str(tmp_path / "palette.png"), str(tmp_path / "full.png"), "--kernel", "box"], capsys,
+           "cannot write")

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._files import atomic_write
 from ..errors import ArgumentError, DataFormatError
+from ..filters.engines import opencv
 
 __all__ = ["DEEP_FORMATS", "ImageFile", "check_writable", "read_image", "write_image"]
 
@@ -52,14 +53,6 @@ def _image_module() -> Any:
     from PIL import Image
 
     return Image
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
 
 
 def read_image(path: Path) -> ImageFile:
@@ -97,13 +90,15 @@ def _from_pillow(img: Any, path: Path) -> ImageFile:
             f"{str(path)!r}: 32-bit float images are not supported by `sepconv filter`; "
             "filter the array with sepconv.filters.filter2d"
         )
-    if img.mode not in MODES.values():
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode not in MODES.values():  # palette, CMYK, YCbCr, ...: 8-bit colour
         img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
     return ImageFile(np.asarray(img, dtype=np.float32), 8, img.mode)
 
 
 def _read_deep_colour(path: Path) -> ImageFile:
-    cv2 = _cv2()
+    cv2 = opencv()
     if cv2 is None:
         raise DataFormatError(
             f"{str(path)!r} is a 16-bit colour image: reading it without losing bits needs OpenCV "
@@ -153,7 +148,7 @@ def write_image(image: ImageFile, path: Path) -> list[str]:
 
 def _save(values: np.ndarray, tmp: Path, file_format: str) -> None:
     if values.dtype == np.uint16 and values.ndim == 3:  # 16-bit colour: Pillow cannot, OpenCV can
-        cv2 = _cv2()
+        cv2 = opencv()
         order = [2, 1, 0, 3][: values.shape[2]] if values.shape[2] in (3, 4) else list(range(values.shape[2]))
         if cv2 is None or not cv2.imwrite(str(tmp), np.ascontiguousarray(values[..., order])):
             raise OSError("16-bit colour images are written with OpenCV (pip install 'sepconv[filters]')")

@@ -2,10 +2,8 @@
 
 :func:`filter2d` factors the kernel itself (:func:`sepconv.factorize.low_rank`): an exactly separable kernel
 runs as two 1D passes, a low-rank kernel as a sum of ``rank`` separable passes, and any other kernel through
-the direct 2D path or an FFT path, whichever the cost model (:func:`plan`) says is cheaper. The 1D passes
-are banded matrix products: a tile of ``T`` outputs of a ``k``-tap filter is a ``(T, T + k - 1)`` banded
-matrix times ``T + k - 1`` input rows, which runs at matrix-product speed instead of the memory-bound
-speed of ``k`` shifted adds (see ``benchmarks/bench_filters.py``).
+the direct 2D path or an FFT path, whichever the cost model (:func:`plan`) says is cheaper, on OpenCV (numpy
+images, when installed) or torch (:mod:`sepconv.filters.engines`; ``benchmarks/bench_filters.py`` measures them).
 
 Border modes (``reflect``, ``reflect101``, ``replicate``, ``constant``, ``wrap``) are each the same as OpenCV's and
 scipy.ndimage's; :mod:`sepconv.filters.borders` has the table of equivalents and the ``'reflect'`` trap.
@@ -35,7 +33,7 @@ import torch
 from .._checks import number
 from ..errors import ArgumentError, ShapeError
 from .borders import BORDERS
-from .engines import _cv2, _filter_cv2, all_finite, filter_torch
+from .engines import _filter_cv2, all_finite, filter_torch, needs_finite_check, opencv
 from .planning import _plan_for
 
 __all__ = ["filter2d"]
@@ -77,7 +75,8 @@ def filter2d(
     """Filter an image with a 2D kernel, separating the kernel automatically.
 
     The same kernel is applied to every channel. The output has the input's shape, type (numpy array or torch
-    tensor), dtype and device. float16/bfloat16 are computed in float32.
+    tensor), dtype and device; float16/bfloat16 are computed in float32. Differentiable on tensors that require
+    grad (and in a kernel tensor that requires grad). NaN/inf propagate as in a direct convolution (``conv2d``).
 
     Args:
         image: ``(H, W)``, ``(H, W, C)`` or ``(B, C, H, W)`` numpy array or torch tensor of a float dtype.
@@ -89,9 +88,8 @@ def filter2d(
         rtol: allow a relative Frobenius error of the kernel up to ``rtol`` to lower the rank.
         cval: fill value of the ``'constant'`` border.
         method: ``'auto'`` (cheapest by :func:`plan`'s cost model) or ``'separable'``, ``'direct'``, ``'fft'``.
-        engine: ``'auto'``: for numpy images the cheapest of OpenCV (``'cv2'``, when installed) and torch by
-            :func:`plan`'s cost model; tensors always run on ``'torch'``. ``'cv2'`` takes numpy images only.
-            Engines agree within float rounding.
+        engine: ``'auto'``: numpy images on the cheapest of OpenCV (``'cv2'``, when installed) and torch by the
+            cost model, tensors on ``'torch'``; ``'cv2'`` takes numpy images only. Engines agree to float rounding.
 
     Returns:
         The filtered image, same shape and type as ``image``.
@@ -114,10 +112,10 @@ def filter2d(
     h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
     p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
     anchor = _anchor(tuple(p.kernel.shape), mode)
-    if p.engine == "cv2" and all_finite(t):  # else the torch engine's direct route: NaN/inf as in conv2d
+    if p.engine == "cv2" and not (needs_finite_check(p) and not all_finite(t)):  # else torch: NaN/inf as conv2d
         array = t.numpy()
         work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
-        return _filter_cv2(_cv2(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
+        return _filter_cv2(opencv(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
     live = _live_kernel(kernel, mode, was_numpy)
     out = filter_torch(_to_planes(t, ndim), p, anchor, border, float(cval), kernel=live)
     result = _from_planes(out.to(t.dtype), t.shape, ndim)

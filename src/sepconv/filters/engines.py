@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from .planning import FilterPlan
 
 
-def _cv2() -> Any:
-    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install sepconv[filters]``)."""
+def opencv() -> Any:
+    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install 'sepconv[filters]'``): the one
+    place that imports the optional OpenCV."""
     try:
         import cv2
     except ImportError:
@@ -116,18 +117,44 @@ def filter_torch(
 
     Three routes, one result (to float rounding):
 
-    * an image holding NaN/inf: the direct ``conv2d`` route, so that they propagate exactly as in
-      ``torch.nn.functional.conv2d`` (the FFT would make every output NaN, banded products spread them over a
-      tile, and separable terms can turn ``inf`` into ``inf - inf = NaN``);
+    * an image holding NaN/inf, when the planned passes would not propagate them as a direct convolution
+      (:func:`needs_finite_check`): the direct ``conv2d`` route, as in ``torch.nn.functional.conv2d``;
     * autograd records (``planes`` or ``kernel`` requires grad): :func:`conv_route`, out-of-place ``conv2d``/FFT
       ops only, so that gradients flow to the image (and to ``kernel``, the live kernel tensor, when given);
     * otherwise the fast passes (banded matrix products or shifted adds, written in place).
     """
-    if not all_finite(planes):
+    if needs_finite_check(p) and not all_finite(planes):
         return conv_route(planes, p, anchor, border, cval, method="direct", kernel=kernel)
     if torch.is_grad_enabled() and (planes.requires_grad or (kernel is not None and kernel.requires_grad)):
         return conv_route(planes, p, anchor, border, cval, kernel=kernel)
     return _fast_route(planes, p, anchor, border, cval)
+
+
+def needs_finite_check(p: FilterPlan) -> bool:
+    """Whether the passes of ``p`` could propagate NaN/inf otherwise than a direct convolution (``conv2d``, where
+    a non-finite pixel reaches every output whose window holds it, ``0 * NaN`` included).
+
+    Such plans check the image first (one sum, :func:`all_finite`). The others agree with ``conv2d`` by
+    construction and skip it: torch's shifted adds (a direct filter, or one separable term: ``c[a] * r[b] * x``
+    reaches the same outputs with the same signs) and OpenCV's direct filter below its DFT size or one separable
+    term, for kernels without zero taps (OpenCV skips zero taps, so ``0 * NaN`` never happens there). The FFT
+    (every output NaN), banded products (zeros of the band spread NaN over a tile) and sums of several terms
+    (``inf - inf = NaN`` where ``conv2d`` gives ``inf``) need the check.
+
+    Example:
+        >>> from sepconv.filters import plan
+        >>> needs_finite_check(plan("gaussian:9:1.5", engine="torch")), needs_finite_check(plan("log:9:1.4"))
+        (False, True)
+    """
+    kh, kw = p.kernel.shape
+    if p.engine == "cv2":
+        no_zero_taps = bool((p.kernel != 0).all())
+        return not no_zero_taps or (kh * kw >= 50 if p.method == "direct" else p.rank != 1)
+    if p.method == "fft":
+        return True
+    if p.method == "direct":
+        return _banded(kw)
+    return p.rank != 1 or _banded(kh) or _banded(kw)
 
 
 def all_finite(t: torch.Tensor) -> bool:

@@ -13,7 +13,7 @@ from ..errors import ArgumentError, ShapeError
 from ..factorize import factor_kernel, low_rank, rank_tolerance, separable_rank
 from . import named
 from .cost_model import _costs, _symmetric
-from .engines import _cv2
+from .engines import opencv
 
 MODES = ("correlate", "convolve")
 METHODS = ("auto", "separable", "direct", "fft")
@@ -113,10 +113,10 @@ def _engines(engine: str) -> tuple[str, ...]:
     """Engines the cost model chooses from for ``engine`` (``'auto'``: every installed one)."""
     if engine not in ENGINES:
         raise ArgumentError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "cv2" and _cv2() is None:
+    if engine == "cv2" and opencv() is None:
         raise ArgumentError("engine='cv2' needs OpenCV, which is not installed: pip install 'sepconv[filters]'")
     if engine == "auto":
-        return ("torch",) if _cv2() is None else ("cv2", "torch")
+        return ("torch",) if opencv() is None else ("cv2", "torch")
     return (engine,)
 
 
@@ -187,7 +187,7 @@ def _plan_for(kernel: object, spatial: tuple[int, int], **options: Any) -> Filte
         key = (kernel.dtype.str, kernel.shape, kernel.tobytes())
     else:
         return plan(kernel, spatial, **options)
-    key = (*key, spatial, _cv2() is None, *sorted(options.items()))
+    key = (*key, spatial, opencv() is None, *sorted(options.items()))
     try:
         return _PLANS[key]
     except TypeError:  # unhashable option: plan() names the fault
