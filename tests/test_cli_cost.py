@@ -67,10 +67,27 @@ def test_cost_model(capsys: pytest.CaptureFixture[str]) -> None:
     (["cost", "--in", "x"], "invalid int value"),
     (["cost", "--model", "resnet"], "model must be one of"),
     (["cost", "--model", "mobilenet_v1", "--conv", "spatial"], "conv must be one of"),
-    (["cost", "--model", "mobilenet_v1", "--width-mult", "0"], "--width-mult must be > 0"),
-    (["cost", "--model", "mobilenet_v1", "--resolution", "0"], "--resolution must be >= 1"),
+    (["cost", "--model", "mobilenet_v1", "--width-mult", "0"], "--width-mult must be in"),
+    (["cost", "--model", "mobilenet_v1", "--resolution", "0"], "--resolution must be in"),
 ])
 def test_cost_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "xception", "--width-mult", "0.5"], "xception takes no option '--width-mult'"),
+    (["--model", "mobilenet_v1", "--in", "3", "--out", "4", "--kernel", "3"], "cannot be combined with --model"),
+    (["--model", "mobilenet_v1", "--width-mult", "1000"], "--width-mult must be in"),
+])
+def test_cost_model_refuses_options_it_would_ignore(argv: list[str], message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cost_model_small_cnn(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--model", "small_cnn"]) == 0
+    assert "278,890" in capsys.readouterr().out

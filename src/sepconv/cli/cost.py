@@ -41,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     geometry.add_argument("--bias", action="store_true", help="count biases")
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="count a reference model per layer (mobilenet_v1, xception, ...)")
-    model.add_argument("--conv", default="depthwise", help="the model's convs: depthwise or standard")
-    model.add_argument("--width-mult", type=float, default=1.0, help="MobileNet width multiplier (default 1.0)")
+    model.add_argument("--conv", default=None, choices=("depthwise", "standard", "spatial"),
+                       help="the model's convs (default: the model's own; spatial: small_cnn only)")
+    model.add_argument("--width-mult", type=float, default=None,
+                       help="width multiplier (mobilenet_v1 only; default: the model's, 1.0)")
     model.add_argument("--resolution", type=int, help="input resolution (default: the model's)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -104,20 +106,28 @@ def run(args: argparse.Namespace) -> int:
 def _run_model(args: argparse.Namespace) -> int:
     from ..models import create_model
 
-    if args.width_mult <= 0:
-        raise ArgumentError(f"--width-mult must be > 0, got {args.width_mult}")
-    if args.resolution is not None and args.resolution < 1:
-        raise ArgumentError(f"--resolution must be >= 1, got {args.resolution}")
-    model = create_model(args.model, conv=args.conv, width_mult=args.width_mult,
-                         **({} if args.resolution is None else {"resolution": args.resolution})).eval()
+    geometry = [flag for flag, value in (("--in", args.in_channels), ("--out", args.out_channels),
+                                         ("--kernel", args.kernel), ("--size", args.size)) if value is not None]
+    if geometry:
+        raise ArgumentError(f"{geometry[0]} describes one conv and cannot be combined with --model")
+    if args.width_mult is not None and not 0 < args.width_mult <= 16:
+        raise ArgumentError(f"--width-mult must be in (0, 16], got {args.width_mult}")
+    if args.resolution is not None and not 1 <= args.resolution <= 4096:
+        raise ArgumentError(f"--resolution must be in [1, 4096], got {args.resolution}")
+    given = {"conv": args.conv, "width_mult": args.width_mult, "resolution": args.resolution}
+    try:  # an option the model does not take is refused, never silently ignored
+        model = create_model(args.model, **{k: v for k, v in given.items() if v is not None}).eval()
+    except ArgumentError as err:
+        raise ArgumentError(str(err).replace(" takes no argument '", " takes no option '--").replace("_", "-")
+                            if "takes no argument" in str(err) else str(err)) from None
     size = model.input_size if args.resolution is None else (model.input_size[0], args.resolution, args.resolution)
     cost = count(model, (1, *size))
     if args.json:
-        print(json.dumps({"model": args.model, "conv": args.conv, **cost.as_dict()}, indent=2))
+        print(json.dumps({"model": args.model, "conv": args.conv or "default", **cost.as_dict()}, indent=2))
         return 0
     rows = [(layer.name, layer.kind, layer.params, layer.macs, "x".join(map(str, layer.output_shape[1:])))
             for layer in cost.layers]
     rows.append(("total", "", cost.params, cost.macs, ""))
-    print_table(f"{args.model} ({args.conv}) on {'x'.join(map(str, size))}",
+    print_table(f"{args.model} ({args.conv or 'default convs'}) on {'x'.join(map(str, size))}",
                 ("layer", "kind", "params", "multiply-adds", "output"), rows)
     return 0
