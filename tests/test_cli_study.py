@@ -60,3 +60,18 @@ def test_interrupt_exit_130_points_to_resume(tmp_path: Path, capsys: pytest.Capt
     assert main(["study", "--out", str(tmp_path), *TINY]) == 130
     err = capsys.readouterr().err
     assert "continue with --resume" in err and "interrupted" in err
+
+
+def test_estimate_prints_the_plan_and_trains_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--estimate", "--variants", "standard,convert", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("plan: 15 epochs (chosen for 1295 training images), convert fine-tune 5 epochs")
+    assert "6 runs to train, expected training time about" in out and not (tmp_path / "run").exists()
+
+
+def test_help_shows_auto_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ("--device auto|cpu|cuda|cuda:N", "--amp", "--epochs N|auto", "default auto: about 30,000",
+                     "--batch-size BATCH_SIZE global batch size (default 64)", "AdamW weight decay (default 0.0001)"):
+        assert expected in text, expected

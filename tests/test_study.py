@@ -138,3 +138,41 @@ def test_ctrl_c_leaves_finished_work_on_disk(tmp_path: Path) -> None:
     state = torch.load(checkpoint, weights_only=True)
     assert state["epoch"] >= 1 and len(json.loads(state["history"])) == state["epoch"]
     assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary file left behind
+
+
+def test_amp_plan_and_eta_are_reported(tmp_path: Path) -> None:
+    lines: list[str] = []
+    results = run_study(_config(tmp_path, variants=("standard", "depthwise"), epochs=1, finetune_epochs=None,
+                                amp=True), log=lines.append)
+    config = results["config"]
+    assert config["amp"] is True and config["epochs"] == 1 and config["finetune_epochs"] == 1
+    assert config["threads"] == 1 and config["device"] in ("cpu", "cuda:0")
+    assert results["automatic"] == ["finetune_epochs", "threads", "device"]
+    plan = next(line for line in lines if line.startswith("plan:"))
+    assert plan.startswith("plan: 1 epoch, 1 CPU thread (chosen for 8x8 images)") and "bfloat16 mixed" in plan
+    assert "expected training time about" in plan and "2 runs to train" in plan
+    assert any(line.startswith("standard") and line.endswith("left") for line in lines)  # ETA after each run
+    assert all(0 <= row["acc_mean"] <= 100 for row in results["summary"])
+
+
+def test_convert_finetune_scales_with_epochs() -> None:
+    config = StudyConfig(epochs=6, device="cpu").check().resolved(1295, (1, 8, 8))
+    assert (config.epochs, config.finetune_epochs) == (6, 2)
+    assert StudyConfig(epochs=1).check().resolved(1295, (1, 8, 8)).finetune_epochs == 1
+    assert StudyConfig(epochs=1, finetune_epochs=4).check().resolved(1295, (1, 8, 8)).finetune_epochs == 4
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a GPU")
+def test_cuda_runs_repeat_exactly(tmp_path: Path) -> None:
+    a = run_study(_config(tmp_path / "a", variants=("standard", "depthwise"), device="cuda"))
+    b = run_study(_config(tmp_path / "b", variants=("standard", "depthwise"), device="cuda"))
+    assert a["config"]["device"] == "cuda:0" and a["latency"]["depthwise"]["batch64_ms"] > 0
+    assert [r["history"] for r in a["runs"]["depthwise"]] == [r["history"] for r in b["runs"]["depthwise"]]
+
+
+def test_device_checks() -> None:
+    with pytest.raises(ArgumentError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"):
+        StudyConfig(device="tpu").check()
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(ArgumentError, match="torch sees no GPU"):
+            StudyConfig(device="cuda").check()
