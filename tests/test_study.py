@@ -176,3 +176,43 @@ def test_device_checks() -> None:
     if not __import__("torch").cuda.is_available():
         with pytest.raises(ArgumentError, match="torch sees no GPU"):
             StudyConfig(device="cuda").check()
+
+
+def _row(variant: str, acc: float, std: float, seeds: int, macs: int = 100, training: str = "15") -> dict:
+    return {"variant": variant, "params": 10, "macs": macs, "latency_b1_ms": None, "latency_b64_ms": None,
+            "train_time_s": 1.0, "acc_mean": acc, "acc_std": std, "seeds": seeds, "training": training}
+
+
+def test_one_seed_says_n1_and_draws_no_accuracy_conclusion() -> None:
+    from sepconv.study.report import findings, table_rows
+
+    summary = [_row("standard", 99.0, 0.0, 1, 900), _row("depthwise", 97.0, 0.0, 1, 100),
+               _row("depthwise-early", 98.0, 0.0, 1, 500), _row("depthwise-late", 99.0, 0.0, 1, 500)]
+    header, rows = table_rows(summary)
+    cells = dict(zip(header, rows[1]))
+    assert cells["test accuracy %"] == "97.00 (n=1)" and "±" not in " ".join(r[-1] for r in rows)
+    lines = findings(summary)
+    assert "9.00x fewer multiply-adds" in lines[0] and "single seed (n=1)" in lines[0]
+    assert "no conclusion on accuracy" in lines[0] and "better" not in " ".join(lines)
+
+
+def test_findings_only_beyond_the_seed_spread() -> None:
+    from sepconv.study.report import findings
+
+    summary = [_row("standard", 99.0, 0.1, 3, 900), _row("depthwise", 97.0, 0.2, 3, 100),
+               _row("spatial", 98.9, 0.5, 3, 500), _row("depthwise-early", 96.0, 0.1, 3, 500),
+               _row("depthwise-late", 98.0, 0.1, 3, 500)]
+    lines = findings(summary)
+    assert "accuracy -2.00 points, beyond the seed spread (±0.22)" in lines[0]
+    assert "accuracy -0.10 points, within the seed spread (±0.51): no accuracy difference shown" in lines[1]
+    assert lines[-1].endswith("beyond the seed spread (±0.14): late placement is better.")
+
+
+def test_table_states_each_training_budget(tmp_path: Path) -> None:
+    results = run_study(_config(tmp_path, variants=("standard", "convert"), convert_budget=0.5, epochs=3,
+                                finetune_epochs=None))
+    rows = {r["variant"]: r for r in results["summary"]}
+    assert rows["standard"]["training"] == "3" and rows["convert"]["training"] == "3 + 1 FT"
+    assert len(results["runs"]["convert"][0]["history"]) == 1  # a third of the 3 epochs
+    report = (tmp_path / "report.md").read_text()
+    assert "| epochs |" in report and "| 3 + 1 FT |" in report and "plus 1 fine-tune epoch" in report
