@@ -216,3 +216,18 @@ def test_table_states_each_training_budget(tmp_path: Path) -> None:
     assert len(results["runs"]["convert"][0]["history"]) == 1  # a third of the 3 epochs
     report = (tmp_path / "report.md").read_text()
     assert "| epochs |" in report and "| 3 + 1 FT |" in report and "plus 1 fine-tune epoch" in report
+
+
+def test_two_processes_same_seed_same_numbers(tmp_path: Path) -> None:
+    """What `make demo` relies on: a fresh process repeats the numbers exactly (same seed, threads, machine)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = [sys.executable, "-m", "sepconv", "study", "--variants", "depthwise", "--widths", "8,16", "--stem", "4",
+            "--epochs", "2", "--seeds", "1", "--latency-reps", "1", "--no-plots", "--threads", "1", "--json"]
+    runs = []
+    for name in ("a", "b"):
+        proc = subprocess.run([*args, "--out", str(tmp_path / name)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results = json.loads(proc.stdout)
+        runs.append({v: [(r["test_acc"], r["history"]) for r in rs] for v, rs in results["runs"].items()})
+    assert runs[0] == runs[1]
