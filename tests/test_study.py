@@ -231,3 +231,96 @@ def test_two_processes_same_seed_same_numbers(tmp_path: Path) -> None:
         results = json.loads(proc.stdout)
         runs.append({v: [(r["test_acc"], r["history"]) for r in rs] for v, rs in results["runs"].items()})
     assert runs[0] == runs[1]
+
+
+def test_lock_refuses_a_second_study_on_the_same_folder(tmp_path: Path) -> None:
+    from sepconv.study.folder import lock
+
+    with lock(tmp_path), pytest.raises(ArgumentError, match=r"is in use by another sepconv study \(pid \d+\)"):
+        run_study(_config(tmp_path, variants=("depthwise",)))
+    assert not (tmp_path / "results.json").exists()  # the second study wrote nothing
+    run_study(_config(tmp_path, variants=("depthwise",), epochs=1))  # released: the folder is usable again
+
+
+def test_lock_across_processes(tmp_path: Path) -> None:
+    code = ("import sys, time; from pathlib import Path; from sepconv.study.folder import lock\n"
+            "with lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ArgumentError, match=f"pid {holder.pid}"):
+            run_study(_config(tmp_path, variants=("depthwise",)))
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def test_resume_refuses_changed_data(tmp_path: Path) -> None:
+    import numpy as np
+
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.random((60, 8, 8)), y=np.arange(60) % 3)
+    config = {"data": f"npz:{data}", "variants": ("depthwise",), "epochs": 1}
+    first = run_study(_config(tmp_path / "run", **config))
+    assert len(first["data"]["sha256"]) == 64
+    np.savez(data, x=rng.random((60, 8, 8)), y=np.arange(60) % 3)  # same path, other content
+    with pytest.raises(ArgumentError, match=r"the data 'npz:.*d.npz' changed since the study started"):
+        run_study(_config(tmp_path / "run", resume=True, **config))
+
+
+def test_resume_with_damaged_files_one_clear_error(tmp_path: Path) -> None:
+    from sepconv.errors import DataFormatError
+
+    out = tmp_path / "run"
+
+    def stop(variant: str, seed: int, epoch: int) -> None:
+        if variant == "depthwise":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(_config(out, variants=("standard", "depthwise"), epochs=2), on_epoch=stop)
+    checkpoint = out / "checkpoints" / "depthwise-seed0.pt"
+    good = checkpoint.read_bytes()
+    checkpoint.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataFormatError, match=r"checkpoint '.*depthwise-seed0.pt' is damaged .*delete it"):
+        run_study(_config(out, variants=("standard", "depthwise"), epochs=2, resume=True))
+    checkpoint.write_bytes(good)
+    results = json.loads((out / "results.json").read_text())
+    for edit, match in ((lambda r: r["runs"]["standard"][0].update(test_acc="99%"), "runs of 'standard' are damaged"),
+                        (lambda r: r.update(costs={"standard": {"params": "many"}}), "'costs' is damaged"),
+                        (lambda r: r.pop("runs"), "no 'config' and 'runs'")):
+        edited = json.loads(json.dumps(results))
+        edit(edited)
+        (out / "results.json").write_text(json.dumps(edited))
+        with pytest.raises(DataFormatError, match=match):
+            run_study(_config(out, variants=("standard", "depthwise"), epochs=2, resume=True))
+    (out / "results.json").write_text("{not json")
+    with pytest.raises(DataFormatError, match="not a sepconv study results file"):
+        run_study(_config(out, variants=("standard", "depthwise"), epochs=2, resume=True))
+    (out / "results.json").write_text(json.dumps(results))
+    resumed = run_study(_config(out, variants=("standard", "depthwise"), epochs=2, resume=True))
+    assert set(resumed["runs"]) == {"standard", "depthwise"}  # nothing was lost
+
+
+def test_out_on_a_file_or_under_one(tmp_path: Path) -> None:
+    afile = tmp_path / "f"
+    afile.write_text("keep me")
+    with pytest.raises(ArgumentError, match=r"out '.*f' is a file; the study writes a folder"):
+        run_study(_config(afile))
+    with pytest.raises(ArgumentError, match=r"out '.*f/run' lies under '.*f', which is a file"):
+        run_study(_config(afile / "run"))
+    assert afile.read_text() == "keep me"
+
+
+def test_diverged_training_stops_with_one_line_and_valid_json(tmp_path: Path) -> None:
+    from sepconv.study.report import write_json
+    from sepconv.study.training import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match=r"training of depthwise seed 0 diverged .*lower --lr"):
+        run_study(_config(tmp_path, variants=("depthwise",), lr=1e30, weight_decay=0.0))
+    json.loads((tmp_path / "results.json").read_text())  # valid JSON, the finished state
+    write_json(tmp_path / "x.json", {"loss": float("nan"), "h": [float("inf"), 1.0]})
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text and json.loads(text) == {"loss": None, "h": [None, 1.0]}
