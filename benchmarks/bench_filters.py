@@ -14,7 +14,7 @@ figures are medians over repeats and ratios of medians. Variants:
 
 Usage::
 
-    python benchmarks/bench_filters.py [--threads 1] [--repeats 9] [--sizes 3,5,9,15,25,31] [--quick]
+    python benchmarks/bench_filters.py [--threads 1] [--repeats 9] [--sizes 3,5,9,15,25,31] [--kinds ...] [--quick]
 
 Writes ``benchmarks/results/filters.json`` and ``filters.md`` (or ``--out DIR``).
 """
@@ -48,10 +48,36 @@ from sepconv.filters.named import box, gaussian
 FORCED = ("cv2/separable", "cv2/direct", "torch/separable", "torch/direct", "torch/fft")
 
 
+KINDS = {
+    "gaussian": "named float64 Gaussian, sepconv.filters.get_kernel('gaussian:SIZE:SIGMA')",
+    "gaussian-cv2-f32": "float32 Gaussian as OpenCV users build it: g = cv2.getGaussianKernel(SIZE, SIGMA, "
+    "ktype=cv2.CV_32F); g @ g.T",
+    "gaussian-cv2-f64": "cv2.getGaussianKernel(SIZE, SIGMA) (float64) outer product g @ g.T",
+    "gaussian-torch-f32": "float32 Gaussian built in torch: g = exp(-x^2 / 2 sigma^2) / sum in float32; (g @ g.T)",
+    "box": "named box (mean) filter",
+    "rank2": "random rank-2 float64 kernel (fixed seed)",
+    "rank3": "random rank-3 float64 kernel (fixed seed)",
+    "full": "random full-rank float64 kernel (fixed seed)",
+}
+
+
+def _sigma(size: int) -> float:
+    return max(size / 6, 0.5)
+
+
 def make_kernel(kind: str, size: int) -> np.ndarray:
-    """Kernels of the benchmark: exactly separable (gaussian, box), random rank 2 / 3 or full rank (fixed seed)."""
+    """Kernels of the benchmark (see ``KINDS``): named ones, Gaussians built as users build them (float32 and
+    float64 outer products), random rank 2 / 3 or full rank (fixed seed)."""
     if kind == "gaussian":
-        return gaussian(size, max(size / 6, 0.5)).numpy()
+        return gaussian(size, _sigma(size)).numpy()
+    if kind.startswith("gaussian-cv2"):
+        g = cv2.getGaussianKernel(size, _sigma(size), ktype=cv2.CV_32F if kind.endswith("f32") else cv2.CV_64F)
+        return g @ g.T
+    if kind == "gaussian-torch-f32":
+        x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+        g = torch.exp(-(x**2) / (2 * _sigma(size) ** 2))
+        g = (g / g.sum())[:, None]
+        return (g @ g.T).numpy()
     if kind == "box":
         return box(size).numpy()
     if kind == "full":  # random full-rank kernel: direct vs FFT
@@ -64,7 +90,7 @@ def make_kernel(kind: str, size: int) -> np.ndarray:
 def variants(image: np.ndarray, kernel: np.ndarray, full: bool) -> dict[str, tuple[Callable[[], object], int]]:
     """name -> (callable, repeats divisor); the slow scipy.correlate runs on fewer repeats."""
     p = plan(kernel, image.shape)
-    columns = [c.astype(np.float32) for c in p.columns.numpy()]
+    columns = [c.astype(np.float32) for c in p.columns.numpy()]  # the factors sepconv found, given to the others
     rows = [r.astype(np.float32) for r in p.rows.numpy()]
 
     def cv_sep() -> np.ndarray:
@@ -136,7 +162,7 @@ def machine() -> dict[str, object]:
         "sepconv": sepconv.__version__,
         "platform": platform.platform(),
         "load_average_at_start": list(os.getloadavg()),
-        "shared": "yes: 2 other engineers were working on the same 2-core machine during the run",
+        "shared": "yes: other sessions were running on this 2-core machine; see the load averages",
     }
 
 
@@ -146,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--size", type=int, default=2048, help="image side")
     parser.add_argument("--sizes", default="3,5,9,15,25,31", help="kernel sizes")
-    parser.add_argument("--kinds", default="gaussian,box,rank2,rank3", help="also: full (random full rank)")
+    parser.add_argument("--kinds", default=",".join(k for k in KINDS if k != "full"),
+                        help=f"comma-separated, from {', '.join(KINDS)} (default: all but full)")
     parser.add_argument("--name", default="filters", help="results file name (without extension)")
     parser.add_argument("--quick", action="store_true", help="skip scipy.correlate and the forced methods")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -176,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {
                 "kind": kind,
                 "size": size,
+                "kernel_dtype": str(kernel.dtype),
                 "rank": p.rank,
                 "method": f"{p.engine}/{p.method}",
                 "predicted_ns_per_pixel": {k: round(v, 2) for k, v in p.costs.items()},
@@ -196,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     info["runtime_s"] = round(time.perf_counter() - started, 1)
+    info["load_average_at_end"] = list(os.getloadavg())
+    info["kinds"] = {kind: KINDS[kind] for kind in args.kinds.split(",")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = args.name
@@ -209,19 +239,22 @@ def markdown(info: dict[str, object], results: list[dict]) -> str:
     lines = [
         "# filter2d benchmark",
         "",
-        "Recorded on a **shared** 2-core machine (2 other engineers were working on it; load average at start "
-        f"{info['load_average_at_start']}): figures are medians of interleaved repeats, ratios of medians.",
+        "Recorded on a **shared** 2-core machine (other sessions were running; load average (1, 5, 15 min) at "
+        f"start {info['load_average_at_start']}, at end {info['load_average_at_end']}): figures are medians of "
+        "interleaved repeats, ratios of medians.",
         "",
         "| machine | |",
         "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in info.items()],
+        *[f"| {k} | {v} |" for k, v in info.items() if k != "kinds"],
+        "",
+        "Kernels: " + "; ".join(f"`{k}`: {v}" for k, v in info["kinds"].items()) + ".",
         "",
         "Median milliseconds per 2048x2048 float32 image (border reflect) and speed-up of sepconv "
         "(other / sepconv: > 1 means sepconv is faster). sepconv = `filter2d(image, kernel)` as a user calls it "
         "(engine and method by the cost model); sepconv[cv2] / sepconv[torch]: engine forced. Fastest forced: "
         "the fastest of the forced engine/method variants; auto loss: how much slower the cost model's choice was.",
         "",
-        "| kernel | size | rank | engine/method | sepconv ms | sepconv[cv2] ms | sepconv[torch] ms "
+        "| kernel | size | rank found | engine/method | sepconv ms | sepconv[cv2] ms | sepconv[torch] ms "
         "| cv2.filter2D ms (x) | cv2.sepFilter2D ms (x) | scipy.correlate1d x2 ms (x) | scipy.correlate ms (x) "
         "| fastest forced | auto loss |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",

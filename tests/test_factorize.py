@@ -11,6 +11,7 @@ from sepconv.factorize import (
     depthwise_svd,
     factor_kernel,
     low_rank,
+    rank_tolerance,
     separable_rank,
     spatial_singular_values,
     spatial_svd,
@@ -29,7 +30,9 @@ def test_rank_matches_numpy() -> None:
     assert separable_rank(kernels).tolist() == expected == [1, 2, 0, 5]
 
 
-@pytest.mark.parametrize("name", ["sobel-x", "sobel-y", "scharr-x", "prewitt-y", "seed", "gaussian:7:2", "box:5"])
+@pytest.mark.parametrize(
+    "name", ["sobel-x", "sobel-y", "scharr-x", "prewitt-y", "example-3x3", "gaussian:7:2", "box:5"]
+)
 def test_factor_named_rank1(name: str) -> None:
     kernel = get_kernel(name)
     column, row = factor_kernel(kernel)
@@ -117,7 +120,9 @@ def test_low_rank_cuda_if_present() -> None:
         (lambda: low_rank(torch.ones(3, 3), 1, rtol=0.1), ArgumentError, "at most one"),
         (lambda: low_rank(torch.ones(3, 3), energy=0.0), ArgumentError, "energy"),
         (lambda: low_rank(torch.ones(3, 3), rtol=1.5), ArgumentError, "rtol"),
-        (lambda: separable_rank([[1, 2]]), ArgumentError, "torch.Tensor"),
+        (lambda: separable_rank("sobel-x"), ArgumentError, "numpy array or a nested list.*get_kernel"),
+        (lambda: separable_rank([[1, 2], [3]]), ArgumentError, "not a rectangular array"),
+        (lambda: factor_kernel(np.zeros((2, 2), complex)), ArgumentError, "real numbers"),
     ],
 )
 def test_bad_kernel_input(call, error: type, match: str) -> None:
@@ -271,3 +276,29 @@ def test_spatial_svd_rank_deficient_float32_has_no_nan() -> None:
     assert torch.isfinite(factors.vertical).all() and torch.isfinite(factors.horizontal).all()
     torch.testing.assert_close(_spatial_weight(factors, 1), weight, rtol=0, atol=1e-6)
     assert float(factors.error) == 0.0
+
+
+# ----------------------------------------------------------------------------------------- inputs and precision
+def test_numpy_arrays_and_lists_are_accepted_like_tensors() -> None:
+    sobel = get_kernel("sobel-x")
+    for kernel in (sobel.numpy(), sobel.tolist(), sobel.to(torch.int64).numpy(), sobel.numpy().astype(np.float32)):
+        assert int(separable_rank(kernel)) == 1
+        column, row = factor_kernel(kernel)
+        assert column.tolist() == [1.0, 2.0, 1.0] and row.tolist() == [-1.0, 0.0, 1.0]
+        assert low_rank(kernel).rank == 1
+    assert factor_kernel(sobel.numpy().astype(np.float32))[0].dtype == torch.float32  # the float dtype is kept
+    laplacian = get_kernel("laplacian").numpy()
+    torch.testing.assert_close(low_rank(laplacian, 1).error, low_rank(torch.from_numpy(laplacian), 1).error)
+
+
+@pytest.mark.parametrize("size", [9, 15, 25])
+def test_float32_gaussian_is_rank_one_at_float32_tolerance(size: int) -> None:
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x**2) / (2 * (size / 6) ** 2))[:, None]
+    kernel = g @ g.T  # built in float32, as users build it
+    assert int(separable_rank(kernel)) == 1 and low_rank(kernel).rank == 1
+    assert int(separable_rank(kernel.numpy())) == 1
+    column, row = factor_kernel(kernel)
+    torch.testing.assert_close(torch.outer(column, row), kernel)
+    assert int(separable_rank(kernel.double())) > 1  # the same values read as float64 are full of float32 noise
+    assert rank_tolerance((size, size), torch.float32) == size * torch.finfo(torch.float32).eps

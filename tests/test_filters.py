@@ -269,7 +269,7 @@ def test_cv2_engine_layouts_and_dtypes(shape: tuple, dtype: type) -> None:
 
 def test_without_cv2_the_torch_engine_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
-    assert filters.engines._cv2() is None
+    assert filters.engines.opencv() is None
     image = _rng(16).random((30, 31))
     p = plan("log:9:1.4", (30, 31))
     assert p.engine == "torch" and all(key.startswith("torch/") for key in p.costs)
@@ -352,9 +352,103 @@ def test_named_filter_argument_errors() -> None:
     image = np.zeros((5, 5))
     with pytest.raises(ArgumentError, match="axis must be 'x' or 'y'"):
         filters.sobel(image, "z")
-    with pytest.raises(ArgumentError, match="sigma must be a positive"):
+    with pytest.raises(ArgumentError, match="sigma must be a positive number"):
         filters.gaussian(image, -1.0)
     with pytest.raises(ArgumentError, match="amount must be a finite number"):
         filters.unsharp_mask(image, amount=float("inf"))
     with pytest.raises(SepConvError, match="neighbours must be 4 or 8"):
         filters.laplacian(image, 6)
+
+
+# ----------------------------------------------------------------------------------- autograd
+@pytest.mark.parametrize("method", ["auto", "separable", "direct", "fft"])
+@pytest.mark.parametrize("kernel", ["sobel-x", "log:9:1.4", "gaussian:13:2"])
+def test_gradcheck_on_tensors_that_require_grad(method: str, kernel: str) -> None:
+    x = torch.randn(1, 2, 9, 11, dtype=torch.float64, requires_grad=True)
+    for border in ("reflect", "wrap", "constant"):
+        torch.autograd.gradcheck(lambda t, b=border: filter2d(t, kernel, method=method, border=b, cval=0.5), (x,))
+        with torch.no_grad():
+            fast = filter2d(x, kernel, method=method, border=border, cval=0.5)  # the in-place passes
+        torch.testing.assert_close(filter2d(x, kernel, method=method, border=border, cval=0.5), fast)
+
+
+def test_gradients_reach_image_layouts_and_a_kernel_that_requires_grad() -> None:
+    for shape in [(6, 7), (6, 7, 3)]:
+        x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        torch.autograd.gradcheck(lambda t: filter2d(t, "laplacian", border="replicate"), (x,))
+    x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t, w: filter2d(t, w, mode="convolve"), (x, k))
+    out = filter2d(np.ones((6, 7)), k)  # numpy images give numpy results, whatever the kernel
+    assert isinstance(out, np.ndarray)
+
+
+# ----------------------------------------------------------------------------------- NaN and inf
+def _conv2d_reference(image: np.ndarray, kernel: np.ndarray, border: str) -> np.ndarray:
+    """The direct convolution: torch's conv2d on the padded image (0 * NaN = NaN, inf - inf = NaN)."""
+    kh, kw = kernel.shape
+    pads = (kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2)
+    padded = filters.pad2d(torch.from_numpy(image)[None], pads, border)
+    weight = torch.as_tensor(kernel, dtype=padded.dtype)[None, None]
+    return torch.nn.functional.conv2d(padded[:, None], weight)[0, 0].numpy()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("engine", ["torch", "cv2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_pixels_propagate_as_in_a_direct_convolution(bad: float, engine: str, dtype: type) -> None:
+    for kernel in ("sobel-x", "log:9:1.4", "gaussian:15:2.5", "box:3", "gaussian:5:1", "box:19", "example-3x3",
+                   "3x3 zeros"):
+        k = np.zeros((3, 3)) if kernel == "3x3 zeros" else get_kernel(kernel).numpy()
+        image = _rng(30).random((40, 45)).astype(dtype)
+        image[20, 30] = bad
+        expected = _conv2d_reference(image, k, "reflect")
+        for method in METHODS if engine == "torch" else ("separable", "direct"):
+            out = filter2d(image, k, engine=engine, method=method)
+            message = f"{kernel} {engine}/{method}"
+            np.testing.assert_array_equal(np.isnan(out), np.isnan(expected), err_msg=message)
+            np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected), err_msg=message)
+            np.testing.assert_array_equal(np.isneginf(out), np.isneginf(expected), err_msg=message)
+            finite = np.isfinite(expected)
+            np.testing.assert_allclose(out[finite], expected[finite], rtol=1e-4, atol=1e-5, err_msg=message)
+            assert np.isfinite(out).mean() > 0.5  # one bad pixel never fills the image
+
+
+def test_non_finite_tensor_with_grad_stays_local() -> None:
+    x = torch.rand(1, 1, 30, 30, dtype=torch.float64)
+    x[0, 0, 10, 10] = float("nan")
+    x.requires_grad_(True)
+    out = filter2d(x, np.random.default_rng(31).standard_normal((25, 25)), method="fft")
+    assert 0 < int(out.isnan().sum()) <= 25 * 25
+
+
+# ----------------------------------------------------------------------------------- rank tolerance
+def _float32_gaussians(size: int, sigma: float) -> dict[str, object]:
+    g32 = cv2.getGaussianKernel(size, sigma, ktype=cv2.CV_32F)
+    g64 = cv2.getGaussianKernel(size, sigma)
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    t = torch.exp(-(x**2) / (2 * sigma**2))
+    t = (t / t.sum())[:, None]
+    return {"cv2 float32": g32 @ g32.T, "cv2 float64": g64 @ g64.T, "torch float32": t @ t.T,
+            "numpy float32": np.outer(g64, g64).astype(np.float32)}
+
+
+@pytest.mark.parametrize(("size", "sigma"), [(9, 1.5), (15, 2.5), (25, 4.0)])
+def test_gaussians_built_in_float32_are_rank_one(size: int, sigma: float) -> None:
+    for name, kernel in _float32_gaussians(size, sigma).items():
+        p = plan(kernel, (2048, 2048), engine="torch")
+        assert (p.rank, p.exact, p.method) == (1, True, "separable"), name
+        assert p.error < 1e-6, name
+        image = _rng(32).random((30, 40)).astype(np.float32)
+        reference = ndimage.correlate(image.astype(np.float64), np.asarray(kernel, dtype=np.float64), mode="reflect")
+        np.testing.assert_allclose(filter2d(image, kernel), reference, atol=1e-5)
+
+
+def test_rank_is_capped_at_the_numerical_rank() -> None:
+    p = plan("sobel-x", rank=2)
+    assert (p.rank, p.exact, p.error) == (1, True, 0.0)
+    assert p.columns.tolist() == [[1.0, 2.0, 1.0]] and p.rows.tolist() == [[-1.0, 0.0, 1.0]]
+    assert plan("log:9:1.4", rank=5).rank == 2
+    assert plan("log:9:1.4", rank=1).exact is False
+    column = cv2.getGaussianKernel(15, 2.5, ktype=cv2.CV_32F)
+    assert plan(column @ np.full((1, 15), 0.3, np.float32), rtol=0).rank == 1  # rtol=0 asks every term: capped

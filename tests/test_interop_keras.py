@@ -164,14 +164,36 @@ def test_float64_layer_keeps_dtype() -> None:
         assert rel_err(module(x.movedim(-1, 1)).movedim(1, -1), layer(x)) < 1e-12
 
 
-def test_keras_activation_becomes_trailing_module() -> None:
-    layer = _make("separable", 2, 3, 1, 1, 2, "same", True, activation="relu")
+SEPARABLE_ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "elu", "selu", "gelu", "silu", "hard_silu",
+                         "hard_sigmoid", "softplus", "softsign", "mish", "leaky_relu"]
+
+
+@pytest.mark.parametrize("name", SEPARABLE_ACTIVATIONS)
+@pytest.mark.parametrize("n", [1, 2])
+def test_keras_activation_is_the_pointwise_activation(name: str, n: int) -> None:
+    """Keras applies a SeparableConv's ``activation`` after the pointwise step: sepconv's ``pointwise_activation``."""
+    layer = _make("separable", n, 3, 2, 1, 2, "same", True, activation=name)
     module = from_keras(layer)
-    assert isinstance(module, nn.Sequential) and isinstance(module[1], nn.ReLU)
-    assert isinstance(module[0].act, nn.Identity)  # not between depthwise and pointwise
-    x = _input(2)
+    assert isinstance(module, sepconv.SeparableConv1d if n == 1 else sepconv.SeparableConv2d)
+    assert isinstance(module.act, nn.Identity) and module.pointwise_act is not None  # not between the steps
+    x = _input(n) * 3
     with torch.no_grad():
-        assert rel_err(module(x.movedim(-1, 1)).movedim(1, -1), layer(x)) < TOL
+        expected = layer(x)
+        assert rel_err(module(x.movedim(-1, 1)).movedim(1, -1), expected) < TOL
+        back = to_keras(module)
+        assert back.activation is layer.activation
+        assert rel_err(back(x), expected) < TOL
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "gelu", "linear"])
+def test_pointwise_activation_goes_to_keras(name: str) -> None:
+    layer = sepconv.SeparableConv2d(3, 4, 3, stride=2, padding="same",
+                                    pointwise_activation=nn.Identity() if name == "linear" else name)
+    back = to_keras(layer)
+    assert back.activation is keras.activations.get(name)
+    x = torch.randn(2, 3, 9, 8) * 3
+    with torch.no_grad():
+        assert rel_err(back(x.movedim(1, -1)).movedim(-1, 1), layer(x)) < TOL
 
 
 @pytest.mark.parametrize("name", ["relu", "relu6", "sigmoid", "tanh", "elu", "selu", "gelu", "silu", "swish",
@@ -381,6 +403,10 @@ def test_from_keras_rejects_bad_arguments() -> None:
 BAD_TO_KERAS = [
     (lambda: sepconv.SeparableConv2d(3, 4, 3, norm="batch"), "norm="),
     (lambda: sepconv.SeparableConv2d(3, 4, 3, activation="relu"), "activation="),
+    (lambda: sepconv.SeparableConv2d(3, 4, 3, pointwise_norm="batch"), "pointwise_norm="),
+    (lambda: sepconv.SeparableConv2d(3, 4, 3, dropout=0.1), "dropout="),
+    (lambda: sepconv.SeparableConv2d(3, 4, 3, pointwise_activation=nn.GELU(approximate="tanh")),
+     "pointwise_activation=GELU"),
     (lambda: sepconv.SeparableConv2d(4, 4, 3, groups=2), "groups=2"),
     (lambda: sepconv.SeparableConv2d(3, 4, 3, padding=1, stride=2), r"padding=\(1, 1\)"),
     (lambda: sepconv.DepthwiseConv2d(3, 3, padding="same", padding_mode="reflect"), "padding_mode='reflect'"),

@@ -18,7 +18,7 @@ def test_opencv_orientation_and_aliases() -> None:
     assert get_kernel("sobel").tolist() == [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
     assert torch.equal(get_kernel("SOBEL-Y"), get_kernel("sobel-x").T)
     assert get_kernel("scharr-x")[1].tolist() == [-10, 0, 10]
-    assert get_kernel("seed").tolist() == [[3, 6, 9], [4, 8, 12], [5, 10, 15]]
+    assert get_kernel("example-3x3").tolist() == [[3, 6, 9], [4, 8, 12], [5, 10, 15]]
 
 
 def test_gaussian_matches_numpy() -> None:

@@ -56,8 +56,8 @@ def test_export_errors(tmp_path: Path) -> None:
     (["export", "mobilenet_v1", "x.onnx", "--batch", "0"], "--batch must be >= 1"),
     (["export", "mobilenet_v1", "x.onnx", "--num-classes", "0"], "--num-classes must be >= 1"),
     (["export", "mobilenet_v1", "x.onnx", "--resolution", "0"], "--resolution must be >= 1"),
-    (["export", "mobilenet_v1", "x.onnx", "--width-mult", "-1"], "--width-mult must be > 0"),
-    (["export", "mobilenet_v1", "x.onnx", "--conv", "bad"], "conv must be one of"),
+    (["export", "mobilenet_v1", "x.onnx", "--width-mult", "-1"], "--width-mult must be in (0, 16]"),
+    (["export", "mobilenet_v1", "x.onnx", "--conv", "bad"], "invalid choice"),
     (["export", "mobilenet_v1", "out.txt", "--width-mult", "0.25"], "must end in .onnx"),
 ])
 def test_cli_export_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

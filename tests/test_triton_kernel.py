@@ -193,3 +193,21 @@ def test_cuda_matches_torch(monkeypatch, dtype, precision, tol, k, stride, mult)
     run_fused(x, p, stride, "same", True, True, "relu6", True, "relu", out=out, precision=precision)
     assert not torch.isnan(out).any()
     assert rel_err(out.double(), ref) <= tol
+
+
+@pytest.mark.triton
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy matmul
+@pytest.mark.parametrize("act", [None, "relu", "relu6"])
+def test_nan_and_inf_propagate_through_the_activations(interpret, act) -> None:
+    """ReLU/ReLU6 written as max(x, 0) would turn NaN into 0; the kernel must propagate it as torch.relu does."""
+    x = torch.randn(1, 4, 6, 6)
+    x[0, 1, 2, 2] = float("nan")
+    x[0, 2, 4, 4] = float("inf")
+    dw, pw = torch.randn(4, 1, 3, 3), torch.randn(5, 4, 1, 1)
+    out = K.fused_separable_conv2d(x, dw, pw, padding=1, depthwise_activation=act, activation=act)
+    acts = {None: lambda t: t, "relu": torch.relu, "relu6": F.relu6}
+    ref = acts[act](F.conv2d(acts[act](F.conv2d(x, dw, padding=1, groups=4)), pw))
+    assert torch.equal(torch.isnan(out), torch.isnan(ref)) and torch.isnan(out).any()
+    assert torch.equal(torch.isinf(out), torch.isinf(ref))
+    finite = torch.isfinite(ref)
+    assert rel_err(out[finite], ref[finite]) < 1e-5

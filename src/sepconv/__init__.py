@@ -49,6 +49,7 @@ from .layers import (
     SpatiallySeparableConv2d,
 )
 from .models.small_cnn import small_cnn
+from .plan import apply_plan
 
 # The applications (the study, image filtering, Keras/ONNX interop) load on first use, so that `import sepconv`
 # pulls in neither matplotlib nor onnx nor the study: public name -> (module, attribute or None for the module).
@@ -109,6 +110,7 @@ __all__ = [
     "UnsupportedConfigError",
     "UnsupportedLayerError",
     "__version__",
+    "apply_plan",
     "backends",
     "convert",
     "cost",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -13,14 +14,35 @@ from .errors import ArgumentError, DeviceMismatchError, DtypeMismatchError, Shap
 PaddingArg = int | Sequence[int] | str
 PADDING_STRINGS = ("same", "valid")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+T = TypeVar("T")
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer: Python ``int`` or any ``numbers.Integral`` (numpy integers included), never a ``bool``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_int(value: object) -> object:
+    """``int(value)`` for an integer (numpy integers included, see :func:`_is_int`), else ``value`` unchanged.
+
+    For arguments whose range a later check states (so that its message stays the one users see).
+
+    Example:
+        >>> import numpy as np
+        >>> as_int(np.int64(3)), as_int(2.5)
+        (3, 2.5)
+    """
+    return int(value) if _is_int(value) else value  # type: ignore[call-overload]
 
 
 def positive_int(value: object, name: str) -> int:
-    """Return ``value`` if it is an int >= 1, else raise :class:`ArgumentError`."""
+    """Return ``value`` as an ``int`` if it is an integer >= 1 (numpy integers too), else raise :class:`ArgumentError`.
+
+    Example:
+        >>> import numpy as np
+        >>> positive_int(np.int64(4), "in_channels")
+        4
+    """
     if not _is_int(value) or value < 1:  # type: ignore[operator]
         raise ArgumentError(f"{name} must be a positive int, got {value!r}")
     return int(value)  # type: ignore[arg-type]
@@ -193,3 +215,49 @@ def _range_text(integer: bool, low: float | None, high: float | None, low_open: 
     if low is None:
         return f"{kind} {'<' if high_open else '<='} {high:g}"
     return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def recording(*values: object) -> bool:
+    """Whether this call is being recorded by ``torch.jit.trace`` or ``torch.fx.symbolic_trace`` (a ``Proxy``
+    among ``values``), where sizes are traced values and checks on Python sizes cannot run as they are.
+
+    ``torch.compile`` and ``torch.export`` are not recording in this sense: they run the checks on their fake
+    tensors as in eager mode.
+
+    Example:
+        >>> recording(torch.zeros(1))
+        False
+    """
+    return torch.jit.is_tracing() or any(isinstance(v, torch.fx.Proxy) for v in values)
+
+
+def check_recorded(check: Callable[[], T]) -> T | None:
+    """Run ``check`` for a call that :func:`recording` says is being recorded; return its result.
+
+    Under ``torch.jit.trace`` the check runs with tracing suspended: it sees the example input's concrete sizes,
+    raises the eager error for a bad example, and records nothing in the trace (use only Python values from its
+    result). Under ``torch.fx`` there is nothing concrete to check: it does not run and ``None`` is returned.
+    """
+    get_state = getattr(torch._C, "_get_tracing_state", None)
+    set_state = getattr(torch._C, "_set_tracing_state", None)
+    if not torch.jit.is_tracing() or get_state is None or set_state is None:
+        return None
+    state = get_state()
+    set_state(None)
+    try:
+        return check()
+    finally:
+        set_state(state)
+
+
+def checked(check: Callable[[], T], *values: object) -> T | None:
+    """Run ``check`` as the call allows: at once in eager mode (and under ``torch.compile``/``torch.export``),
+    through :func:`check_recorded` while a trace records a call on ``values``; its result (``None`` under fx).
+
+    Example:
+        >>> checked(lambda: positive_int(3, "groups"), torch.zeros(1))
+        3
+    """
+    if recording(*values):
+        return check_recorded(check)
+    return check()

@@ -1,9 +1,11 @@
 """Closed-form conversion of a trained model's standard convolutions into separable ones.
 
 :func:`convert` copies the model, replaces every eligible ``nn.Conv2d``/``nn.Conv1d`` by the optimal
-depthwise separable (:meth:`SeparableConv2d.from_conv`, ``method='depthwise'``) or spatially separable
-(:meth:`SpatiallySeparableConv2d.from_conv`, ``method='spatial'``, 2D only) layer of a chosen rank, and
-returns the new model with a :class:`ConversionReport`.
+depthwise separable (:meth:`SeparableConv2d.from_factors`, ``method='depthwise'``) or spatially separable
+(:meth:`SpatiallySeparableConv2d.from_factors`, ``method='spatial'``, 2D only) layer of a chosen rank, and
+returns the new model with a :class:`ConversionReport`. The phases: validate the arguments, collect the
+candidate convs, measure (shapes and statistics from example inputs or calibration data), allocate ranks,
+replace the convs, refit on calibration data, report.
 
 How ranks are chosen:
 
@@ -12,14 +14,25 @@ How ranks are chosen:
 * ``energy=e``: every layer gets the smallest rank keeping a fraction ``e`` of its weight's squared singular
   values (relative weight error ``<= sqrt(1 - e)``).
 * ``budget=b``: the converted model's multiply-adds (MACs, summed over every convolution of the model) are at
-  most ``b`` times the original's. The summed squared relative weight errors of the converted layers (a proxy
-  for the summed output error) are minimised greedily: every layer starts at rank 1, then the upgrade with the
-  largest error reduction per extra MAC that still fits is applied, repeatedly, moving along each layer's lower
-  convex hull of (MACs, error) points; the original conv (error 0) is the last point of every hull.
+  most ``b`` times the original's. The summed squared relative errors of the converted layers are minimised
+  greedily: every layer starts at rank 1, then the upgrade with the largest error reduction per extra MAC that
+  still fits is applied, repeatedly, moving along each layer's lower convex hull of (MACs, error) points; the
+  original conv (error 0) is the last point of every hull. Without calibration data the errors are the
+  weights' (a proxy); with it they are each layer's *measured output* errors on the calibration inputs, after
+  the refit that will follow (:mod:`sepconv.calibrate.allocation`).
 
 In every mode a layer whose separable form costs as many MACs as the original or more stays a standard conv.
-MACs count every output position when ``example_inputs`` is given (shapes are recorded by a forward pass);
-without it they are per output position of each layer (``macs_unit`` in the report says which).
+MACs count every output position when ``example_inputs`` or ``calibration`` is given (shapes are recorded by a
+forward pass); without either they are per output position of each layer (``macs_unit`` in the report says which).
+
+Calibration (``calibration=`` unlabelled inputs, :mod:`sepconv.calibrate`): after the closed-form factorization
+each converted layer is refitted in forward order by ridge least squares on the calibration activations (its
+second step and bias, ``refit='pointwise'``; also its first step, ``refit='alternating'``), so that it reproduces
+the original layer's outputs on the original model's inputs; activations are streamed batch by batch. The
+report then gives every layer's calibration output error before and after the refit and, in
+``report.calibration``, the model's relative output error and (for ``(B, classes)`` outputs) the arg-max
+agreement with the original, before and after. ``report.plan`` lists the layers built, so that
+:func:`sepconv.apply_plan` rebuilds the architecture and a saved ``state_dict`` can be loaded.
 
 Example:
     >>> import torch
@@ -28,8 +41,11 @@ Example:
     >>> new, report = convert(model, "depthwise", budget=0.5, example_inputs=torch.randn(1, 3, 16, 16))
     >>> type(new[2]).__name__, report.macs_after <= 0.5 * report.macs_before
     ('SeparableConv2d', True)
-    >>> sorted(report.to_dict())[:3]
-    ['budget', 'layers', 'macs_after']
+    >>> new, report = convert(model, "depthwise", budget=0.5, calibration=torch.randn(64, 3, 16, 16))
+    >>> report.calibration["output_error_after"] < report.calibration["output_error_before"]
+    True
+    >>> [layer["type"] for layer in report.plan["layers"]]
+    ['SeparableConv2d']
 """
 
 from __future__ import annotations
@@ -39,20 +55,29 @@ import fnmatch
 import heapq
 import json
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from . import _checks
+from .calibrate.allocation import error_curve
+from .calibrate.batches import CalibrationData
+from .calibrate.capture import Tap, eval_mode, run
+from .calibrate.compare import OutputComparison
+from .calibrate.measure import LayerTrace, measure
+from .calibrate.progress import CalibrationProgress
+from .calibrate.refit import REFITS, RefitResult, Target, refit_layers
 from .errors import ArgumentError
-from .factorize import _conv_weight, _depthwise_decompose, _spatial_decompose
+from .factorize import depthwise_decomposition, spatial_decomposition
 from .layers.depthwise import DepthwiseConvNd
 from .layers.separable import SeparableConv1d, SeparableConv2d, SeparableConvNd
 from .layers.spatial import SpatiallySeparableConv2d
+from .plan import FORMAT, VERSION, build_layer, layer_entry
 
-__all__ = ["METHODS", "ConversionReport", "LayerReport", "convert"]
+__all__ = ["METHODS", "REFITS", "ConversionReport", "LayerReport", "convert"]
 
 METHODS = ("depthwise", "spatial")
 _COMPOSITE = (SeparableConvNd, SpatiallySeparableConv2d)
@@ -72,6 +97,8 @@ class LayerReport:
     macs_after: int
     weight_error: float
     output_error: float | None = None
+    calib_error_before: float | None = None
+    calib_error_after: float | None = None
 
 
 @dataclass
@@ -92,6 +119,8 @@ class ConversionReport:
     macs_after: int
     output_error: float | None
     layers: list[LayerReport] = field(default_factory=list)
+    calibration: dict | None = None
+    plan: dict | None = None
 
     @property
     def mac_ratio(self) -> float:
@@ -107,25 +136,38 @@ class ConversionReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def table(self) -> object:
-        """A :class:`rich.table.Table` of the layers and totals."""
+        """A :class:`rich.table.Table` of the layers and totals (with calibration: errors before -> after refit)."""
         from rich.table import Table
 
-        def fmt(value: float | None) -> str:
-            return "-" if value is None else f"{value:.2e}" if 0 < value < 1e-3 else f"{value:.4f}"
-
+        calibrated = self.calibration is not None
         table = Table(title=f"sepconv convert --method {self.method}"
-                      + (f" --budget {self.budget}" if self.budget is not None else ""),
-                      caption=f"MACs {self.macs_unit}")
-        for name in ("layer", "method", "rank", "params", "params new", "MACs", "MACs new", "weight err", "output err"):
+                      + (f" --budget {self.budget}" if self.budget is not None else ""), caption=self._caption())
+        columns = ["layer", "method", "rank", "params", "params new", "MACs", "MACs new", "weight err", "output err"]
+        for name in columns + (["calib err before -> after"] if calibrated else []):
             table.add_column(name, justify="left" if name in ("layer", "method") else "right")
         for row in self.layers:
-            table.add_row(row.name, row.method, "-" if row.rank is None else f"{row.rank}/{row.max_rank}",
-                          f"{row.params_before:,}", f"{row.params_after:,}", f"{row.macs_before:,}",
-                          f"{row.macs_after:,}", fmt(row.weight_error), fmt(row.output_error))
+            cells = [row.name, row.method, "-" if row.rank is None else f"{row.rank}/{row.max_rank}",
+                     f"{row.params_before:,}", f"{row.params_after:,}", f"{row.macs_before:,}",
+                     f"{row.macs_after:,}", _fmt(row.weight_error), _fmt(row.output_error)]
+            table.add_row(*cells, *([_arrow(row.calib_error_before, row.calib_error_after)] if calibrated else []))
         table.add_section()
-        table.add_row("model", "", "", f"{self.params_before:,}", f"{self.params_after:,}", f"{self.macs_before:,}",
-                      f"{self.macs_after:,} ({self.mac_ratio:.1%})", "", fmt(self.output_error))
+        cells = ["model", "", "", f"{self.params_before:,}", f"{self.params_after:,}", f"{self.macs_before:,}",
+                 f"{self.macs_after:,} ({self.mac_ratio:.1%})", "", _fmt(self.output_error)]
+        calib = self.calibration or {}
+        table.add_row(*cells, *([_arrow(calib.get("output_error_before"), calib.get("output_error_after"))]
+                                if calibrated else []))
         return table
+
+    def _caption(self) -> str:
+        caption = f"MACs {self.macs_unit}"
+        calib = self.calibration
+        if calib is not None:
+            caption += (f"; calibration: {calib['images']} inputs, refit {calib['refit']}, "
+                        f"{calib['seconds']:.1f} s")
+            if calib.get("agreement_after") is not None:
+                caption += (f"; top-1 agreement with the original {calib['agreement_before']:.1%} -> "
+                            f"{calib['agreement_after']:.1%}")
+        return caption
 
     def __str__(self) -> str:
         from rich.console import Console
@@ -135,12 +177,63 @@ class ConversionReport:
         return console.export_text()
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2e}" if 0 < value < 1e-3 else f"{value:.4f}"
+
+
+def _arrow(before: float | None, after: float | None) -> str:
+    return "-" if before is None or after is None else f"{_fmt(before)} -> {_fmt(after)}"
+
+
 class _Null:
     def write(self, text: str) -> int:
         return len(text)
 
     def flush(self) -> None:
         pass
+
+
+# ---------------------------------------------------------------------------------------------- options
+@dataclass
+class _Options:
+    """The checked arguments of :func:`convert`."""
+
+    method: str
+    budget: float | None
+    rank: int | None
+    energy: float | None
+    includes: list[str] | None
+    excludes: list[str] | None
+    refit: str
+    ridge: float
+    progress: bool | None
+
+
+def _validate(model: object, method: object, budget: object, rank: object, energy: object, include: object,
+              exclude: object, calibration: object, refit: object, ridge: object, progress: object) -> _Options:
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if method not in METHODS:
+        raise ArgumentError(f"method must be one of {METHODS}, got {method!r}")
+    given = [n for n, v in (("budget", budget), ("rank", rank), ("energy", energy)) if v is not None]
+    if len(given) != 1:
+        raise ArgumentError(f"give exactly one of budget, rank and energy, got {', '.join(given) or 'none'}")
+    if budget is not None:
+        budget = _checks.number(budget, "budget", low=0, high=1, low_open=True)
+    if energy is not None:
+        energy = _checks.number(energy, "energy", low=0, high=1, low_open=True)
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ArgumentError(f"rank must be a positive int, got {rank!r}")
+    if refit is None:
+        refit = "none" if calibration is None else "pointwise"
+    if refit not in REFITS:
+        raise ArgumentError(f"refit must be one of {REFITS}, got {refit!r}")
+    if refit != "none" and calibration is None:
+        raise ArgumentError(f"refit={refit!r} needs calibration data: pass calibration=inputs (or refit='none')")
+    if progress is not None and not isinstance(progress, bool):
+        raise ArgumentError(f"progress must be True, False or None (a terminal decides), got {progress!r}")
+    return _Options(str(method), budget, rank, energy, _globs(include, "include"), _globs(exclude, "exclude"),
+                    str(refit), _checks.number(ridge, "ridge", low=0), progress)
 
 
 # ------------------------------------------------------------------------------------------- candidates
@@ -153,6 +246,7 @@ class _Candidate:
     decomposition: object = None  # factorize's one decomposition of the weight, reused for every rank
     costs: list[int] = field(default_factory=list)  # MACs at rank unit 1..R
     errors: list[float] = field(default_factory=list)  # squared relative weight error at rank unit 1..R
+    curve: list[float] | None = None  # squared relative output error measured on calibration data
     original: int = 0
     unit: int = 1  # rank = unit * index (groups for spatial)
 
@@ -174,6 +268,8 @@ def _walk(module: nn.Module, prefix: str = ""):
 
 
 def _eligible(conv: nn.Module, method: str) -> bool:
+    if isinstance(conv, DepthwiseConvNd):  # an nn.Conv{n}d subclass, but already separable
+        return False
     if method == "spatial" and not isinstance(conv, nn.Conv2d):
         return False
     if all(k == 1 for k in conv.kernel_size):
@@ -191,6 +287,25 @@ def _globs(value: object, name: str) -> list[str] | None:
     raise ArgumentError(f"{name} must be a module-name glob or a list of globs, got {value!r}")
 
 
+def _candidates(new_model: nn.Module, model: nn.Module, options: _Options) -> tuple[list[_Candidate], dict]:
+    """The eligible convs of ``new_model`` (first name of each) and every name of every conv (``id -> names``)."""
+    names: dict[int, list[str]] = {}
+    for name, conv in _walk(new_model):  # a conv shared by several parents is converted once, replaced everywhere
+        names.setdefault(id(conv), []).append(name)
+
+    def matches(name: str, globs: list[str] | None) -> bool:
+        return globs is not None and any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+    cands = [_Candidate(name, conv) for name, conv in _walk(new_model)
+             if names[id(conv)][0] == name and _eligible(conv, options.method)
+             and (options.includes is None or matches(name, options.includes)) and not matches(name, options.excludes)]
+    if not cands:
+        raise ArgumentError(f"no eligible conv for method={options.method!r} in {type(model).__name__} (1x1, "
+                            f"depthwise, {'non-2D, ' if options.method == 'spatial' else ''}included/excluded ones "
+                            "are skipped)")
+    return cands, names
+
+
 def _layer_cost(c: _Candidate, method: str, rank: int) -> tuple[int, int]:
     """(MACs, weight params) of the separable form of rank ``rank`` (bias excluded)."""
     conv = c.conv
@@ -206,12 +321,12 @@ def _layer_cost(c: _Candidate, method: str, rank: int) -> tuple[int, int]:
 
 def _prepare(c: _Candidate, method: str) -> None:
     conv = c.conv
-    weight = _conv_weight(conv.weight.detach(), conv.groups, 3, 5)
+    weight = conv.weight.detach()
     if method == "depthwise":
-        c.decomposition = _depthwise_decompose(weight, conv.groups)
+        c.decomposition = depthwise_decomposition(weight, conv.groups)
         spectrum = c.decomposition.s[:, :min(conv.out_channels // conv.groups, math.prod(conv.kernel_size))]
     else:
-        c.decomposition = _spatial_decompose(weight, conv.groups)
+        c.decomposition = spatial_decomposition(weight, conv.groups)
         spectrum = c.decomposition.s
         c.unit = conv.groups
     energy = spectrum.double().square()
@@ -222,9 +337,104 @@ def _prepare(c: _Candidate, method: str) -> None:
     c.original = weight.numel() * c.out_positions
 
 
+# ------------------------------------------------------------------------------------------ measurement
+def _as_tuple(example_inputs: object) -> tuple:
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, (tuple, list)):
+        return tuple(example_inputs)
+    raise ArgumentError(f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}")
+
+
+def _relative_error(new: object, ref: object) -> float:
+    comparison = OutputComparison()
+    comparison.add(new, ref)
+    return comparison.error
+
+
+def _run_eval(model: nn.Module, inputs: tuple, taps: Sequence[Tap] = ()) -> object:
+    with eval_mode(model):
+        return run(model, inputs, taps)
+
+
+@dataclass
+class _Measured:
+    """What the forward passes before the conversion saw (shapes, example records, calibration traces)."""
+
+    positions: dict[int, int] = field(default_factory=dict)
+    records: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    reference: object = None
+    inputs: tuple | None = None
+    traces: dict[int, LayerTrace] = field(default_factory=dict)
+    data: CalibrationData | None = None
+
+
+def _measure_examples(new_model: nn.Module, cands: list[_Candidate], measured: _Measured) -> None:
+    """One forward pass on ``example_inputs``: output shapes of every conv, candidates' (last) input and output."""
+    wanted = {id(c.conv) for c in cands}
+
+    def keep(key: int) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        def record(x: torch.Tensor, y: torch.Tensor) -> None:
+            if key in wanted:
+                measured.records[key] = (x, y)
+        return record
+
+    taps = [Tap(m, callback=keep(id(m))) for m in new_model.modules() if _is_conv(m)]
+    measured.reference = _run_eval(new_model, measured.inputs, taps)  # type: ignore[arg-type]
+    measured.positions = {id(t.module): math.prod(t.shapes[-1][2:]) for t in taps if t.shapes}
+    for c in cands:
+        if id(c.conv) not in measured.records:
+            raise ArgumentError(f"layer {c.name!r} was not called by model(*example_inputs)")
+
+
+def _model_place(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
+    """The floating dtype and the device of the model's first floating parameter (``None`` without any)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.device
+    return None, None
+
+
+def _measure_calibration(new_model: nn.Module, cands: list[_Candidate], measured: _Measured,
+                         bar: CalibrationProgress) -> None:
+    """The measuring pass over the calibration data (see :mod:`sepconv.calibrate.measure`)."""
+    bar.start("measuring")
+    others = [m for m in new_model.modules() if _is_conv(m)]
+    measured.traces, positions = measure(new_model, {c.name: c.conv for c in cands}, measured.data,
+                                         others, on_batch=bar.advance)  # type: ignore[arg-type]
+    if not measured.positions:  # example inputs, when given, define the MACs per forward pass
+        measured.positions = positions
+    for c in cands:
+        if measured.traces[id(c.conv)].stats is None:
+            raise ArgumentError(f"layer {c.name!r} was not called by the model on the calibration data")
+
+
+def _shapes(cands: list[_Candidate], measured: _Measured, method: str) -> None:
+    """Output (and spatial mid) positions of each candidate, from example inputs or calibration data."""
+    for c in cands:
+        if id(c.conv) in measured.records:
+            x, y = measured.records[id(c.conv)]
+            c.out_positions = math.prod(y.shape[2:])
+            c.mid_positions = y.shape[2] * x.shape[-1] if method == "spatial" else c.out_positions
+        elif id(c.conv) in measured.traces:
+            trace = measured.traces[id(c.conv)]
+            c.out_positions = trace.out_positions
+            c.mid_positions = trace.mid_positions if method == "spatial" else c.out_positions
+
+
+def _curves(cands: list[_Candidate], measured: _Measured, options: _Options) -> None:
+    """Measured output-error curves (the allocation's errors) of every candidate's affordable ranks."""
+    for c in cands:
+        affordable = sum(1 for cost in c.costs if cost < c.original)
+        c.curve = [] if affordable == 0 else error_curve(measured.traces[id(c.conv)], options.method,
+                                                         c.decomposition, affordable, options.refit != "none")
+
+
+# ------------------------------------------------------------------------------------------- allocation
 def _hull(c: _Candidate) -> list[tuple[int, float, int | None]]:
     """Lower convex hull of (cost, error, rank index) from rank 1 to the original conv (rank ``None``)."""
-    points = [(cost, err, i) for i, (cost, err) in enumerate(zip(c.costs, c.errors)) if cost < c.original]
+    errors = c.errors if c.curve is None else c.curve
+    points = [(cost, err, i) for i, (cost, err) in enumerate(zip(c.costs, errors)) if cost < c.original]
     points.append((c.original, 0.0, None))
     hull: list[tuple[int, float, int | None]] = []
     for p in points:
@@ -271,47 +481,91 @@ def _allocate(cands: list[_Candidate], fixed: int, total_before: int, budget: fl
     return [hulls[i][position[i]][2] for i in range(len(cands))]
 
 
-# ------------------------------------------------------------------------------------------ measurement
-def _as_tuple(example_inputs: object) -> tuple:
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, (tuple, list)):
-        return tuple(example_inputs)
-    raise ArgumentError(f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}")
+def _choose(cands: list[_Candidate], options: _Options, fixed: int, macs_before: int) -> list[int | None]:
+    """Rank index per candidate (``None`` keeps the conv) for the budget, rank or energy asked."""
+    if options.budget is not None:
+        return _allocate(cands, fixed, macs_before, options.budget)
+    choice: list[int | None] = []
+    for c in cands:
+        if options.rank is not None:
+            index = max(min(options.rank // c.unit, len(c.costs)) - 1, 0)
+        else:
+            index = next(i for i, e in enumerate(c.errors) if 1 - e >= options.energy - 1e-12)  # type: ignore[operator]
+        choice.append(index if c.costs[index] < c.original else None)
+    return choice
 
 
-def _tensors(value: object) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    return []
+# ---------------------------------------------------------------------------------------------- replace
+def _build(c: _Candidate, method: str, rank: int) -> nn.Module:
+    if method == "spatial":
+        kind: type[nn.Module] = SpatiallySeparableConv2d
+    else:
+        kind = SeparableConv1d if isinstance(c.conv, nn.Conv1d) else SeparableConv2d
+    return build_layer(c.conv, kind, rank, c.decomposition.factors(rank))  # type: ignore[attr-defined]
 
 
-def _relative_error(new: object, ref: object) -> float:
-    pairs = list(zip(_tensors(new), _tensors(ref)))
-    num = sum(float((a.double() - b.double()).square().sum()) for a, b in pairs)
-    den = sum(float(b.double().square().sum()) for _, b in pairs)
-    return math.sqrt(num / den) if den > 0 else math.sqrt(num)
+def _replace(new_model: nn.Module, cands: list[_Candidate], choice: list[int | None], names: dict,
+             options: _Options, measured: _Measured) -> tuple[list[LayerReport], list[tuple[_Candidate, nn.Module]]]:
+    """Put the chosen layers into ``new_model``; their reports and the ``(candidate, layer)`` pairs built."""
+    reports, built = [], []
+    for c, index in zip(cands, choice):
+        conv = c.conv
+        bias = 0 if conv.bias is None else conv.bias.numel()
+        params_before, max_rank = conv.weight.numel() + bias, c.unit * len(c.costs)
+        if index is None:
+            c.decomposition = None
+            reports.append(LayerReport(c.name, "kept", None, max_rank, params_before, params_before, c.original,
+                                       c.original, 0.0, 0.0 if measured.inputs is not None else None))
+            continue
+        r = c.unit * (index + 1)
+        layer = _build(c, options.method, r)
+        c.decomposition = None  # free the float64 matrices as we go
+        output_error = None
+        if measured.inputs is not None:
+            x, y = measured.records[id(conv)]
+            output_error = _relative_error(_run_eval(layer, (x,)), y)
+        for name in names[id(conv)]:
+            parent_name, _, child = name.rpartition(".")
+            setattr(new_model.get_submodule(parent_name), child, layer)
+        macs, params = _layer_cost(c, options.method, r)
+        reports.append(LayerReport(c.name, options.method, r, max_rank, params_before, params + bias, c.original,
+                                   macs, math.sqrt(c.errors[index]), output_error))
+        built.append((c, layer))
+    return reports, built
 
 
-def _run_eval(model: nn.Module, inputs: tuple) -> object:
-    modes = {m: m.training for m in model.modules()}
-    for module in modes:  # the flags themselves: a torch.export module refuses .eval() but runs fine
-        module.training = False
-    try:
-        with torch.no_grad():
-            return model(*inputs)
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+# -------------------------------------------------------------------------------------------- calibrate
+def _calibrate(model: nn.Module, built: list[tuple[_Candidate, nn.Module]], new_model: nn.Module,
+               measured: _Measured, options: _Options, bar: CalibrationProgress) -> RefitResult:
+    """The forward-order refit of the converted layers (:mod:`sepconv.calibrate.refit`)."""
+    traces = measured.traces
+    ordered = sorted(built, key=lambda pair: traces[id(pair[0].conv)].order)
+    targets = [Target(c.name, model.get_submodule(c.name), layer, traces[id(c.conv)].calls, options.method)
+               for c, layer in ordered]
+    bar.set_passes(2 + (len(targets) if options.refit != "none" else 0))
+    return refit_layers(model, new_model, targets, measured.data, options.refit, options.ridge,
+                        bar)  # type: ignore[arg-type]
 
 
-# ------------------------------------------------------------------------------------------------ api
-def _check_number(value: object, name: str, low: float, high: float) -> float:
-    return _checks.number(value, name, low=low, high=high, low_open=True)
+def _calibration_summary(result: RefitResult, reports: list[LayerReport], measured: _Measured,
+                         options: _Options, seconds: float) -> dict:
+    by_name = {fit.name: fit for fit in result.layers}
+    for row in reports:
+        fit = by_name.get(row.name)
+        if fit is not None:
+            row.calib_error_before, row.calib_error_after = fit.error_before, fit.error_after
+    data = measured.data
+    return {"images": data.images, "batches": data.batches, "refit": options.refit,  # type: ignore[union-attr]
+            "ridge": options.ridge, "allocation": "output error" if options.budget is not None else None,
+            "output_error_before": result.before.error, "output_error_after": result.after.error,
+            "agreement_before": result.before.agreement, "agreement_after": result.after.agreement,
+            "seconds": seconds}
+
+
+# ----------------------------------------------------------------------------------------------- report
+def _plan(options: _Options, built: list[tuple[_Candidate, nn.Module]], names: dict) -> dict:
+    return {"format": FORMAT, "version": VERSION, "method": options.method,
+            "layers": [layer_entry(names[id(c.conv)], c.conv, layer) for c, layer in built]}
 
 
 def convert(
@@ -324,13 +578,18 @@ def convert(
     include: str | Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = None,
     example_inputs: torch.Tensor | tuple | None = None,
+    calibration: object = None,
+    refit: str | None = None,
+    ridge: float = 1e-6,
+    batch_size: int = 32,
+    progress: bool | None = None,
 ) -> tuple[nn.Module, ConversionReport]:
     """Replace the model's standard convs by optimal separable ones; the original model is not modified.
 
     Eligible: every ``nn.Conv2d`` and ``nn.Conv1d`` (``'spatial'``: ``nn.Conv2d`` only) that is not 1x1, not
     already depthwise (``groups == in_channels > 1``), not a sub-layer of a sepconv separable layer, matched by
     ``include`` and not by ``exclude`` (globs on names from ``named_modules()``). See the module docstring for
-    how ranks are chosen. Train/eval mode, device and dtype of every layer are kept.
+    how ranks are chosen and what calibration does. Train/eval mode, device and dtype of every layer are kept.
 
     Args:
         model: any ``nn.Module`` (convs may sit in ``Sequential``, ``ModuleList``, ``ModuleDict``, nested).
@@ -341,125 +600,53 @@ def convert(
         include, exclude: module-name globs (a string or a list of them).
         example_inputs: a tensor or tuple of tensors for ``model(*example_inputs)``: counts MACs per forward pass
             and measures every layer's and the model's relative output error (in eval mode).
+        calibration: unlabelled inputs: a tensor ``(N, ...)``, a tuple of tensors (``model(*calibration)``) or a
+            re-iterable of batches (a ``DataLoader``; ``(x, y)`` batches give ``x``). See the module docstring.
+        refit: ``'pointwise'`` (default with calibration), ``'alternating'`` or ``'none'``.
+        ridge: relative ridge of the least-squares refit (``ridge · trace(G) / n`` is added to the Gram ``G``).
+        batch_size: batch size used to split a calibration tensor.
+        progress: show a progress bar of the calibration (``None``: only when stderr is a terminal).
 
     Returns:
-        ``(new_model, report)``.
+        ``(new_model, report)``; ``report.plan`` rebuilds the architecture (:func:`sepconv.apply_plan`).
 
     Raises:
-        ArgumentError: unknown method, not exactly one of budget/rank/energy, values out of range,
-            unreachable budget, no eligible conv.
+        ArgumentError: unknown method, not exactly one of budget/rank/energy, values out of range, unreachable
+            budget, no eligible conv, bad calibration data (empty, NaN/inf, a one-shot iterator).
+        ShapeError, DtypeMismatchError: calibration data that do not fit the model.
     """
-    if not isinstance(model, nn.Module):
-        raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if method not in METHODS:
-        raise ArgumentError(f"method must be one of {METHODS}, got {method!r}")
-    given = [n for n, v in (("budget", budget), ("rank", rank), ("energy", energy)) if v is not None]
-    if len(given) != 1:
-        raise ArgumentError(f"give exactly one of budget, rank and energy, got {', '.join(given) or 'none'}")
-    if budget is not None:
-        budget = _check_number(budget, "budget", 0, 1)
-    if energy is not None:
-        energy = _check_number(energy, "energy", 0, 1)
-    if rank is not None:
-        rank = int(_checks.number(rank, "rank", low=1, integer=True))
-    includes, excludes = _globs(include, "include"), _globs(exclude, "exclude")
-
+    began = time.perf_counter()
+    options = _validate(model, method, budget, rank, energy, include, exclude, calibration, refit, ridge, progress)
     new_model = copy.deepcopy(model)
-    names: dict[int, list[str]] = {}
-    for name, conv in _walk(new_model):  # a conv shared by several parents is converted once, replaced everywhere
-        names.setdefault(id(conv), []).append(name)
-    cands = [
-        _Candidate(name, conv) for name, conv in _walk(new_model)
-        if names[id(conv)][0] == name and _eligible(conv, method)
-        and (includes is None or any(fnmatch.fnmatchcase(name, g) for g in includes))
-        and not (excludes is not None and any(fnmatch.fnmatchcase(name, g) for g in excludes))
-    ]
-    if not cands:
-        raise ArgumentError(f"no eligible conv for method={method!r} in {type(model).__name__} (1x1, depthwise, "
-                            f"{'non-2D, ' if method == 'spatial' else ''}included/excluded ones are skipped)")
-
-    # shapes and activations
-    convs = {id(m): m for m in new_model.modules() if _is_conv(m)}
-    out_positions: dict[int, int] = {}
-    records: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    reference = None
-    inputs = None if example_inputs is None else _as_tuple(example_inputs)
-    if inputs is not None:
-        wanted = {id(c.conv) for c in cands}
-
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            out_positions[id(module)] = math.prod(output.shape[2:])
-            if id(module) in wanted:
-                records[id(module)] = (args[0].detach(), output.detach())
-
-        handles = [m.register_forward_hook(hook) for m in convs.values()]
-        try:
-            reference = _run_eval(new_model, inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
-    for c in cands:
-        if inputs is not None:
-            if id(c.conv) not in records:
-                raise ArgumentError(f"layer {c.name!r} was not called by model(*example_inputs)")
-            x, y = records[id(c.conv)]
-            c.out_positions = math.prod(y.shape[2:])
-            c.mid_positions = y.shape[2] * x.shape[3] if method == "spatial" else c.out_positions
-        _prepare(c, method)
-    macs_before = sum(m.weight.numel() * out_positions.get(i, 1) for i, m in convs.items())
-    fixed = macs_before - sum(c.original for c in cands)
-
-    # ranks (as indices into c.costs; None keeps the conv)
-    if budget is not None:
-        choice = _allocate(cands, fixed, macs_before, budget)
-    else:
-        choice = []
+    cands, names = _candidates(new_model, model, options)
+    measured = _Measured(inputs=None if example_inputs is None else _as_tuple(example_inputs))
+    if measured.inputs is not None:
+        _measure_examples(new_model, cands, measured)
+    if calibration is not None:
+        dtype, device = _model_place(model)
+        measured.data = CalibrationData(calibration, batch_size=batch_size, dtype=dtype, device=device)
+    with CalibrationProgress(options.progress if calibration is not None else False, 2 + len(cands),
+                             measured.data.batches if measured.data is not None else 0) as bar:
+        if measured.data is not None:
+            _measure_calibration(new_model, cands, measured, bar)
+        _shapes(cands, measured, options.method)
         for c in cands:
-            if rank is not None:
-                index = min(rank // c.unit, len(c.costs)) - 1
-                index = max(index, 0)
-            else:
-                index = next(i for i, e in enumerate(c.errors) if 1 - e >= energy - 1e-12)  # type: ignore[operator]
-            choice.append(index if c.costs[index] < c.original else None)
-
-    layers = []
-    for c, index in zip(cands, choice):
-        conv = c.conv
-        bias = 0 if conv.bias is None else conv.bias.numel()
-        params_before = conv.weight.numel() + bias
-        max_rank = c.unit * len(c.costs)
-        if index is None:
-            c.decomposition = None
-            layers.append(LayerReport(c.name, "kept", None, max_rank, params_before, params_before, c.original,
-                                      c.original, 0.0, 0.0 if inputs is not None else None))
-            continue
-        r = c.unit * (index + 1)
-        if method == "depthwise":
-            cls = SeparableConv1d if isinstance(conv, nn.Conv1d) else SeparableConv2d
-            layer = cls.from_factors(conv, c.decomposition.factors(r))
-        else:
-            layer = SpatiallySeparableConv2d.from_factors(conv, c.decomposition.factors(r))
-        c.decomposition = None  # free the float64 matrices as we go
-        output_error = None
-        if inputs is not None:
-            x, y = records[id(conv)]
-            output_error = _relative_error(_run_eval(layer, (x,)), y)
-        for name in names[id(conv)]:
-            parent_name, _, child = name.rpartition(".")
-            setattr(new_model.get_submodule(parent_name), child, layer)
-        macs, params = _layer_cost(c, method, r)
-        layers.append(LayerReport(c.name, method, r, max_rank, params_before, params + bias, c.original, macs,
-                                  math.sqrt(c.errors[index]), output_error))
-
-    output_error = None
-    if inputs is not None:
-        output_error = _relative_error(_run_eval(new_model, inputs), reference)
+            _prepare(c, options.method)
+        if measured.data is not None and options.budget is not None:
+            _curves(cands, measured, options)
+        macs_before = sum(m.weight.numel() * measured.positions.get(id(m), 1)
+                          for m in new_model.modules() if _is_conv(m))
+        choice = _choose(cands, options, macs_before - sum(c.original for c in cands), macs_before)
+        reports, built = _replace(new_model, cands, choice, names, options, measured)
+        result = None if measured.data is None else _calibrate(model, built, new_model, measured, options, bar)
     report = ConversionReport(
-        method=method, budget=budget, macs_unit="per forward pass" if inputs is not None else "per output position",
-        params_before=sum(p.numel() for p in model.parameters()),
-        params_after=sum(p.numel() for p in new_model.parameters()),
-        macs_before=macs_before,
-        macs_after=macs_before - sum(r.macs_before - r.macs_after for r in layers),
-        output_error=output_error, layers=layers,
-    )
+        method=options.method, budget=options.budget, macs_unit="per output position" if not measured.positions
+        else "per forward pass", params_before=sum(p.numel() for p in model.parameters()),
+        params_after=sum(p.numel() for p in new_model.parameters()), macs_before=macs_before,
+        macs_after=macs_before - sum(r.macs_before - r.macs_after for r in reports),
+        output_error=None if measured.inputs is None else _relative_error(_run_eval(new_model, measured.inputs),
+                                                                          measured.reference),
+        layers=reports, plan=_plan(options, built, names),
+        calibration=None if result is None else _calibration_summary(result, reports, measured, options,
+                                                                      time.perf_counter() - began))
     return new_model, report

@@ -174,6 +174,22 @@ def example_inputs_of(program: torch.export.ExportedProgram, seed: int = 0) -> t
     return tuple(inputs)
 
 
+def _whole_batches(calibration: object, inputs: tuple) -> object:
+    """A calibration tensor (or tuple of them) cut to a multiple of the program's static batch size."""
+    if not isinstance(calibration, (torch.Tensor, tuple)) or not inputs or not inputs[0].dim():
+        return calibration
+    tensors = (calibration,) if isinstance(calibration, torch.Tensor) else calibration
+    batch = inputs[0].shape[0]
+    if not all(isinstance(t, torch.Tensor) and t.dim() for t in tensors):
+        return calibration  # sepconv.convert explains what is wrong
+    keep = tensors[0].shape[0] // batch * batch
+    if keep == 0:
+        raise ArgumentError(f"calibration has {tensors[0].shape[0]} inputs, fewer than the program's static batch "
+                            f"size {batch}")
+    cut = tuple(t[:keep] for t in tensors)
+    return cut[0] if isinstance(calibration, torch.Tensor) else cut
+
+
 def convert_program(
     program: torch.export.ExportedProgram,
     method: str = "depthwise",
@@ -184,6 +200,8 @@ def convert_program(
     include: str | Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = None,
     seed: int = 0,
+    calibration: object = None,
+    refit: str | None = None,
 ) -> tuple[torch.export.ExportedProgram, ConversionReport]:
     """Convert an exported program's convs as :func:`sepconv.convert` would, and export the result again.
 
@@ -192,6 +210,9 @@ def convert_program(
         method, budget, rank, energy, include, exclude: as in :func:`sepconv.convert` (module names are the weights'
             holders, e.g. ``features.0``).
         seed: seed of the random example inputs (MACs per forward pass, measured output errors, re-export).
+        calibration, refit: as in :func:`sepconv.convert`: the program's user inputs, along dim 0. A program
+            takes only its own static batch size ``B``: a calibration tensor (or tuple) is cut into batches of
+            ``B`` (the last ``N mod B`` samples are left out); an iterable must yield batches of ``B``.
 
     Returns:
         ``(new_program, report)``.
@@ -210,5 +231,7 @@ def convert_program(
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                 category=FutureWarning)
         new_module, report = convert(gm, method, budget=budget, rank=rank, energy=energy, include=include,
-                                     exclude=exclude, example_inputs=inputs)
+                                     exclude=exclude, example_inputs=inputs,
+                                     calibration=_whole_batches(calibration, inputs), refit=refit,
+                                     batch_size=inputs[0].shape[0] if inputs and inputs[0].dim() else 1)
         return torch.export.export(new_module, inputs, strict=False), report

@@ -1,6 +1,7 @@
 """Kernel rank, exact and best low-rank separable factorizations, and layer-level SVD factorizations.
 
-Kernel level (batched over leading dimensions, float32/float64, CPU and CUDA): a ``(..., kh, kw)`` kernel
+Kernel level (batched over leading dimensions, float32/float64, CPU and CUDA; kernels may be tensors, numpy
+arrays or nested lists, and the rank tolerance follows the precision they came in): a ``(..., kh, kw)`` kernel
 ``K`` has SVD ``K = Σ s_i u_i v_iᵀ``; the best (Frobenius) sum of ``r`` separable terms keeps the ``r``
 largest singular values (Eckart–Young) and its relative error is ``sqrt(Σ_{i>r} s_i²) / sqrt(Σ s_i²)``.
 
@@ -32,30 +33,43 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import _checks
 from .errors import ArgumentError, NotSeparableError, ShapeError
 
 __all__ = [
+    "DepthwiseDecomposition",
     "DepthwiseFactors",
     "LowRank",
+    "SpatialDecomposition",
     "SpatialFactors",
+    "depthwise_decomposition",
     "depthwise_svd",
     "factor_kernel",
     "low_rank",
+    "rank_tolerance",
     "separable_rank",
+    "spatial_decomposition",
     "spatial_svd",
 ]
 
 
 # --------------------------------------------------------------------------------------------- checks
 def _float_tensor(value: object, name: str, min_dims: int) -> torch.Tensor:
-    tensor = _checks.tensor_arg(value, name)
+    """``value`` (a tensor, a numpy array or a nested list of numbers) as a finite float tensor.
+
+    Float tensors and arrays keep their dtype (it sets the rank tolerance: a float32 kernel is only known to
+    float32 precision); integer ones become float64. Numpy arrays share memory with the tensor.
+    """
+    tensor = _as_tensor(value, name)
     if tensor.dim() < min_dims:
         raise ShapeError(f"{name} must have at least {min_dims} dims, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise ShapeError(f"{name} must not be empty, got shape {tuple(tensor.shape)}")
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ArgumentError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
     if not tensor.is_floating_point():
         tensor = tensor.to(torch.float64)
     if not bool(torch.isfinite(tensor).all()):
@@ -64,22 +78,52 @@ def _float_tensor(value: object, name: str, min_dims: int) -> torch.Tensor:
     return tensor
 
 
+def _as_tensor(value: object, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (np.ndarray, list, tuple)):
+        try:
+            array = np.asarray(value)
+            if array.dtype.kind in "biufc":
+                return torch.from_numpy(np.ascontiguousarray(array))
+        except ValueError:  # ragged nested lists
+            pass
+    raise ArgumentError(
+        f"{name} must be a torch.Tensor, a numpy array or a nested list of numbers, got {_describe(value)}"
+    )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} that is not a rectangular array of numbers"
+    if isinstance(value, str):
+        return f"the string {value!r} (kernel names are looked up by sepconv.filters.get_kernel)"
+    return type(value).__name__
+
+
 def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
     return tensor.dtype if tensor.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _default_rtol(shape: tuple[int, int], dtype: torch.dtype) -> float:
-    return max(shape) * torch.finfo(dtype).eps
+def rank_tolerance(shape: tuple[int, int], dtype: torch.dtype) -> float:
+    """Default rank tolerance of a ``shape`` kernel known to ``dtype`` precision: ``max(kh, kw) * eps(dtype)``
+    (NumPy's ``matrix_rank`` rule; at most 0.5): singular values below ``tolerance * s_max`` are rounding noise.
+
+    Example:
+        >>> rank_tolerance((15, 15), torch.float32) > 1e-6 > rank_tolerance((15, 15), torch.float64)
+        True
+    """
+    return min(max(shape) * torch.finfo(dtype).eps, 0.5)
 
 
 def _check_rtol(rtol: object, name: str = "rtol") -> float:
     return _checks.number(rtol, name, low=0, high=1, high_open=True)
 
 
-def _check_rank(rank: object, maximum: int, what: str) -> int:
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= maximum:
-        raise ArgumentError(f"rank must be an int in [1, {maximum}] for {what}, got {rank!r}")
-    return rank
+def _check_rank(rank: object, maximum: int, name: str = "rank") -> int:
+    return int(_checks.number(rank, name, low=1, high=maximum, integer=True))
 
 
 def _tail_error(s: torch.Tensor, rank: int) -> torch.Tensor:
@@ -94,8 +138,9 @@ def separable_rank(kernel: torch.Tensor, rtol: float | None = None) -> torch.Ten
     """Numerical rank of each 2D kernel: the number of singular values above ``rtol * s_max``.
 
     Args:
-        kernel: ``(..., kh, kw)``.
-        rtol: relative tolerance; default ``max(kh, kw) * eps(dtype)`` (NumPy's ``matrix_rank`` rule).
+        kernel: ``(..., kh, kw)`` tensor, numpy array or nested list.
+        rtol: relative tolerance; default ``max(kh, kw) * eps(dtype)`` (NumPy's ``matrix_rank`` rule) at the
+            dtype the kernel came in: a Gaussian built in float32 is rank 1, not rank 8.
 
     Returns:
         ``(...)`` int64 tensor; 1 means exactly separable, 0 an all-zero kernel.
@@ -104,10 +149,14 @@ def separable_rank(kernel: torch.Tensor, rtol: float | None = None) -> torch.Ten
         >>> from sepconv.filters.named import get_kernel
         >>> separable_rank(torch.stack([get_kernel("sobel-x"), get_kernel("laplacian"), torch.eye(3)])).tolist()
         [1, 2, 3]
+        >>> import numpy as np
+        >>> g = np.exp(-np.arange(-7.0, 8.0) ** 2 / 12.5).astype(np.float32)
+        >>> int(separable_rank(np.outer(g, g)))  # float32 kernel, float32 tolerance (float64's would say 8)
+        1
     """
     kernel = _float_tensor(kernel, "kernel", 2)
     s = torch.linalg.svdvals(kernel.to(_compute_dtype(kernel)))
-    rtol = _default_rtol(kernel.shape[-2:], s.dtype) if rtol is None else _check_rtol(rtol)
+    rtol = rank_tolerance(kernel.shape[-2:], kernel.dtype) if rtol is None else _check_rtol(rtol)
     return (s > rtol * s[..., :1]).sum(-1)
 
 
@@ -145,7 +194,7 @@ def factor_kernel(kernel: torch.Tensor, rtol: float | None = None) -> tuple[torc
     Integer kernels come back with integer factors; see the module docstring for the sign/scale convention.
 
     Args:
-        kernel: ``(..., kh, kw)``.
+        kernel: ``(..., kh, kw)`` tensor, numpy array or nested list.
         rtol: rank tolerance as in :func:`separable_rank`.
 
     Returns:
@@ -157,7 +206,7 @@ def factor_kernel(kernel: torch.Tensor, rtol: float | None = None) -> tuple[torc
 
     Example:
         >>> from sepconv.filters.named import get_kernel
-        >>> [t.tolist() for t in factor_kernel(get_kernel("seed"))]
+        >>> [t.tolist() for t in factor_kernel(get_kernel("example-3x3"))]
         [[3.0, 4.0, 5.0], [1.0, 2.0, 3.0]]
         >>> [t.tolist() for t in factor_kernel(get_kernel("sobel-y"))]
         [[-1.0, 0.0, 1.0], [1.0, 2.0, 1.0]]
@@ -167,7 +216,7 @@ def factor_kernel(kernel: torch.Tensor, rtol: float | None = None) -> tuple[torc
     batch, (kh, kw) = work.shape[:-2], work.shape[-2:]
     flat = work.reshape(-1, kh, kw)
     u, s, vh = torch.linalg.svd(flat, full_matrices=False)
-    tol = _default_rtol((kh, kw), kernel.dtype) if rtol is None else _check_rtol(rtol)
+    tol = rank_tolerance((kh, kw), kernel.dtype) if rtol is None else _check_rtol(rtol)
     ranks = (s > tol * s[:, :1]).sum(-1)
     if bool((ranks > 1).any()):
         worst = int(ranks.argmax())
@@ -224,7 +273,7 @@ def low_rank(
     """Best (Frobenius) approximation of each kernel by a sum of ``rank`` separable (outer-product) terms.
 
     Args:
-        kernel: ``(..., kh, kw)``.
+        kernel: ``(..., kh, kw)`` tensor, numpy array or nested list.
         rank: terms to keep, ``1 <= rank <= min(kh, kw)``. ``None`` picks the smallest rank such that every
             kernel of the batch reaches ``rtol`` (relative Frobenius error ``<= rtol``) or ``energy`` (fraction
             of ``Σ s_i²`` kept ``>= energy``); with neither, the exact numerical rank (largest in the batch).
@@ -251,7 +300,7 @@ def low_rank(
     work = kernel.to(_compute_dtype(kernel))
     u, s, vh = torch.linalg.svd(work, full_matrices=False)
     if rank is not None:
-        rank = _check_rank(rank, maximum, f"a {kh}x{kw} kernel")
+        rank = _check_rank(rank, maximum)
     else:
         errors = torch.stack([_tail_error(s, r) for r in range(maximum + 1)], -1).reshape(-1, maximum + 1)
         if energy is not None:
@@ -260,7 +309,7 @@ def low_rank(
         elif rtol is not None:
             reached = errors <= _check_rtol(rtol)
         else:
-            tol = _default_rtol((kh, kw), s.dtype)
+            tol = rank_tolerance((kh, kw), kernel.dtype)
             reached = torch.arange(maximum + 1, device=s.device) >= (s > tol * s[..., :1]).sum(-1).reshape(-1, 1)
         reached[:, -1] = True
         rank = max(1, int(reached.to(torch.int64).argmax(-1).max()))
@@ -341,7 +390,7 @@ def _spatial_matrix(weight: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 @dataclass
-class _SpatialDecomposition:
+class SpatialDecomposition:
     """Spectrum of a weight's spatial matrices ``M`` (``(groups, C/g·kh, kw·N/g)``), computed once, any rank.
 
     ``s``: ``(groups, R)`` singular values (float64, largest first). ``basis``: the ``R`` leading singular vectors
@@ -386,7 +435,7 @@ class _SpatialDecomposition:
                               self.s.to(dtype))
 
 
-def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) -> _SpatialDecomposition:
+def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) -> SpatialDecomposition:
     """One decomposition of the weight's spatial matrices, in float64, reused for every rank.
 
     float64 weights: LAPACK SVD in float64. Other dtypes: eigendecomposition of the float64 Gram matrix of the
@@ -400,9 +449,9 @@ def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) 
     if weight.dtype == torch.float64:
         with _lapack_threads(matrix):
             if not vectors:
-                return _SpatialDecomposition(weight, groups, torch.linalg.svdvals(matrix), None, left)
+                return SpatialDecomposition(weight, groups, torch.linalg.svdvals(matrix), None, left)
             u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-        return _SpatialDecomposition(weight, groups, s, u if left else vh.transpose(-1, -2), left)
+        return SpatialDecomposition(weight, groups, s, u if left else vh.transpose(-1, -2), left)
     gram = matrix @ matrix.transpose(-1, -2) if left else matrix.transpose(-1, -2) @ matrix  # all threads: a GEMM
     with _lapack_threads(gram):
         if vectors:
@@ -411,7 +460,7 @@ def _spatial_decompose(weight: torch.Tensor, groups: int, vectors: bool = True) 
         else:
             evals, basis = torch.linalg.eigvalsh(gram), None
     s = evals.flip(-1)[..., :rank].clamp_min(0).sqrt()
-    return _SpatialDecomposition(weight, groups, s, basis, left)
+    return SpatialDecomposition(weight, groups, s, basis, left)
 
 
 @contextmanager
@@ -435,7 +484,8 @@ def _lapack_threads(tensor: torch.Tensor) -> Iterator[None]:
 
 def _check_spatial_rank(weight: torch.Tensor, rank: object, groups: int) -> int:
     maximum = spatial_ranks(weight, groups)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not groups <= rank <= maximum or rank % groups:
+    rank = _checks.number(rank, "rank", integer=True)
+    if not groups <= rank <= maximum or rank % groups:
         raise ArgumentError(f"rank must be a multiple of groups={groups} in [{groups}, {maximum}] for a "
                             f"weight of shape {tuple(weight.shape)}, got {rank!r}")
     return rank
@@ -468,6 +518,21 @@ def spatial_svd(weight: torch.Tensor, rank: int, groups: int = 1) -> SpatialFact
     return _spatial_decompose(weight, groups).factors(rank)
 
 
+def spatial_decomposition(weight: torch.Tensor, groups: int = 1) -> SpatialDecomposition:
+    """The decomposition behind :func:`spatial_svd`, computed once: its ``factors(rank)`` gives any rank.
+
+    ``s`` holds the per-group singular values ``(groups, R)``; ``factors(rank)`` the :class:`SpatialFactors` of
+    ``rank`` mid channels (a multiple of ``groups``, at most :func:`spatial_ranks`). Used by :func:`sepconv.convert`,
+    which tries many ranks of each weight.
+
+    Example:
+        >>> d = spatial_decomposition(torch.randn(8, 4, 3, 3, dtype=torch.float64))
+        >>> d.s.shape, d.factors(12).vertical.shape
+        (torch.Size([1, 12]), torch.Size([12, 4, 3, 1]))
+    """
+    return _spatial_decompose(_conv_weight(weight, groups, 4, 4), groups)
+
+
 def depthwise_ranks(weight: torch.Tensor, groups: int = 1) -> int:
     """Largest useful depth multiplier of :func:`depthwise_svd`: ``min(N / groups, prod(kernel))`` (exact)."""
     return min(weight.shape[0] // groups, int(torch.tensor(weight.shape[2:]).prod()))
@@ -487,7 +552,7 @@ def depthwise_singular_values(weight: torch.Tensor, groups: int = 1) -> torch.Te
 
 
 @dataclass
-class _DepthwiseDecomposition:
+class DepthwiseDecomposition:
     """Float64 spectra of every input channel's ``(N/g) x (kernel size)`` slice ``a``, computed once, any rank.
 
     ``s``: ``(C, kernel size)`` singular values (largest first, zero beyond ``min(N/g, kernel size)``);
@@ -516,10 +581,10 @@ class _DepthwiseDecomposition:
                                 error.to(dtype), self.s.to(dtype))
 
 
-def _depthwise_decompose(weight: torch.Tensor, groups: int) -> _DepthwiseDecomposition:
+def _depthwise_decompose(weight: torch.Tensor, groups: int) -> DepthwiseDecomposition:
     a = _depthwise_matrices(weight, groups).to(torch.float64)
     s, v = _gram_svd(a)
-    return _DepthwiseDecomposition(tuple(weight.shape), weight.dtype, groups, a, s, v)
+    return DepthwiseDecomposition(tuple(weight.shape), weight.dtype, groups, a, s, v)
 
 
 def _gram_svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -534,6 +599,21 @@ def _gram_svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     s = evals.flip(-1).clamp_min(0).sqrt()
     s[..., min(a.shape[-2:]):] = 0  # rank <= min(n, k): the rest is rounding noise of the squares
     return s, evecs.flip(-1)
+
+
+def depthwise_decomposition(weight: torch.Tensor, groups: int = 1) -> DepthwiseDecomposition:
+    """The decomposition behind :func:`depthwise_svd`, computed once: its ``factors(m)`` gives any multiplier.
+
+    ``s`` holds the per-input-channel singular values ``(C, kernel size)`` (zero beyond ``min(N/g, kernel
+    size)``); ``factors(m)`` the :class:`DepthwiseFactors` of depth multiplier ``m`` (at most
+    :func:`depthwise_ranks`). Works for 1D, 2D and 3D weights.
+
+    Example:
+        >>> d = depthwise_decomposition(torch.randn(16, 3, 3, 3))
+        >>> d.s.shape, d.factors(2).pointwise.shape
+        (torch.Size([3, 9]), torch.Size([16, 6, 1, 1]))
+    """
+    return _depthwise_decompose(_conv_weight(weight, groups, 3, 5), groups)
 
 
 def depthwise_svd(weight: torch.Tensor, depth_multiplier: int, groups: int = 1) -> DepthwiseFactors:
@@ -561,5 +641,5 @@ def depthwise_svd(weight: torch.Tensor, depth_multiplier: int, groups: int = 1) 
     """
     weight = _conv_weight(weight, groups, 3, 5)
     maximum = depthwise_ranks(weight, groups)
-    m = _check_rank(depth_multiplier, maximum, f"a weight of shape {tuple(weight.shape)} (groups={groups})")
+    m = _check_rank(depth_multiplier, maximum, "depth_multiplier")
     return _depthwise_decompose(weight, groups).factors(m)

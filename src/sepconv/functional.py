@@ -4,6 +4,11 @@ Each function checks its arguments at the top, resolves ``padding`` (ints, tuple
 TensorFlow-exact ``'same'`` with any stride) and calls :mod:`torch.nn.functional`. The layers in
 :mod:`sepconv.layers` only store parameters and call these functions.
 
+While ``torch.jit.trace`` or ``torch.fx.symbolic_trace`` records a call, the checks run once on the example's
+concrete sizes (``jit.trace``; not at all under ``fx``, which has none) and the computation is
+:func:`traced_conv`: plain torch ops, with ``'same'`` padding computed from each input's size when the
+recorded graph runs (:func:`same_pad`), so a trace stays right for inputs of other sizes.
+
 Example:
     >>> import torch, sepconv.functional as SF
     >>> x = torch.randn(2, 3, 12, 12)
@@ -14,29 +19,33 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 
 from . import _checks
 from .errors import ArgumentError, ShapeError
-from .padding import output_size, pad_for_conv, resolve_padding
+from .padding import output_size, pad_for_conv, resolve_padding, same_padding
 
 __all__ = [
     "ConvCall",
     "batchnorm_affine",
     "check_conv",
+    "check_depthwise",
     "conv",
     "depthwise_conv1d",
     "depthwise_conv2d",
     "depthwise_conv3d",
     "relative_error",
+    "same_pad",
     "separable_conv1d",
     "separable_conv2d",
     "separable_conv3d",
     "spatially_separable_conv2d",
+    "traced_conv",
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -52,6 +61,7 @@ def conv(
     dilation: IntOrTuple = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
+    spatial_dims: int | None = None,
 ) -> torch.Tensor:
     """N-d convolution (N from ``weight``) with checked arguments and TensorFlow-exact ``'same'`` padding.
 
@@ -62,6 +72,8 @@ def conv(
         stride, padding, dilation: ints or per-axis tuples; ``padding`` may also be ``'same'``/``'valid'``.
         groups: number of channel groups.
         padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
+        spatial_dims: 1, 2 or 3; by default ``weight.dim() - 2``. Give it when ``weight`` may be a
+            ``torch.fx`` Proxy, whose rank is unknown while tracing (without it the call is recorded whole).
 
     Returns:
         ``(B, out_channels, *out_spatial)`` (unbatched if the input was).
@@ -70,11 +82,21 @@ def conv(
         >>> conv(torch.ones(1, 1, 5, 5), torch.ones(1, 1, 2, 2), padding="same", stride=2).shape
         torch.Size([1, 1, 3, 3])
     """
-    weight = _checks.tensor_arg(weight, "weight")
-    nd = weight.dim() - 2
-    if nd not in _CONV:
-        raise ShapeError(f"weight must have 3, 4 or 5 dims (out, in/groups, *kernel), got {tuple(weight.shape)}")
-    return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, "weight")
+    if spatial_dims is None and isinstance(weight, torch.fx.Proxy):
+        return _conv_node(input, weight, bias, stride, padding, dilation, groups, padding_mode)
+    if spatial_dims is None:
+        weight = _checks.tensor_arg(weight, "weight")
+        spatial_dims = weight.dim() - 2
+        if spatial_dims not in _CONV:
+            raise ShapeError(f"weight must have 3, 4 or 5 dims (out, in/groups, *kernel), got {tuple(weight.shape)}")
+    elif spatial_dims not in _CONV:
+        raise ArgumentError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
+    return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, spatial_dims, "weight")
+
+
+def _conv_node(input, weight, bias, stride, padding, dilation, groups, padding_mode) -> torch.Tensor:
+    """:func:`conv` as one node of a ``torch.fx`` graph (it runs on the real tensors when the graph runs)."""
+    return conv(input, weight, bias, stride, padding, dilation, groups, padding_mode)
 
 
 class ConvCall(NamedTuple):
@@ -165,13 +187,52 @@ def _conv(
     nd: int,
     name: str,
 ) -> torch.Tensor:
-    call = check_conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, name)
-    x, conv_pad = pad_for_conv(call.input, call.pads, call.padding_mode)
+    def check() -> ConvCall:
+        return check_conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, nd, name)
+
+    if _checks.recording(input, weight, bias):
+        return _record(check, lambda: groups, input, weight, bias, stride, padding, dilation, padding_mode, nd)
+    return _run(check(), nd)
+
+
+def _run(call: ConvCall, nd: int) -> torch.Tensor:
+    """Compute a validated conv call (eager)."""
+    x, conv_pad = pad_for_conv(call.input, list(call.pads), call.padding_mode)
     out = _CONV[nd](x, call.weight, call.bias, call.stride, conv_pad, call.dilation, call.groups)
     return out.squeeze(0) if call.unbatched else out
 
 
-def _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, nd):
+def _record(check: Callable[[], ConvCall], groups: Callable[[], object], input, weight, bias, stride, padding,
+            dilation, padding_mode, nd) -> torch.Tensor:
+    """A call being recorded (``jit.trace``, ``fx``): ``check`` on the example's sizes (jit), then :func:`traced_conv`.
+
+    ``groups()`` gives the groups when nothing concrete could be checked (``fx``).
+    """
+    found = _checks.check_recorded(lambda: _kernel_and_groups(check()))
+    kernel, groups_ = found if found is not None else (None, groups())
+    return traced_conv(input, weight, bias, stride, padding, dilation, groups_, padding_mode, nd, kernel)
+
+
+def _kernel_and_groups(call: ConvCall) -> tuple[tuple[int, ...], int]:
+    return tuple(call.weight.shape[2:]), call.groups
+
+
+def check_depthwise(
+    input: object,
+    weight: object,
+    bias: object,
+    stride: IntOrTuple,
+    padding: IntOrTuple | str,
+    dilation: IntOrTuple,
+    padding_mode: str,
+    nd: int,
+) -> ConvCall:
+    """Validate a depthwise conv call (``groups`` = the input's channels) as :func:`depthwise_conv2d` does.
+
+    Example:
+        >>> check_depthwise(torch.randn(2, 4, 8, 8), torch.randn(8, 1, 3, 3), None, 1, 0, 1, "zeros", 2).groups
+        4
+    """
     x = _checks.tensor_arg(input, "input")
     weight = _checks.weight_arg(weight, nd, "depthwise weight")
     if x.dim() in (nd + 1, nd + 2):
@@ -183,8 +244,98 @@ def _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, nd)
             )
         groups = channels
     else:
-        groups = 1  # _conv reports the wrong input rank
-    return _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, nd, "depthwise weight")
+        groups = 1  # check_conv reports the wrong input rank
+    return check_conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, nd, "depthwise weight")
+
+
+def _depthwise(input, weight, bias, stride, padding, dilation, padding_mode, nd):
+    def check() -> ConvCall:
+        return check_depthwise(input, weight, bias, stride, padding, dilation, padding_mode, nd)
+
+    if _checks.recording(input, weight, bias):
+        return _record(check, lambda: input.shape[-nd - 1], input, weight, bias, stride, padding, dilation,
+                       padding_mode, nd)
+    return _run(check(), nd)
+
+
+def traced_conv(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    spatial_dims: int = 2,
+    kernel_size: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """:func:`conv` as the plain torch ops that ``torch.jit.trace`` and ``torch.fx`` record, without size checks.
+
+    What the layers and functional twins run while a trace records them (their checks run beforehand, see the
+    module docstring). Explicit padding and stride-1 ``'same'`` with a known ``kernel_size`` are static
+    (``F.pad`` when needed, then ``F.conv{n}d``); ``'same'`` otherwise goes through :func:`same_pad`, which
+    reads the input's size when the recorded graph runs.
+
+    Args:
+        input: ``(B, C, *spatial)`` or ``(C, *spatial)`` tensor, ``jit`` traced tensor or ``fx`` Proxy.
+        weight, bias, stride, padding, dilation, groups, padding_mode: as :func:`conv`.
+        spatial_dims: 1, 2 or 3.
+        kernel_size: the kernel's spatial sizes when known as Python ints (static ``'same'`` for stride 1).
+
+    Returns:
+        The conv output, equal to :func:`conv`'s.
+
+    Example:
+        >>> x, w = torch.randn(1, 2, 7, 7), torch.randn(2, 1, 3, 3)
+        >>> torch.equal(traced_conv(x, w, None, 2, "same", 1, 2), conv(x, w, None, 2, "same", 1, 2))
+        True
+    """
+    nd = spatial_dims
+    stride_t = _checks.int_tuple(stride, nd, "stride")
+    dilation_t = _checks.int_tuple(dilation, nd, "dilation")
+    pad = _checks.padding_arg(padding, nd)
+    mode = _checks.padding_mode_arg(padding_mode)
+    if pad == "same" and (kernel_size is None or any(s != 1 for s in stride_t)):
+        return _CONV[nd](same_pad(input, weight, stride_t, dilation_t, mode), weight, bias, stride_t, 0, dilation_t,
+                         groups)
+    if pad == "same":  # stride 1: the padding depends on the kernel only
+        pads = [same_padding(1, k, 1, d) for k, d in zip(kernel_size, dilation_t)]  # type: ignore[arg-type]
+    else:
+        pads = [(p, p) for p in pad]
+    x, conv_pad = pad_for_conv(input, pads, mode)
+    return _CONV[nd](x, weight, bias, stride_t, conv_pad, dilation_t, groups)
+
+
+def same_pad(input: torch.Tensor, weight: torch.Tensor, stride: Sequence[int], dilation: Sequence[int],
+             padding_mode: str = "zeros") -> torch.Tensor:
+    """Pad ``input`` for TensorFlow's ``'same'`` from its size and ``weight``'s kernel size at run time.
+
+    A leaf of ``torch.fx`` graphs (``torch.fx.wrap``), so a recorded graph pads each input by its own size; under
+    ``torch.jit.trace`` the size arithmetic is recorded as tensor ops (no Python branch on traced sizes).
+
+    Args:
+        input: ``(B, C, *spatial)`` or ``(C, *spatial)``.
+        weight: the conv weight ``(out, in / groups, *kernel)``.
+        stride, dilation: per-axis tuples of ints.
+        padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
+
+    Example:
+        >>> same_pad(torch.ones(1, 1, 4, 5), torch.ones(1, 1, 3, 3), (2, 2), (1, 1)).shape
+        torch.Size([1, 1, 5, 7])
+    """
+    nd = len(stride)
+    flat: list = []
+    for axis in reversed(range(nd)):
+        n, k = input.shape[axis - nd], weight.shape[axis - nd]
+        total = ((n + stride[axis] - 1) // stride[axis] - 1) * stride[axis] + (k - 1) * dilation[axis] + 1 - n
+        total = total.clamp(min=0) if isinstance(total, torch.Tensor) else max(total, 0)
+        flat += [total // 2, total - total // 2]
+    return F.pad(input, flat, mode="constant" if padding_mode == "zeros" else padding_mode)
+
+
+torch.fx.wrap("same_pad")
+torch.fx.wrap("_conv_node")
 
 
 def depthwise_conv1d(
@@ -266,12 +417,15 @@ def _separable(
     input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias, stride, padding, dilation,
     groups, padding_mode, nd,
 ) -> torch.Tensor:
-    pointwise_weight = _checks.weight_arg(pointwise_weight, nd, "pointwise weight")
-    if any(k != 1 for k in pointwise_weight.shape[2:]):
-        raise ShapeError(
-            f"pointwise weight must have a 1x1 kernel, shape (out, C * m / groups{', 1' * nd}), "
-            f"got {tuple(pointwise_weight.shape)}"
-        )
+    def check() -> None:
+        weight = _checks.weight_arg(pointwise_weight, nd, "pointwise weight")
+        if any(k != 1 for k in weight.shape[2:]):
+            raise ShapeError(
+                f"pointwise weight must have a 1x1 kernel, shape (out, C * m / groups{', 1' * nd}), "
+                f"got {tuple(weight.shape)}"
+            )
+
+    _checks.checked(check, input, depthwise_weight, pointwise_weight)
     mid = _depthwise(input, depthwise_weight, depthwise_bias, stride, padding, dilation, padding_mode, nd)
     return _conv(mid, pointwise_weight, pointwise_bias, 1, 0, 1, groups, "zeros", nd, "pointwise weight")
 
@@ -435,15 +589,17 @@ def spatially_separable_conv2d(
         >>> torch.allclose(y, torch.nn.functional.conv2d(x, torch.outer(col, row).view(1, 1, 3, 3)), atol=1e-5)
         True
     """
-    vertical_weight = _checks.weight_arg(vertical_weight, 2, "vertical weight")
-    horizontal_weight = _checks.weight_arg(horizontal_weight, 2, "horizontal weight")
-    if vertical_weight.shape[3] != 1:
-        raise ShapeError(f"vertical weight must have shape (out, in, kh, 1), got {tuple(vertical_weight.shape)}")
-    if horizontal_weight.shape[2] != 1:
-        raise ShapeError(
-            f"horizontal weight must have shape (out, in, 1, kw), got {tuple(horizontal_weight.shape)}"
-        )
-    kernel = (vertical_weight.shape[2], horizontal_weight.shape[3])
+    def check() -> tuple[int, int]:
+        vertical = _checks.weight_arg(vertical_weight, 2, "vertical weight")
+        horizontal = _checks.weight_arg(horizontal_weight, 2, "horizontal weight")
+        if vertical.shape[3] != 1:
+            raise ShapeError(f"vertical weight must have shape (out, in, kh, 1), got {tuple(vertical.shape)}")
+        if horizontal.shape[2] != 1:
+            raise ShapeError(f"horizontal weight must have shape (out, in, 1, kw), got {tuple(horizontal.shape)}")
+        return vertical.shape[2], horizontal.shape[3]
+
+    # under fx the kernel is unknown (None): the steps do not need it, their weights carry it
+    kernel = _checks.checked(check, input, vertical_weight, horizontal_weight) or (1, 1)
     steps = spatial_steps(kernel, _checks.int_tuple(stride, 2, "stride"), _checks.padding_arg(padding, 2),
                           _checks.int_tuple(dilation, 2, "dilation"), order)
     named = {"v": (vertical_weight, vertical_bias, "vertical weight"),

@@ -42,20 +42,32 @@ def _fold(conv: nn.Module, bn: nn.Module) -> None:
 
 def _conv_of(module: nn.Module) -> nn.Module | None:
     """The conv whose output a following BatchNorm normalises (the pointwise step of a separable layer)."""
-    if isinstance(module, SeparableConvNd):
-        return module.pointwise
+    if isinstance(module, SeparableConvNd):  # unless something other than an (eval-mode) dropout follows it
+        after = (module.pointwise_norm, module.drop, module.pointwise_act)
+        return module.pointwise if all(m is None or isinstance(m, (nn.Identity, nn.Dropout)) for m in after) else None
     if isinstance(module, (nn.modules.conv._ConvNd, DepthwiseConvNd)) and not isinstance(
             module, nn.modules.conv._ConvTransposeNd):
         return module
     return None
 
 
+def _fold_inside(layer: SeparableConvNd) -> None:
+    """Fold the norm between the steps into the depthwise conv, the ``pointwise_norm`` into the pointwise conv."""
+    if _foldable(layer.norm, layer.depthwise.out_channels):
+        _fold(layer.depthwise, layer.norm)
+        layer.norm = nn.Identity()
+    if _foldable(layer.pointwise_norm, layer.out_channels):
+        _fold(layer.pointwise, layer.pointwise_norm)
+        layer.pointwise_norm = nn.Identity()
+
+
 def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """Return an eval-mode copy of ``model`` with BatchNorm folded into the convs before them.
 
     Folds ``(conv, BatchNorm)`` pairs that follow each other in an ``nn.Sequential`` (``nn.Conv*d``,
-    :class:`sepconv.PaddedConv2d`, depthwise layers, and the pointwise step of separable layers), and the
-    norm between the depthwise and pointwise steps of :class:`sepconv.SeparableConv2d`. The original model
+    :class:`sepconv.PaddedConv2d`, depthwise layers, and the pointwise step of separable layers), the norm
+    between the depthwise and pointwise steps of :class:`sepconv.SeparableConv2d` and its ``pointwise_norm``
+    (after the pointwise step). The original model
     is not modified. With ``channels_last`` the 4D weights are stored channels_last (the fast CPU layout).
 
     Args:
@@ -92,10 +104,10 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
     if not isinstance(channels_last, bool):
         raise ArgumentError(f"channels_last must be a bool, got {channels_last!r}")
     fused = copy.deepcopy(model).eval()
+    for module in list(fused.modules()):  # inside the separable layers first, so that _conv_of sees the result
+        if isinstance(module, SeparableConvNd):
+            _fold_inside(module)
     for module in list(fused.modules()):
-        if isinstance(module, SeparableConvNd) and _foldable(module.norm, module.depthwise.out_channels):
-            _fold(module.depthwise, module.norm)
-            module.norm = nn.Identity()
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
             for first, second in itertools.pairwise(names):

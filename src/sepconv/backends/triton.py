@@ -123,10 +123,10 @@ def _fused_sepconv_fwd(
                 mid += xv.to(tl.float32) * wv[None, :]
         if HAS_SHIFT:
             mid += tl.load(shift_ptr + offs_k, mask=k_mask, other=0.0)[None, :]
-        if DW_ACT == 1:
-            mid = tl.maximum(mid, 0.0)
-        elif DW_ACT == 2:
-            mid = tl.minimum(tl.maximum(mid, 0.0), 6.0)
+        if DW_ACT >= 1:  # written with where(), not maximum(): NaN must pass through as in torch.relu
+            mid = tl.where(mid < 0.0, 0.0, mid)
+        if DW_ACT == 2:
+            mid = tl.where(mid > 6.0, 6.0, mid)
         wp = tl.load(wpw_ptr + offs_k[:, None] * N + offs_n[None, :],
                      mask=k_mask[:, None] & n_mask[None, :], other=0.0)
         if UPCAST_DOT:  # interpreter only: its bf16 dot multiplies the raw bits; bf16 products are exact in fp32
@@ -136,10 +136,10 @@ def _fused_sepconv_fwd(
 
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
-    if PW_ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif PW_ACT == 2:
-        acc = tl.minimum(tl.maximum(acc, 0.0), 6.0)
+    if PW_ACT >= 1:
+        acc = tl.where(acc < 0.0, 0.0, acc)
+    if PW_ACT == 2:
+        acc = tl.where(acc > 6.0, 6.0, acc)
     out_off = b.to(tl.int64) * sob + oh.to(tl.int64) * soh + ow.to(tl.int64) * sow
     out_ptrs = out_ptr + out_off[:, None] + offs_n[None, :].to(tl.int64) * soc
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
@@ -201,25 +201,48 @@ def unsupported_reason(
         'stride (3, 3) is not supported (1 or 2 per axis)'
     """
     x, wdw, wpw = input, depthwise_weight, pointwise_weight
-    if not (isinstance(x, torch.Tensor) and isinstance(wdw, torch.Tensor) and isinstance(wpw, torch.Tensor)):
-        return "input and weights must be tensors"
     tensors = {"input": x, "depthwise weight": wdw, "pointwise weight": wpw,
                "depthwise bias": depthwise_bias, "pointwise bias": pointwise_bias}
+    reason = _operand_reason(tensors)
+    if reason is None:
+        reason = _shape_reason(x, wdw, wpw, depthwise_bias, pointwise_bias, groups, padding_mode)
+    if reason is None:
+        reason = _geometry_reason(x, (int(wdw.shape[2]), int(wdw.shape[3])), stride, padding, dilation)
+    if reason is not None:
+        return reason
+    if triton is None:
+        return "triton is not installed (pip install sepconv[gpu])"
+    if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
+        return f"device {x.device} is not supported (CUDA, or CPU with TRITON_INTERPRET=1)"
+    return None
+
+
+def _operand_reason(tensors: dict[str, object]) -> str | None:
+    """Why the operands (input, weights, biases; ``None`` biases allowed) cannot be fused: types, ranks, dtypes."""
+    x, wdw, wpw = tensors["input"], tensors["depthwise weight"], tensors["pointwise weight"]
+    if not (isinstance(x, torch.Tensor) and isinstance(wdw, torch.Tensor) and isinstance(wpw, torch.Tensor)):
+        return "input and weights must be tensors"
     for name, t in tensors.items():
         if t is not None and not isinstance(t, torch.Tensor):
             return f"{name} is not a tensor"
     if x.dim() not in (3, 4) or wdw.dim() != 4 or wpw.dim() != 4:
         return "only 2D inputs (B, C, H, W) or (C, H, W) with 4-dim weights are supported"
-    if any(t is not None and t.dtype != x.dtype for t in tensors.values()):
+    present = [t for t in tensors.values() if t is not None]
+    if any(t.dtype != x.dtype for t in present):  # type: ignore[union-attr]
         return "input, weights and biases must share one dtype"
     if x.dtype not in _DTYPES:
         return f"dtype {x.dtype} is not supported (float32, float16, bfloat16)"
-    if any(t is not None and t.device != x.device for t in tensors.values()):
+    if any(t.device != x.device for t in present):  # type: ignore[union-attr]
         return "input, weights and biases must be on one device"
     if min(x.shape) == 0:
         return "empty input"
-    channels = x.shape[-3]
-    mid = wdw.shape[0]
+    return None
+
+
+def _shape_reason(x: torch.Tensor, wdw: torch.Tensor, wpw: torch.Tensor, depthwise_bias: object,
+                  pointwise_bias: object, groups: int, padding_mode: str) -> str | None:
+    """Why the weight shapes, groups or padding mode cannot be fused."""
+    channels, mid = x.shape[-3], wdw.shape[0]
     if wdw.shape[1] != 1 or mid % channels:
         return f"depthwise weight of shape {tuple(wdw.shape)} does not fit {channels} input channels"
     if mid // channels not in (1, 2):
@@ -236,6 +259,12 @@ def unsupported_reason(
             return f"{name} bias must have shape ({size},)"
     if padding_mode != "zeros":
         return f"padding_mode={padding_mode!r} is not supported ('zeros' only)"
+    return None
+
+
+def _geometry_reason(x: torch.Tensor, kernel: tuple[int, int], stride: object, padding: object,
+                     dilation: object) -> str | None:
+    """Why the stride, padding or dilation cannot be fused, or the input is too small for the kernel."""
     try:
         if _checks.int_tuple(dilation, 2, "dilation") != (1, 1):
             return f"dilation {dilation} is not supported (1 only)"
@@ -247,10 +276,6 @@ def unsupported_reason(
     for n, k, s, (before, after) in zip(x.shape[-2:], kernel, stride_t, pads):
         if output_size(n, k, s, 1, before, after) < 1:
             return f"input of spatial size {tuple(x.shape[-2:])} is too small for kernel {kernel}"
-    if triton is None:
-        return "triton is not installed (pip install sepconv[gpu])"
-    if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
-        return f"device {x.device} is not supported (CUDA, or CPU with TRITON_INTERPRET=1)"
     return None
 
 
@@ -312,11 +337,7 @@ def fused_separable_conv2d(
                                 stride, padding)
     if reason is not None:
         raise UnsupportedConfigError(f"fused separable conv: {reason}")
-    for name, value in (("depthwise_activation", depthwise_activation), ("activation", activation)):
-        if value not in ACTIVATIONS:
-            raise UnsupportedConfigError(f"{name} must be one of {list(ACTIVATIONS)}, got {value!r}")
-    if precision not in PRECISIONS:
-        raise UnsupportedConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_epilogue(depthwise_activation, activation, precision)
     x = input.unsqueeze(0) if input.dim() == 3 else input
     mid = depthwise_weight.shape[0]
     for name, t in (("depthwise_scale", depthwise_scale), ("depthwise_shift", depthwise_shift)):
@@ -326,6 +347,44 @@ def fused_separable_conv2d(
     wpw = pointwise_weight.reshape(pointwise_weight.shape[0], mid).t().contiguous()
     return launch(x, wdw, shift, wpw, pointwise_bias, depthwise_weight.shape[2:], stride, padding,
                   depthwise_activation, activation, precision, out, block_sizes, unbatched=input.dim() == 3)
+
+
+_FITS: dict[tuple, tuple[int, int, int, int]] = {}  # launch key -> (BLOCK_M, BLOCK_N, BLOCK_K, num_stages) that fit
+
+
+def _run_fitting(args: tuple, meta: dict, m: int, n: int, blocks: tuple[int, int, int], taps: int) -> None:
+    """Launch the kernel with the largest of ``blocks`` that fits the GPU's shared memory.
+
+    Software pipelining keeps ``num_stages`` copies of every load of the K loop in shared memory, and the
+    depthwise step loads ``taps`` tiles per iteration: large kernels (5x5, 7x7) with a depth multiplier overflow
+    the 228 KB of an H100 at the default. The launch steps down (fewer stages, then smaller tiles) until one fits
+    and remembers it per geometry, so a fast path never fails for lack of shared memory.
+    """
+    key = (tuple(meta.items()), blocks, args[0].dtype, args[0].device.index)
+    block_m, block_n, block_k = blocks
+    tries = [_FITS[key]] if key in _FITS else [
+        (block_m, block_n, block_k, 2 if taps <= 9 else 1), (block_m, block_n, block_k, 1),
+        (max(block_m // 2, 16), block_n, max(block_k // 2, 16), 1), (16, min(block_n, 64), 16, 1)]
+    for attempt, (bm, bn, bk, stages) in enumerate(tries):
+        grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+        try:
+            _kernel()[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+                            num_warps=4 if bm * bn <= 64 * 64 else 8, num_stages=stages)
+        except Exception as err:  # triton.runtime.errors.OutOfResources: try a smaller configuration
+            if type(err).__name__ != "OutOfResources" or attempt == len(tries) - 1:
+                raise
+            continue
+        _FITS[key] = (bm, bn, bk, stages)
+        return
+
+
+def _check_epilogue(depthwise_activation: object, activation: object, precision: object) -> None:
+    """Raise :class:`UnsupportedConfigError` for an activation or precision the kernel does not have."""
+    for name, value in (("depthwise_activation", depthwise_activation), ("activation", activation)):
+        if value not in ACTIVATIONS:
+            raise UnsupportedConfigError(f"{name} must be one of {list(ACTIVATIONS)}, got {value!r}")
+    if precision not in PRECISIONS:
+        raise UnsupportedConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def fold_depthwise(
@@ -394,18 +453,12 @@ def launch(
     block_m, block_n, block_k = block_sizes or _block_sizes(m, n, k_mid, x.dtype)
     if min(block_m, block_n, block_k) < 16 or any(v & (v - 1) for v in (block_m, block_n, block_k)):
         raise UnsupportedConfigError(f"block sizes must be powers of two >= 16, got {(block_m, block_n, block_k)}")
-    grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n),)
     dummy = wdw  # never read when the matching HAS_* flag is off
-    _kernel()[grid](
-        x, wdw, dummy if shift is None else shift.contiguous(), wpw, dummy if bias_f is None else bias_f, out,
-        m, h, w, ho, wo, n, k_mid,
-        *x.stride(), *out.stride(),
-        pads[0][0], pads[1][0],
-        KH=kernel_t[0], KW=kernel_t[1], SH=stride_t[0], SW=stride_t[1], MULT=k_mid // channels,
-        HAS_SHIFT=shift is not None, DW_ACT=ACTIVATIONS[depthwise_activation], HAS_BIAS=bias_f is not None,
-        PW_ACT=ACTIVATIONS[activation], PRECISION=precision if x.dtype == torch.float32 else "tf32",
-        UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu",
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        num_warps=4 if block_m * block_n <= 64 * 64 else 8,
-    )
+    args = (x, wdw, dummy if shift is None else shift.contiguous(), wpw, dummy if bias_f is None else bias_f, out,
+            m, h, w, ho, wo, n, k_mid, *x.stride(), *out.stride(), pads[0][0], pads[1][0])
+    meta = dict(KH=kernel_t[0], KW=kernel_t[1], SH=stride_t[0], SW=stride_t[1], MULT=k_mid // channels,
+                HAS_SHIFT=shift is not None, DW_ACT=ACTIVATIONS[depthwise_activation], HAS_BIAS=bias_f is not None,
+                PW_ACT=ACTIVATIONS[activation], PRECISION=precision if x.dtype == torch.float32 else "tf32",
+                UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu")
+    _run_fitting(args, meta, m, n, (block_m, block_n, block_k), kernel_t[0] * kernel_t[1])
     return out.squeeze(0) if unbatched else out

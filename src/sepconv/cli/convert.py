@@ -7,10 +7,17 @@ MODEL_FILE is one of:
   and OUT_FILE receives the converted program (``torch.export.save``);
 * a ``state_dict`` (``torch.load(..., weights_only=True)``) for the model built by ``--model NAME`` (a sepconv
   model: ``mobilenet_v1``, ``small_cnn``, ``xception``, with ``--model-args '{"num_classes": 10}'``) or
-  ``--model MODULE:FACTORY`` (an importable callable, e.g. ``mypkg.nets:make_net``); OUT_FILE receives the
+  ``--model MODULE:FACTORY`` (a function or nn.Module class of your own code, e.g. ``mypkg.nets:make_net``; this
+  imports and runs that code, so name only modules you trust); OUT_FILE receives the
   converted model's ``state_dict``.
 
-``OUT_FILE.json`` receives the report; both are written atomically. TorchScript files are refused with a clear
+``--calibrate DATA`` (a data spec of ``sepconv study`` or an ``.npy``/``.pt`` tensor file, see
+:mod:`sepconv.cli._calibration`; ``--calibrate-size N`` inputs) allocates ranks by measured output error and
+refits the converted layers by least squares (``--refit``, :mod:`sepconv.calibrate`).
+
+``OUT_FILE.json`` receives the report, including the conversion plan: ``sepconv.apply_plan(model, "OUT_FILE.json")``
+rebuilds the converted architecture from the original one, so ``load_state_dict(torch.load(OUT_FILE))`` works.
+Both files are written atomically. TorchScript files are refused with a clear
 message: a scripted module's submodule types are fixed by its compiled class (putting a separable layer where a
 ``Conv2d`` was raises), and its Python model class cannot be recovered from the file.
 """
@@ -18,18 +25,18 @@ message: a scripted module's submodule types are fixed by its compiled class (pu
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from ..convert import METHODS, convert
+from .. import program_file
+from .._files import atomic_write
+from ..convert import METHODS, REFITS, convert
 from ..errors import ArgumentError, DataFormatError
+from ._model_spec import resolve_factory
 
 
 class ModelLoadError(DataFormatError):
@@ -45,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_file", metavar="OUT_FILE",
                         help="where to write the converted program (for a program) or state_dict")
     parser.add_argument("--model", default=None, metavar="NAME|MODULE:FACTORY",
-                        help="for a state_dict: a sepconv model name (mobilenet_v1, small_cnn, xception) or an "
-                             "importable callable building the model the state_dict belongs to")
+                        help="for a state_dict: a sepconv model name (mobilenet_v1, small_cnn, xception) or "
+                             "MODULE:FACTORY, a function or nn.Module class of your own code (the current directory "
+                             "is importable) building the model the state_dict belongs to; this imports and runs "
+                             "that code, so name only modules you trust")
     parser.add_argument("--model-args", default=None, metavar="JSON",
                         help='keyword arguments of --model as a JSON object, e.g. \'{"num_classes": 10}\'')
     parser.add_argument("--method", choices=METHODS, default="depthwise")
@@ -58,6 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="example input shape: MACs per forward pass and measured output errors")
     parser.add_argument("--include", action="append", default=None, help="module-name glob (repeatable)")
     parser.add_argument("--exclude", action="append", default=None, help="module-name glob (repeatable)")
+    parser.add_argument("--calibrate", default=None, metavar="DATA",
+                        help="unlabelled calibration inputs: digits, mnist:DIR, cifar10:DIR, folder:DIR, npz:FILE "
+                             "(training images, standardised as sepconv study does) or an .npy/.pt tensor file")
+    parser.add_argument("--calibrate-size", type=int, default=512, metavar="N",
+                        help="number of calibration inputs (default 512)")
+    parser.add_argument("--refit", choices=REFITS, default=None,
+                        help="least-squares refit with --calibrate (default pointwise)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="calibration batch size (default 32; a program takes its own static batch size)")
 
 
 def _model_args(text: str | None) -> dict:
@@ -102,16 +120,7 @@ def _factory(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
             raise ArgumentError(f"--model must be a sepconv model name {sorted(builders)} or MODULE:FACTORY, "
                                 f"got {spec!r}")
         return _call(builders[spec], spec, kwargs)
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ArgumentError(f"--model must look like MODULE:FACTORY, got {spec!r}")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ArgumentError(f"--model {spec!r} cannot be imported: {err}") from None
-    if not callable(factory):
-        raise ArgumentError(f"--model {spec!r} is a {type(factory).__name__}, not a callable returning a model")
-    return _call(factory, spec, kwargs)
+    return _call(resolve_factory(spec), spec, kwargs)
 
 
 def file_kind(path: str) -> str:
@@ -153,24 +162,11 @@ def load_model(path: str, spec: str | None, model_args: str | None = None) -> to
 
 
 def load_program(path: str) -> torch.export.ExportedProgram:
-    """Load the ``torch.export`` program at ``path``."""
+    """Load the ``torch.export`` program at ``path``, refusing archives whose loading would unpickle content."""
     try:
-        return torch.export.load(path)
-    except Exception as err:  # deserialisation errors have many types
-        raise ModelLoadError(f"{path}: cannot load the torch.export program ({type(err).__name__}: {err})"[:300]) \
-            from None
-
-
-def _atomic_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        return program_file.load_program(path)
+    except DataFormatError as err:
+        raise ModelLoadError(str(err)) from None
 
 
 def _example(text: str | None) -> torch.Tensor | None:
@@ -185,10 +181,25 @@ def _example(text: str | None) -> torch.Tensor | None:
     return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
+def _calibration(args: argparse.Namespace) -> dict:
+    """The calibration keyword arguments of :func:`sepconv.convert` from the command line."""
+    if args.calibrate_size < 1:
+        raise ArgumentError(f"--calibrate-size must be a positive int, got {args.calibrate_size}")
+    if args.calibrate is None:
+        if args.refit not in (None, "none"):
+            raise ArgumentError(f"--refit {args.refit} needs --calibrate DATA")
+        return {}
+    from ._calibration import load_calibration  # the study's data loaders, only when asked (fast --help)
+
+    return {"calibration": load_calibration(args.calibrate, args.calibrate_size), "refit": args.refit}
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     out = Path(args.out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    calibration = _calibration(args)
     if file_kind(args.model_file) == "program":
         for flag, value in (("--model", args.model), ("--model-args", args.model_args),
                             ("--input-shape", args.input_shape)):
@@ -199,15 +210,16 @@ def run(args: argparse.Namespace) -> int:
 
         program, report = convert_program(load_program(args.model_file), args.method, budget=args.budget,
                                           rank=args.rank, energy=args.energy, include=args.include,
-                                          exclude=args.exclude)
-        _atomic_write(out, lambda tmp: torch.export.save(program, tmp))
+                                          exclude=args.exclude, **calibration)
+        atomic_write(out, lambda tmp: torch.export.save(program, tmp))
     else:
         model = load_model(args.model_file, args.model, args.model_args)
-        example = _example(args.input_shape)
         new_model, report = convert(model, args.method, budget=args.budget, rank=args.rank, energy=args.energy,
-                                    include=args.include, exclude=args.exclude, example_inputs=example)
-        _atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
-    _atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
+                                    include=args.include, exclude=args.exclude,
+                                    example_inputs=_example(args.input_shape), batch_size=args.batch_size,
+                                    **calibration)
+        atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
+    atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
     Console().print(report.table())
     print(f"wrote {out} and {out}.json")
     return 0

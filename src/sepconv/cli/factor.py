@@ -1,59 +1,92 @@
-"""``sepconv factor KERNEL``: rank, separable factors (or the best rank-r sum), cost, optional plot."""
+"""``sepconv factor KERNEL``: rank, separable factors (or the best rank-r sum), cost, optional plot.
+
+The rank is the kernel's numerical rank at the precision it came in (a float32 ``.npy`` kernel is read at float32
+tolerance). ``--rank`` above it is capped, with a note: the extra terms would be rounding noise. An exactly
+separable kernel keeps its integer factors (Sobel: ``[1, 2, 1]`` and ``[-1, 0, 1]``).
+
+Example:
+    >>> from sepconv.cli import main
+    >>> main(["factor", "sobel-x", "--rank", "2"])
+    kernel sobel-x (3x3): rank 1, exactly separable
+      note: --rank 2 is above the kernel's rank 1: 1 term kept (more would only add rounding noise)
+      column (3x1): [1, 2, 1]
+      row    (1x3): [-1, 0, 1]
+      multiplications per output: 9 -> 6 (3 fewer)
+    0
+"""
 
 from __future__ import annotations
 
 import argparse
 import ast
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .._checks import number
 from ..errors import ArgumentError, DataFormatError, ShapeError
 from ..factorize import factor_kernel, low_rank, separable_rank
 from ..filters.named import get_kernel
+from ._factor_plot import plot_factors
 
 HELP = "factor a 2D kernel into separable (column x row) terms: a name, a literal or a .npy file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kernel", metavar="KERNEL",
-                        help="named kernel (sobel-x, gaussian:7:1.5, log:9:1.4, seed, ...), a literal like "
-                             "'[[1,0,-1],[2,0,-2],[1,0,-1]]', or a .npy file")
+                        help="named kernel (sobel-x, gaussian:7:1.5, log:9:1.4, example-3x3, ...; see "
+                             "`sepconv filter --help` for the list), a literal like '[[1,0,-1],[2,0,-2],[1,0,-1]]', "
+                             "or a .npy file")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--rank", type=int, default=None, help="number of separable terms to keep")
-    group.add_argument("--rtol", type=float, default=None, help="smallest rank with relative error <= RTOL")
+    group.add_argument("--rank", type=int, default=None,
+                       help="number of separable terms, in [1, min(kh, kw)]; capped at the kernel's rank "
+                            "(default: the kernel's exact rank)")
+    group.add_argument("--rtol", type=float, default=None,
+                       help="use the smallest rank whose relative error is <= RTOL, in [0, 1) (default: none, exact)")
     parser.add_argument("--plot", metavar="OUT.png", default=None,
-                        help="draw the 1D factors beside 3D surfaces of the kernel and its reconstruction")
+                        help="write a figure: the 1D factors beside 3D bars of the kernel and of the sum of its "
+                             "terms, colours centred on zero (default: no figure)")
 
 
 def load_kernel(spec: str) -> torch.Tensor:
-    """A ``(kh, kw)`` float64 kernel from a name, a Python/JSON literal or a ``.npy`` file."""
+    """A ``(kh, kw)`` kernel from a name, a Python/JSON literal (float64) or a ``.npy`` file (float dtype kept).
+
+    Example:
+        >>> load_kernel("[[1, 2], [2, 4]]").dtype, load_kernel("box:2").shape
+        (torch.float64, torch.Size([2, 2]))
+    """
     text = spec.strip()
     if text.startswith("["):
         try:
-            values = ast.literal_eval(text)
-            kernel = torch.tensor(values, dtype=torch.float64)
+            kernel = torch.tensor(ast.literal_eval(text), dtype=torch.float64)
         except (ValueError, SyntaxError, TypeError) as err:
             raise ArgumentError(f"kernel literal {spec!r} is not a rectangular list of numbers: {err}") from None
     elif text.endswith(".npy"):
-        import numpy as np
-
-        if not Path(text).is_file():
-            raise FileNotFoundError(f"kernel file {text!r} does not exist")
-        try:
-            array = np.load(text, allow_pickle=False)
-        except ValueError as err:
-            raise DataFormatError(f"{text}: not a numeric .npy array ({err})") from None
-        if not np.issubdtype(array.dtype, np.number):
-            raise DataFormatError(f"{text}: expected a numeric array, got dtype {array.dtype}")
-        kernel = torch.from_numpy(np.asarray(array, dtype=np.float64))
+        kernel = _load_npy(text)
     else:
-        kernel = get_kernel(text)
+        try:
+            kernel = get_kernel(text)
+        except ArgumentError as err:
+            raise ArgumentError(f"KERNEL {spec!r}: {err}") from None
     if kernel.dim() != 2 or kernel.numel() == 0:
         raise ShapeError(f"kernel must be a non-empty 2D array, got shape {tuple(kernel.shape)}")
     return kernel
+
+
+def _load_npy(text: str) -> torch.Tensor:
+    if not Path(text).is_file():
+        raise FileNotFoundError(f"kernel file {text!r} does not exist")
+    try:
+        array = np.load(text, allow_pickle=False)
+    except ValueError as err:
+        raise DataFormatError(f"{text}: not a numeric .npy array ({err})") from None
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise DataFormatError(f"{text}: expected an array of real numbers, got dtype {array.dtype}")
+    if not np.issubdtype(array.dtype, np.floating) or array.dtype == np.float16:
+        array = array.astype(np.float64 if array.dtype != np.float16 else np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _fmt(values: torch.Tensor) -> str:
@@ -63,84 +96,82 @@ def _fmt(values: torch.Tensor) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in items) + "]"
 
 
+@dataclass(frozen=True)
+class Factors:
+    """What ``sepconv factor`` reports: ``terms`` separable terms of a kernel whose numerical rank is ``rank``."""
+
+    columns: torch.Tensor
+    rows: torch.Tensor
+    error: float
+    terms: int
+    rank: int
+
+    def reconstruct(self) -> torch.Tensor:
+        return torch.einsum("ki,kj->ij", self.columns.double(), self.rows.double())
+
+
+def factors(kernel: torch.Tensor, rank: int | None, rtol: float | None) -> tuple[Factors, list[str]]:
+    """The terms to report and notes for the user (a ``rank`` above the kernel's own is capped).
+
+    Example:
+        >>> result, notes = factors(get_kernel("sobel-x"), 2, None)
+        >>> result.terms, result.columns.tolist(), notes[0][:22]
+        (1, [[1.0, 2.0, 1.0]], 'note: --rank 2 is abov')
+    """
+    numerical = int(separable_rank(kernel))
+    notes = []
+    if rank is not None:
+        number(rank, "--rank", low=1, high=min(kernel.shape), integer=True)
+        terms = rank
+    else:
+        terms = low_rank(kernel, rtol=rtol).rank if rtol is not None else numerical
+    if terms > numerical:
+        kept = max(numerical, 1)
+        asked = f"--rank {rank}" if rank is not None else f"--rtol {rtol:g} (rank {terms})"
+        notes.append(f"note: {asked} is above the kernel's rank {numerical}: {kept} term{'s' if kept > 1 else ''} "
+                     "kept (more would only add rounding noise)")
+        terms = kept
+    if numerical == 1 and terms == 1:
+        column, row = factor_kernel(kernel)
+        return Factors(column[None], row[None], 0.0, 1, 1), notes
+    approx = low_rank(kernel, max(terms, 1))
+    return Factors(approx.columns, approx.rows, float(approx.error), max(terms, 1), numerical), notes
+
+
+def _cost_line(kh: int, kw: int, terms: int) -> str:
+    direct, cost = kh * kw, terms * (kh + kw)
+    if cost < direct:
+        return f"  multiplications per output: {direct} -> {cost} ({direct - cost} fewer)"
+    if cost == direct:
+        return f"  multiplications per output: {direct} -> {cost}, as many as the direct {kh}x{kw} kernel"
+    return f"  multiplications per output: {direct} -> {cost}, more than the direct {kh}x{kw} kernel needs"
+
+
+def report(name: str, kernel: torch.Tensor, result: Factors, notes: list[str]) -> list[str]:
+    """The lines ``sepconv factor`` prints."""
+    kh, kw = kernel.shape
+    rank = result.rank
+    kind = {0: "all zeros", 1: "exactly separable"}.get(rank, f"exactly a sum of {rank} separable terms")
+    lines = [f"kernel {name} ({kh}x{kw}): rank {rank}, {kind}", *(f"  {note}" for note in notes)]
+    if result.terms == 1 and rank == 1:
+        lines += [f"  column ({kh}x1): {_fmt(result.columns[0])}", f"  row    (1x{kw}): {_fmt(result.rows[0])}"]
+    else:
+        if rank > 1 and result.terms > 1:
+            best = float(low_rank(kernel, 1).error)
+            lines.append(f"  best single separable term (rank 1): relative error {best:.4g}")
+        what = "exact" if result.terms >= rank else f"relative error {result.error:.4g}"
+        lines.append(f"  sum of {result.terms} separable term{'s' if result.terms > 1 else ''}: {what}")
+        for k in range(result.terms):
+            lines.append(f"  term {k + 1}: column {_fmt(result.columns[k])} x row {_fmt(result.rows[k])}")
+    return [*lines, _cost_line(kh, kw, result.terms)]
+
+
 def run(args: argparse.Namespace) -> int:
     kernel = load_kernel(args.kernel)
-    kh, kw = kernel.shape
-    rank = int(separable_rank(kernel))
-    print(f"kernel {args.kernel} ({kh}x{kw}), rank {rank}" + (" (separable)" if rank == 1 else ""))
-    if args.rank is None and args.rtol is None and rank <= 1:
-        column, row = factor_kernel(kernel)
-        print(f"  column ({kh}x1): {_fmt(column)}")
-        print(f"  row    (1x{kw}): {_fmt(row)}")
-        print(f"  multiplications per output: {kh * kw} -> {kh + kw}")
-        columns, rows, recon, error, terms = column[None], row[None], torch.outer(column, row), 0.0, 1
-    else:
-        approx = low_rank(kernel, args.rank, rtol=args.rtol)
-        terms, error = approx.rank, float(approx.error)
-        if rank > 1:
-            print(f"  best separable (rank-1) approximation: relative error {float(low_rank(kernel, 1).error):.4g}")
-        print(f"  sum of {terms} separable term(s): relative error {error:.4g}")
-        for k in range(terms):
-            print(f"  term {k + 1}: column {_fmt(approx.columns[k])} x row {_fmt(approx.rows[k])}")
-        cost = terms * (kh + kw)
-        print(f"  multiplications per output: {kh * kw} -> {cost}" + ("  (no saving)" if cost >= kh * kw else ""))
-        columns, rows, recon = approx.columns, approx.rows, approx.reconstruct()
+    result, notes = factors(kernel, args.rank, args.rtol)
+    print("\n".join(report(args.kernel, kernel, result, notes)))
     if args.plot:
-        plot_factors(kernel, columns, rows, recon, error, args.plot, title=args.kernel)
+        plot_factors(kernel, result.columns, result.rows, result.reconstruct(), result.error, args.plot,
+                     title=args.kernel)
         print(f"  plot written to {args.plot}")
     return 0
-
-
-def plot_factors(kernel: torch.Tensor, columns: torch.Tensor, rows: torch.Tensor, recon: torch.Tensor,
-                 error: float, out: str, title: str = "") -> None:
-    """The seed's "Visualizing Separable Filters" figure: 1D factors (left), 3D surfaces (right). Atomic write."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    k, c, r, rec = (t.detach().cpu().double().numpy() for t in (kernel, columns, rows, recon))
-    fig = plt.figure(figsize=(11, 6.2), layout="constrained")
-    grid = fig.add_gridspec(2, 3, width_ratios=[1, 1.4, 1.4])
-    colors = plt.cm.tab10.colors
-    ax_col = fig.add_subplot(grid[0, 0])
-    for i, values in enumerate(c):
-        ax_col.plot(values, np.arange(len(values)), "o-", color=colors[i % 10], label=f"term {i + 1}")
-        ax_col.hlines(np.arange(len(values)), 0, values, color=colors[i % 10], alpha=0.4)
-    ax_col.axvline(0, color="grey", lw=0.8)
-    ax_col.invert_yaxis()
-    ax_col.set(title="vert[r]: column factor", xlabel="weight", ylabel="row r")
-    ax_row = fig.add_subplot(grid[1, 0])
-    for i, values in enumerate(r):
-        ax_row.plot(np.arange(len(values)), values, "o-", color=colors[i % 10], label=f"term {i + 1}")
-        ax_row.vlines(np.arange(len(values)), 0, values, color=colors[i % 10], alpha=0.4)
-    ax_row.axhline(0, color="grey", lw=0.8)
-    ax_row.set(title="horz[c]: row factor", xlabel="column c", ylabel="weight")
-    if len(c) > 1:
-        ax_row.legend(fontsize=8)
-    low, high = min(k.min(), rec.min(), 0.0), max(k.max(), rec.max(), 0.0)
-    norm = matplotlib.colors.Normalize(low, high if high > low else low + 1)
-    yy, xx = (a.ravel() for a in np.meshgrid(np.arange(k.shape[0]), np.arange(k.shape[1]), indexing="ij"))
-    for col, (data, name) in enumerate([(k, "kernel"), (rec, f"outer product{'s' if len(c) > 1 else ''}")]):
-        ax = fig.add_subplot(grid[:, col + 1], projection="3d")
-        z = data.ravel()
-        ax.bar3d(xx - 0.4, yy - 0.4, np.minimum(z, 0), 0.8, 0.8, np.abs(z), color=plt.cm.coolwarm(norm(z)),
-                 shade=True, edgecolor="k", linewidth=0.2)
-        ax.set(title=name if col == 0 else f"{name}: rank {len(c)}, rel. error {error:.3g}",
-               xlabel="column c", ylabel="row r", zlim=(low, high if high > low else low + 1),
-               xticks=range(k.shape[1]), yticks=range(k.shape[0]))
-        ax.invert_yaxis()
-        ax.view_init(elev=28, azim=-60)
-    fig.suptitle(f"Separable filter: {title} ({k.shape[0]}x{k.shape[1]})")
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
-    os.close(handle)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, target)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)

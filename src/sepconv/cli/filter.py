@@ -1,12 +1,12 @@
 """``sepconv filter IN.png OUT.png --kernel sobel-x [--explain]``: filter an image, separating the kernel.
 
-The kernel is a name of :func:`sepconv.filters.named.get_kernel` (``sobel-x``, ``gaussian:7:1.5``, ``box:5``,
-``log:9:1.4``...) or an inline matrix, rows separated by ``;`` (``"1,2,1;0,0,0;-1,-2,-1"``). Images are read and
-written with Pillow; 8-bit grayscale stays grayscale, colour images are filtered per channel (alpha included).
-``--scale`` maps the float result back to 0..255: ``clip`` (default for kernels without negative taps),
-``abs`` (default otherwise: edge magnitude) or ``stretch`` (min..max to 0..255). The output is written
-atomically (temporary file, then rename). ``--explain`` prints the rank found, the factors, the method chosen
-and the multiplications saved.
+The kernel is a name of :func:`sepconv.filters.get_kernel` (``sobel-x``, ``gaussian:7:1.5``, ``box:5``,
+``log:9:1.4``...) or an inline matrix, rows separated by ``;`` (``"1,2,1;0,0,0;-1,-2,-1"``). 8-bit and 16-bit
+images keep their depth (see :mod:`sepconv.cli._image_file`); colour channels are filtered one by one and the
+alpha channel is kept as it is. ``--scale`` maps the float result to pixel values (the default follows the
+kernel: ``signed`` for kernels that sum to zero, such as derivatives, ``clip`` otherwise). On success one line
+says what was written, how it was filtered and how long it took; ``--explain`` first prints the plan: the rank
+found, the factors, the method that runs and why.
 
 Example:
     >>> from sepconv.cli import main
@@ -18,35 +18,50 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..errors import ArgumentError, DataFormatError
+from ..errors import ArgumentError
 from ..filters import BORDERS, MODES, FilterPlan, filter2d, plan
-from ..filters.named import available_kernels
+from ..filters.named import available_kernels, get_kernel, is_derivative
+from ._image_file import ImageFile, check_writable, read_image, write_image
 
 HELP = "filter an image with a 2D kernel, separating it automatically (--explain shows how)"
-SCALES = ("clip", "abs", "stretch")
+SCALES = ("clip", "abs", "stretch", "signed")
+SIGNED_PERCENTILE = 99.5  # --scale signed: this percentile of the magnitudes maps to black/white (rarer ones clip)
+SCALE_HELP = (
+    "how float results become pixel values (0..255, or 0..65535 for 16-bit images): clip (round and clip), "
+    "abs (magnitude, then clip), stretch (minimum..maximum to the full range), signed (zero at mid-grey, the "
+    f"{SIGNED_PERCENTILE:g}th percentile of the magnitudes at black or white). Default: signed for derivative "
+    "kernels and kernels that sum to zero (sobel, scharr, prewitt, laplacian, log, ...), clip for the others "
+    "(blurs, sharpening)"
+)
+ENGINE_WORDS = {"cv2": "OpenCV", "torch": "torch"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="IN", help="input image (PNG, JPEG, ... anything Pillow reads)")
-    parser.add_argument("output", metavar="OUT", nargs="?", help="output image; optional with --explain")
-    parser.add_argument(
-        "--kernel",
-        required=True,
-        help=f"kernel name ({', '.join(available_kernels())}; e.g. gaussian:7:1.5) or rows like '1,2,1;0,0,0;-1,-2,-1'",
-    )
-    parser.add_argument("--border", default="reflect", help=f"border mode: {', '.join(BORDERS)} (default reflect)")
-    parser.add_argument("--mode", default="correlate", help=f"{' or '.join(MODES)} (default correlate)")
-    parser.add_argument("--rank", type=int, default=None, help="separable terms to use (approximates below the rank)")
-    parser.add_argument("--rtol", type=float, default=None, help="allowed relative error of the kernel approximation")
-    parser.add_argument("--scale", default=None, help=f"float to 0..255: {', '.join(SCALES)} (default: see above)")
-    parser.add_argument("--explain", action="store_true", help="print the rank, factors and multiplications saved")
+    parser.add_argument("input", metavar="IN", help="input image: 8- or 16-bit PNG, JPEG, TIFF, ... (Pillow)")
+    parser.add_argument("output", metavar="OUT", nargs="?",
+                        help="output image, same size and depth (16-bit: .png or .tif); optional with --explain")
+    parser.add_argument("--kernel", required=True,
+                        help=f"kernel name ({', '.join(available_kernels())}; sizes and sigmas as in "
+                             "gaussian:7:1.5, box:5, log:9:1.4) or rows like '1,2,1;0,0,0;-1,-2,-1' (required)")
+    parser.add_argument("--border", default="reflect", choices=BORDERS, help="border mode (default: reflect)")
+    parser.add_argument("--mode", default="correlate", choices=MODES,
+                        help="correlate (as cv2.filter2D) or convolve (kernel flipped) (default: correlate)")
+    parser.add_argument("--rank", type=int, default=None,
+                        help="separable terms to use; below the kernel's rank approximates, above it is capped "
+                             "(default: the kernel's exact rank)")
+    parser.add_argument("--rtol", type=float, default=None,
+                        help="allowed relative error of the kernel approximation, in [0, 1) (default: none, exact)")
+    parser.add_argument("--scale", default=None, choices=SCALES, help=SCALE_HELP)
+    parser.add_argument("--explain", action="store_true",
+                        help="print the rank, the factors, the method that runs and why (default: off)")
 
 
 def parse_kernel(text: str) -> str | np.ndarray:
@@ -68,115 +83,150 @@ def parse_kernel(text: str) -> str | np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def _read(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if path.is_dir():
-        raise ArgumentError(f"IN must be an image file, got the directory {str(path)!r}")
+def _kernel(text: str) -> torch.Tensor | np.ndarray:
+    """The ``--kernel`` value as numbers; errors name the option and the value."""
+    kernel = parse_kernel(text)
+    if not isinstance(kernel, str):
+        return kernel
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode not in ("L", "LA", "RGB", "RGBA"):
-                img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-            return np.asarray(img, dtype=np.float32)
-    except (UnidentifiedImageError, OSError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise DataFormatError(f"cannot read {str(path)!r} as an image: {err}") from None
+        return get_kernel(kernel)
+    except ArgumentError as err:
+        raise ArgumentError(f"--kernel {text!r}: {err}") from None
 
 
-def _to_uint8(result: np.ndarray, scale: str) -> np.ndarray:
+def default_scale(text: str, kernel: torch.Tensor | np.ndarray) -> str:
+    """``'signed'`` for derivative kernels and kernels that sum to zero (signed responses), else ``'clip'``.
+
+    Example:
+        >>> [default_scale(name, get_kernel(name)) for name in ("log:9:1.4", "sobel-y", "box", "gaussian:5:1")]
+        ['signed', 'signed', 'clip', 'clip']
+        >>> [default_scale(text, parse_kernel(text)) for text in ("1,0,-1", "0,-1,0;-1,5,-1")]  # sums 0 and 1
+        ['signed', 'clip']
+    """
+    k = torch.as_tensor(kernel, dtype=torch.float64)
+    zero_sum = abs(float(k.sum())) <= 1e-6 * float(k.abs().sum())
+    return "signed" if zero_sum or (isinstance(parse_kernel(text), str) and is_derivative(text)) else "clip"
+
+
+def to_range(result: np.ndarray, scale: str, maximum: int) -> np.ndarray:
+    """Map float results to ``0 .. maximum`` by ``scale`` (rounding and the final clip happen when written).
+
+    Example:
+        >>> to_range(np.array([-2.0, 0.0, 1.0]), "signed", 255).round(1).tolist()  # 99.5th percentile of |x|: 1.99
+        [-0.6, 127.5, 191.6]
+    """
     if scale == "abs":
-        result = np.abs(result)
-    elif scale == "stretch":
+        return np.abs(result)
+    if scale == "stretch":
         lo, hi = float(result.min()), float(result.max())
-        result = (result - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(result)
-    return np.clip(np.rint(result), 0, 255).astype(np.uint8)
-
-
-def _write_atomic(image: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return (result - lo) * (maximum / (hi - lo)) if hi > lo else np.zeros_like(result)
+    if scale == "signed":
+        peak = float(np.percentile(np.abs(result), SIGNED_PERCENTILE))
+        peak = peak if peak > 0 else float(np.abs(result).max())
+        return maximum / 2 + result * (maximum / 2 / peak) if peak > 0 else np.full_like(result, maximum / 2)
+    return result
 
 
 def _check_output(output: str | None, explain: bool) -> Path | None:
-    from PIL import Image
-
     if output is None:
         if not explain:
             raise ArgumentError("OUT is required unless --explain is given")
         return None
     path = Path(output)
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise ArgumentError(f"OUT must end with an image extension Pillow writes (.png, .jpg, ...), got {output!r}")
-    if not path.parent.is_dir():
-        raise ArgumentError(f"the directory of OUT does not exist: {str(path.parent)!r}")
     if path.is_dir():
         raise ArgumentError(f"OUT is a directory: {output!r}")
+    if not path.parent.is_dir():
+        raise ArgumentError(f"the directory of OUT does not exist: {str(path.parent)!r}")
+    check_writable(path, 8)
     return path
 
 
-def explain(p: FilterPlan) -> str:
-    """Human-readable account of a :class:`~sepconv.filters.FilterPlan`.
+def _values(values: list[float], limit: int = 9) -> str:
+    shown = [f"{v:.6g}" for v in values]
+    if len(shown) > limit:
+        shown = [*shown[: limit // 2], "...", *shown[-(limit // 2) :]]
+    return "[" + ", ".join(shown) + "]"
 
-    Example:
-        >>> print(explain(plan("sobel-x", engine="torch")))  # doctest: +NORMALIZE_WHITESPACE
-        kernel 3x3, rank 1 (exactly separable)
-          term 1: column [1, 2, 1] x row [-1, 0, 1]
-        multiplications per pixel: 9 direct, 6 separable (3 saved, 33%)
-        method: separable on torch (estimated ns/pixel: torch/separable 1.4, torch/direct 1.9, torch/fft 43.6)
-    """
+
+def _rank_line(p: FilterPlan, name: str) -> str:
     kh, kw = p.kernel.shape
-    if p.error > 1e-9:
+    if not p.exact:
         exact = f"approximation, relative error {p.error:.3g}"
+    elif p.rank == 0:
+        exact = "all zeros"
     elif p.rank == 1:
         exact = "exactly separable"
     else:
         exact = f"exactly a sum of {p.rank} separable terms"
-    lines = [f"kernel {kh}x{kw}, rank {p.rank} ({exact})"]
+    head = f"kernel {name}: {kh}x{kw}" if name else f"kernel {kh}x{kw}"
+    return f"{head}, rank {p.rank} ({exact})"
 
-    def fmt(values: list[float]) -> str:
-        return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
 
-    for r in range(p.rank):
-        lines.append(f"  term {r + 1}: column {fmt(p.columns[r].tolist())} x row {fmt(p.rows[r].tolist())}")
+def _method_lines(p: FilterPlan) -> list[str]:
     mults = p.multiplications
-    saved = mults["direct"] - mults["separable"]
-    share = f"{saved / mults['direct']:.0%}" if mults["direct"] else "0%"
-    word = "saved" if saved >= 0 else "extra"
-    lines.append(
-        f"multiplications per pixel: {mults['direct']} direct, {mults['separable']} separable "
-        f"({abs(saved)} {word}, {share.lstrip('-')})"
-    )
-    costs = ", ".join(f"{name} {cost:.1f}" for name, cost in p.costs.items())
-    lines.append(f"method: {p.method} on {p.engine} (estimated ns/pixel: {costs})")
-    return "\n".join(lines)
+    direct, separable = mults["direct"], mults["separable"]
+    engine = ENGINE_WORDS[p.engine]
+    costs = ", ".join(f"{key} {cost:.1f}" + (" (chosen)" if key == f"{p.engine}/{p.method}" else "")
+                      for key, cost in sorted(p.costs.items(), key=lambda item: item[1]))
+    if p.method == "separable":
+        terms = f"{p.rank} separable term{'s' if p.rank != 1 else ''}"
+        fewer = f"{direct - separable} fewer, {1 - separable / direct:.0%}" if separable < direct else "no fewer"
+        runs = f"runs: {terms} on {engine}, {separable} multiplications per pixel instead of {direct} ({fewer})"
+    elif p.method == "direct":
+        runs = f"runs: the direct 2D filter on {engine}, {direct} multiplications per pixel"
+        if 0 < separable < direct:
+            runs += f" (the separable form needs {separable} but is estimated slower here)"
+        elif separable >= direct:
+            runs += f" (the separable form would need {separable})"
+    else:
+        runs = "runs: an FFT on torch, whose cost hardly depends on the kernel size"
+    return [runs, f"  estimated ns/pixel, cheapest first: {costs}"]
+
+
+def explain(p: FilterPlan, name: str = "") -> str:
+    """Human-readable account of a :class:`~sepconv.filters.FilterPlan`: what runs, and why.
+
+    Example:
+        >>> print(explain(plan("sobel-x", engine="torch"), "sobel-x"))  # doctest: +NORMALIZE_WHITESPACE
+        kernel sobel-x: 3x3, rank 1 (exactly separable)
+          term 1: column [1, 2, 1] x row [-1, 0, 1]
+        runs: 1 separable term on torch, 6 multiplications per pixel instead of 9 (3 fewer, 33%)
+          estimated ns/pixel, cheapest first: torch/separable 1.4 (chosen), torch/direct 1.9, torch/fft 43.6
+    """
+    lines = [_rank_line(p, name)]
+    for r in range(p.rank):
+        lines.append(f"  term {r + 1}: column {_values(p.columns[r].tolist())} x row {_values(p.rows[r].tolist())}")
+    return "\n".join([*lines, *_method_lines(p)])
+
+
+def _written(path: Path, image: ImageFile, p: FilterPlan, scale: str, seconds: float) -> str:
+    h, w = image.pixels.shape[:2]
+    how = f"{p.rank} separable term{'s' if p.rank != 1 else ''}" if p.method == "separable" else p.method
+    return (f"wrote {path} ({w}x{h} {image.mode}, {image.bits}-bit): {how} on {ENGINE_WORDS[p.engine]} "
+            f"in {seconds * 1e3:.1f} ms, scale {scale}")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.border not in BORDERS:
-        raise ArgumentError(f"--border must be one of {', '.join(BORDERS)}, got {args.border!r}")
-    if args.mode not in MODES:
-        raise ArgumentError(f"--mode must be one of {', '.join(MODES)}, got {args.mode!r}")
-    if args.scale is not None and args.scale not in SCALES:
-        raise ArgumentError(f"--scale must be one of {', '.join(SCALES)}, got {args.scale!r}")
     output = _check_output(args.output, args.explain)
-    kernel = parse_kernel(args.kernel)
-    image = _read(Path(args.input))
-    p = plan(kernel, image.shape[:2], mode=args.mode, rank=args.rank, rtol=args.rtol)
+    kernel = _kernel(args.kernel)
+    image = read_image(Path(args.input))
+    if output is not None:
+        check_writable(output, image.bits)
+    p = plan(kernel, image.pixels.shape[:2], mode=args.mode, rank=args.rank, rtol=args.rtol)
     if args.explain:
-        print(explain(p))
+        print(explain(p, args.kernel))
     if output is None:
         return 0
-    result = filter2d(image, kernel, border=args.border, mode=args.mode, rank=args.rank, rtol=args.rtol)
-    scale = args.scale or ("clip" if float(p.kernel.min()) >= 0 else "abs")
-    _write_atomic(_to_uint8(result, scale), output)
+    colour = image.pixels[..., :-1] if image.mode in ("LA", "RGBA") else image.pixels
+    start = time.perf_counter()
+    result = filter2d(np.ascontiguousarray(colour), kernel, border=args.border, mode=args.mode, rank=args.rank,
+                      rtol=args.rtol, method=p.method, engine=p.engine)  # the plan explained above
+    seconds = time.perf_counter() - start
+    scale = args.scale or default_scale(args.kernel, kernel)
+    pixels = to_range(result, scale, image.maximum)
+    if colour is not image.pixels:
+        pixels = np.concatenate([pixels, image.pixels[..., -1:]], axis=-1)  # alpha kept as it is
+    for notice in write_image(ImageFile(pixels, image.bits, image.mode), output):
+        print(notice, file=sys.stderr)
+    print(_written(output, image, p, scale, seconds))
     return 0

@@ -1,25 +1,12 @@
-"""Image filtering with automatic separation: :func:`filter2d` and named filters built on it.
+"""Image filtering with automatic separation: :func:`filter2d`.
 
 :func:`filter2d` factors the kernel itself (:func:`sepconv.factorize.low_rank`): an exactly separable kernel
 runs as two 1D passes, a low-rank kernel as a sum of ``rank`` separable passes, and any other kernel through
-the direct 2D path or an FFT path, whichever the cost model (:func:`plan`) says is cheaper. The 1D passes
-are banded matrix products: a tile of ``T`` outputs of a ``k``-tap filter is a ``(T, T + k - 1)`` banded
-matrix times ``T + k - 1`` input rows, which runs at matrix-product speed instead of the memory-bound
-speed of ``k`` shifted adds (see ``benchmarks/bench_filters.py``).
+the direct 2D path or an FFT path, whichever the cost model (:func:`plan`) says is cheaper, on OpenCV (numpy
+images, when installed) or torch (:mod:`sepconv.filters.engines`; ``benchmarks/bench_filters.py`` measures them).
 
-Border modes, each the same as OpenCV's and scipy.ndimage's (``abcd`` is the image row)::
-
-    sepconv      OpenCV                              scipy.ndimage     numpy.pad    torch F.pad   padded row
-    reflect      BORDER_REFLECT                      'reflect'         'symmetric'  (none)        dcba|abcd|dcba
-    reflect101   BORDER_REFLECT_101 = BORDER_DEFAULT 'mirror'          'reflect'    'reflect'     dcb|abcd|cba
-    replicate    BORDER_REPLICATE                    'nearest'         'edge'       'replicate'   aaaa|abcd|dddd
-    constant     BORDER_CONSTANT (value=cval)        'constant' (cval) 'constant'   'constant'    0000|abcd|0000
-    wrap         BORDER_WRAP                         'wrap'            'wrap'       'circular'    abcd|abcd|abcd
-
-Note the trap: ``'reflect'`` means *edge repeated* in OpenCV (BORDER_REFLECT) and scipy, but *edge not
-repeated* in numpy and torch. OpenCV's default border (BORDER_DEFAULT) is ``reflect101``; scipy's default is
-``reflect``. ``cv2.filter2D`` rejects BORDER_WRAP; pad with ``cv2.copyMakeBorder`` first. Borders wider than
-the image repeat the rule periodically, as scipy and OpenCV do.
+Border modes (``reflect``, ``reflect101``, ``replicate``, ``constant``, ``wrap``) are each the same as OpenCV's and
+scipy.ndimage's; :mod:`sepconv.filters.borders` has the table of equivalents and the ``'reflect'`` trap.
 
 ``mode='correlate'`` computes ``out[i, j] = Σ k[a, b] x[i + a - ch, j + b - cw]`` with anchor
 ``(ch, cw) = (kh // 2, kw // 2)``, like ``scipy.ndimage.correlate`` and ``cv2.filter2D``;
@@ -43,12 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import _checks
+from .._checks import number
 from ..errors import ArgumentError, ShapeError
-from .borders import BORDERS, pad2d
-from .cost_model import _banded, _tile
-from .engines import _cv2, _direct, _fft, _filter_cv2, _separable
-from .planning import FilterPlan, _plan_for
+from .borders import BORDERS
+from .engines import _filter_cv2, all_finite, filter_torch, needs_finite_check, opencv
+from .planning import _plan_for
 
 __all__ = ["filter2d"]
 
@@ -89,7 +75,8 @@ def filter2d(
     """Filter an image with a 2D kernel, separating the kernel automatically.
 
     The same kernel is applied to every channel. The output has the input's shape, type (numpy array or torch
-    tensor), dtype and device. float16/bfloat16 are computed in float32.
+    tensor), dtype and device; float16/bfloat16 are computed in float32. Differentiable on tensors that require
+    grad (and in a kernel tensor that requires grad). NaN/inf propagate as in a direct convolution (``conv2d``).
 
     Args:
         image: ``(H, W)``, ``(H, W, C)`` or ``(B, C, H, W)`` numpy array or torch tensor of a float dtype.
@@ -101,9 +88,8 @@ def filter2d(
         rtol: allow a relative Frobenius error of the kernel up to ``rtol`` to lower the rank.
         cval: fill value of the ``'constant'`` border.
         method: ``'auto'`` (cheapest by :func:`plan`'s cost model) or ``'separable'``, ``'direct'``, ``'fft'``.
-        engine: ``'auto'``: for numpy images the cheapest of OpenCV (``'cv2'``, when installed) and torch by
-            :func:`plan`'s cost model; tensors always run on ``'torch'``. ``'cv2'`` takes numpy images only.
-            Engines agree within float rounding.
+        engine: ``'auto'``: numpy images on the cheapest of OpenCV (``'cv2'``, when installed) and torch by the
+            cost model, tensors on ``'torch'``; ``'cv2'`` takes numpy images only. Engines agree to float rounding.
 
     Returns:
         The filtered image, same shape and type as ``image``.
@@ -125,28 +111,43 @@ def filter2d(
     engine = _check_options(border, cval, engine, was_numpy)
     h, w = t.shape[-2:] if ndim == 4 else t.shape[:2]
     p = _plan_for(kernel, (int(h), int(w)), mode=mode, rank=rank, rtol=rtol, method=method, engine=engine)
-    kh, kw = p.kernel.shape
-    anchor = (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
-    if p.engine == "cv2":
+    anchor = _anchor(tuple(p.kernel.shape), mode)
+    if p.engine == "cv2" and not (needs_finite_check(p) and not all_finite(t)):  # else torch: NaN/inf as conv2d
         array = t.numpy()
         work = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
-        return _filter_cv2(_cv2(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
-    result = _from_planes(_filter_planes(_to_planes(t, ndim), p, anchor, border, float(cval)).to(t.dtype), t, ndim)
+        return _filter_cv2(opencv(), work, p, anchor, border, float(cval)).astype(array.dtype, copy=False)
+    live = _live_kernel(kernel, mode, was_numpy)
+    out = filter_torch(_to_planes(t, ndim), p, anchor, border, float(cval), kernel=live)
+    result = _from_planes(out.to(t.dtype), t.shape, ndim)
     return result.numpy() if was_numpy else result
 
 
-def _check_options(border: object, cval: object, engine: object, was_numpy: bool) -> object:
-    """Validate the border and fill value; return the engine (tensors always run on ``'torch'``)."""
+def _check_options(border: object, cval: object, engine: str, was_numpy: bool) -> str:
+    """Check ``border`` and ``cval``; return the engine to plan for (tensors always run on torch)."""
     if border not in BORDERS:
         raise ArgumentError(f"border must be one of {BORDERS}, got {border!r}")
-    _checks.number(cval, "cval")
+    number(cval, "cval")
     if engine == "cv2" and not was_numpy:
         raise ArgumentError("engine='cv2' takes numpy images, got a torch.Tensor; use engine='torch' or 'auto'")
     return engine if was_numpy else "torch"
 
 
+def _live_kernel(kernel: object, mode: str, was_numpy: bool) -> torch.Tensor | None:
+    """A kernel tensor that requires grad, as correlated (flipped for ``convolve``): it then gets gradients
+    (tensor images only: a numpy result carries none)."""
+    if was_numpy or not (isinstance(kernel, torch.Tensor) and kernel.requires_grad and torch.is_grad_enabled()):
+        return None
+    return kernel.flip(0, 1) if mode == "convolve" else kernel
+
+
+def _anchor(shape: tuple[int, int], mode: str) -> tuple[int, int]:
+    """``(top, left)`` of the kernel's anchor: the centre for ``correlate``, moved for even sizes by ``convolve``."""
+    kh, kw = shape
+    return (kh // 2, kw // 2) if mode == "correlate" else ((kh - 1) // 2, (kw - 1) // 2)
+
+
 def _to_planes(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``(P, H, W)`` planes of an ``(H, W)``, ``(H, W, C)`` or ``(B, C, H, W)`` image, in float32 or float64."""
+    """The image as ``(P, H, W)`` planes in float32 or float64 (the compute dtype)."""
     if ndim == 2:
         planes = t[None]
     elif ndim == 3:
@@ -156,37 +157,10 @@ def _to_planes(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return planes.to(t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32)
 
 
-def _from_planes(out: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
-    """The inverse of :func:`_to_planes`: planes back in the image's layout."""
+def _from_planes(out: torch.Tensor, shape: torch.Size, ndim: int) -> torch.Tensor:
+    """Inverse of :func:`_to_planes`: ``(P, H, W)`` back to the image's layout ``shape``."""
     if ndim == 2:
         return out[0]
     if ndim == 3:
         return out.permute(1, 2, 0).contiguous()
-    return out.reshape(t.shape)
-
-
-def _filter_planes(work: torch.Tensor, p: FilterPlan, anchor: tuple[int, int], border: str,
-                   cval: float) -> torch.Tensor:
-    """Filter ``(P, H, W)`` planes with the torch engine as plan ``p`` says."""
-    kh, kw = p.kernel.shape
-    top, left = anchor
-    h = work.shape[-2]
-    extra = 0
-    if p.method == "separable" and _banded(kh):
-        tile = _tile(kh)
-        extra = -(-h // tile) * tile - h
-    xp = pad2d(work, (top, kh - 1 - top + extra, left, kw - 1 - left), border, cval).contiguous()
-    out = work.new_empty(work.shape)
-    as_work = {"dtype": work.dtype, "device": work.device}
-    if p.method == "fft":
-        _fft(xp, p.kernel.to(**as_work), out)
-        return out
-    columns, rows, kernel_t = p.columns.to(**as_work), p.rows.to(**as_work), p.kernel.to(**as_work)
-    for c in range(work.shape[0]):
-        if p.method == "direct":
-            _direct(xp[c], kernel_t, out[c])
-        elif p.rank == 0:
-            out[c].zero_()
-        else:
-            _separable(xp[c], columns, rows, out[c])
-    return out
+    return out.reshape(shape)

@@ -1,6 +1,5 @@
 """Border modes of the filters, each the same as OpenCV's and scipy.ndimage's (``abcd`` is the image row)::
 
-
     sepconv      OpenCV                              scipy.ndimage     numpy.pad    torch F.pad   padded row
     reflect      BORDER_REFLECT                      'reflect'         'symmetric'  (none)        dcba|abcd|dcba
     reflect101   BORDER_REFLECT_101 = BORDER_DEFAULT 'mirror'          'reflect'    'reflect'     dcb|abcd|cba

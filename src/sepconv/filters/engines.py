@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from .borders import pad2d
 from .cost_model import _banded, _tile
 
 if TYPE_CHECKING:
     from .planning import FilterPlan
 
 
-def _cv2() -> Any:
-    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install sepconv[filters]``)."""
+def opencv() -> Any:
+    """The ``cv2`` module, or ``None`` when OpenCV is not installed (``pip install 'sepconv[filters]'``): the one
+    place that imports the optional OpenCV."""
     try:
         import cv2
     except ImportError:
@@ -89,13 +93,131 @@ def _direct(xp: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor) -> None:
         _horizontal(xp[i : i + h], kernel[i], out, accumulate=i > 0)
 
 
-def _fft(xp: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor) -> None:
-    """``out`` = valid 2D correlation through real FFTs of the padded image (no wrap-around reaches it)."""
+def _fft_valid(xp: torch.Tensor, kernel: torch.Tensor, spatial: tuple[int, int]) -> torch.Tensor:
+    """Valid 2D correlation ``(..., H, W)`` through real FFTs of the padded image (no wrap-around reaches it).
+
+    One NaN/inf pixel makes every output NaN on this path: :func:`filter_torch` never sends such images here.
+    """
     kh, kw = kernel.shape
     size = xp.shape[-2:]
     spectrum = torch.fft.rfft2(xp, s=size) * torch.fft.rfft2(kernel.flip(0, 1), s=size)
     full = torch.fft.irfft2(spectrum, s=size)
-    out.copy_(full[..., kh - 1 : kh - 1 + out.shape[-2], kw - 1 : kw - 1 + out.shape[-1]])
+    return full[..., kh - 1 : kh - 1 + spatial[0], kw - 1 : kw - 1 + spatial[1]]
+
+
+def filter_torch(
+    planes: torch.Tensor,
+    p: FilterPlan,
+    anchor: tuple[int, int],
+    border: str,
+    cval: float,
+    kernel: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The torch engine: filter every ``(H, W)`` plane of ``planes`` ``(P, H, W)`` as the plan ``p`` says.
+
+    Three routes, one result (to float rounding):
+
+    * an image holding NaN/inf, when the planned passes would not propagate them as a direct convolution
+      (:func:`needs_finite_check`): the direct ``conv2d`` route, as in ``torch.nn.functional.conv2d``;
+    * autograd records (``planes`` or ``kernel`` requires grad): :func:`conv_route`, out-of-place ``conv2d``/FFT
+      ops only, so that gradients flow to the image (and to ``kernel``, the live kernel tensor, when given);
+    * otherwise the fast passes (banded matrix products or shifted adds, written in place).
+    """
+    if needs_finite_check(p) and not all_finite(planes):
+        return conv_route(planes, p, anchor, border, cval, method="direct", kernel=kernel)
+    if torch.is_grad_enabled() and (planes.requires_grad or (kernel is not None and kernel.requires_grad)):
+        return conv_route(planes, p, anchor, border, cval, kernel=kernel)
+    return _fast_route(planes, p, anchor, border, cval)
+
+
+def needs_finite_check(p: FilterPlan) -> bool:
+    """Whether the passes of ``p`` could propagate NaN/inf otherwise than a direct convolution (``conv2d``, where
+    a non-finite pixel reaches every output whose window holds it, ``0 * NaN`` included).
+
+    Such plans check the image first (one sum, :func:`all_finite`). The others agree with ``conv2d`` by
+    construction and skip it: torch's shifted adds (a direct filter, or one separable term: ``c[a] * r[b] * x``
+    reaches the same outputs with the same signs) and OpenCV's direct filter below its DFT size or one separable
+    term, for kernels without zero taps (OpenCV skips zero taps, so ``0 * NaN`` never happens there). The FFT
+    (every output NaN), banded products (zeros of the band spread NaN over a tile) and sums of several terms
+    (``inf - inf = NaN`` where ``conv2d`` gives ``inf``) need the check.
+
+    Example:
+        >>> from sepconv.filters import plan
+        >>> needs_finite_check(plan("gaussian:9:1.5", engine="torch")), needs_finite_check(plan("log:9:1.4"))
+        (False, True)
+    """
+    kh, kw = p.kernel.shape
+    if p.engine == "cv2":
+        no_zero_taps = bool((p.kernel != 0).all())
+        return not no_zero_taps or (kh * kw >= 50 if p.method == "direct" else p.rank != 1)
+    if p.method == "fft":
+        return True
+    if p.method == "direct":
+        return _banded(kw)
+    return p.rank != 1 or _banded(kh) or _banded(kw)
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds no NaN/inf, from one sum (cheaper than ``isfinite``; a finite image whose sum
+    overflows reads as non-finite, which only sends it to the slower direct route)."""
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32  # float16 sums would overflow
+    return math.isfinite(float(t.detach().sum(dtype=dtype)))
+
+
+def conv_route(
+    planes: torch.Tensor,
+    p: FilterPlan,
+    anchor: tuple[int, int],
+    border: str,
+    cval: float,
+    *,
+    method: str | None = None,
+    kernel: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Out-of-place route: ``conv2d`` (two 1D convs per separable term, or one 2D conv) or the FFT, differentiable.
+
+    ``kernel``: the live ``(kh, kw)`` kernel as correlated (then a direct ``conv2d`` with it, so that it gets
+    gradients); ``method`` overrides the plan's.
+    """
+    method = "direct" if kernel is not None else (method or p.method)
+    kh, kw = p.kernel.shape
+    top, left = anchor
+    xp = pad2d(planes, (top, kh - 1 - top, left, kw - 1 - left), border, cval)[:, None]
+    dtype, device = planes.dtype, planes.device
+    if method == "fft":
+        return _fft_valid(xp[:, 0], p.kernel.to(dtype=dtype, device=device), planes.shape[-2:])
+    if method == "separable" and p.rank > 0:
+        columns = p.columns.to(dtype=dtype, device=device)[:, None, :, None]  # (R, 1, kh, 1)
+        rows = p.rows.to(dtype=dtype, device=device)[None, :, None, :]  # (1, R, 1, kw): sums the R terms
+        return F.conv2d(F.conv2d(xp, columns), rows)[:, 0]
+    weight = (p.kernel if kernel is None else kernel).to(dtype=dtype, device=device)
+    return F.conv2d(xp, weight[None, None])[:, 0]
+
+
+def _fast_route(planes: torch.Tensor, p: FilterPlan, anchor: tuple[int, int], border: str, cval: float) -> torch.Tensor:
+    """The fast passes: banded matrix products or shifted adds, written in place into one output buffer."""
+    kh, kw = p.kernel.shape
+    top, left = anchor
+    h = planes.shape[-2]
+    extra = 0
+    if p.method == "separable" and _banded(kh):
+        tile = _tile(kh)
+        extra = -(-h // tile) * tile - h
+    xp = pad2d(planes, (top, kh - 1 - top + extra, left, kw - 1 - left), border, cval).contiguous()
+    dtype, device = planes.dtype, planes.device
+    if p.method == "fft":
+        return _fft_valid(xp, p.kernel.to(dtype=dtype, device=device), planes.shape[-2:])
+    out = planes.new_empty(planes.shape)
+    columns, rows = p.columns.to(dtype=dtype, device=device), p.rows.to(dtype=dtype, device=device)
+    kernel = p.kernel.to(dtype=dtype, device=device)
+    for c in range(planes.shape[0]):
+        if p.method == "direct":
+            _direct(xp[c], kernel, out[c])
+        elif p.rank == 0:
+            out[c].zero_()
+        else:
+            _separable(xp[c], columns, rows, out[c])
+    return out
 
 
 _CV2_BORDERS = {

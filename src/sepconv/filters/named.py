@@ -13,8 +13,8 @@ Example:
             [-1.,  0.,  1.]], dtype=torch.float64)
     >>> get_kernel("gaussian:5:1").sum().item()  # normalised
     1.0
-    >>> "seed" in available_kernels()
-    True
+    >>> get_kernel("example-3x3").tolist()  # the articles' 3x3 example: [3, 4, 5] column times [1, 2, 3] row
+    [[3.0, 6.0, 9.0], [4.0, 8.0, 12.0], [5.0, 10.0, 15.0]]
 """
 
 from __future__ import annotations
@@ -24,17 +24,29 @@ from collections.abc import Callable
 
 import torch
 
-from .. import _checks
+from .._checks import number
 from ..errors import ArgumentError
 
-__all__ = ["available_kernels", "box", "gaussian", "get_kernel", "laplacian", "laplacian_of_gaussian"]
+__all__ = [
+    "DERIVATIVES",
+    "available_kernels",
+    "box",
+    "gaussian",
+    "get_kernel",
+    "is_derivative",
+    "laplacian",
+    "laplacian_of_gaussian",
+]
 
 _SOBEL = ([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
 _SCHARR = ([3.0, 10.0, 3.0], [-1.0, 0.0, 1.0])
 _PREWITT = ([1.0, 1.0, 1.0], [-1.0, 0.0, 1.0])
-# The 3x3 example of Chi-Feng Wang's "A Basic Introduction to Separable Convolutions" (cited by the seed
-# articles): [3, 4, 5] (column) times [1, 2, 3] (row).
-_SEED = ([3.0, 4.0, 5.0], [1.0, 2.0, 3.0])
+# The 3x3 example of Chi-Feng Wang's "A Basic Introduction to Separable Convolutions" (the articles that
+# `sepconv seeds` reproduces): [3, 4, 5] (column) times [1, 2, 3] (row).
+_EXAMPLE_3X3 = ([3.0, 4.0, 5.0], [1.0, 2.0, 3.0])
+# Largest side of a named kernel: a 2049 x 2049 float64 kernel already takes 32 MiB; a Gaussian's size is
+# 2 * ceil(3 sigma) + 1, so sigma up to about 340.
+MAX_SIZE = 2049
 
 
 def _outer(column: list[float], row: list[float]) -> torch.Tensor:
@@ -42,11 +54,11 @@ def _outer(column: list[float], row: list[float]) -> torch.Tensor:
 
 
 def _check_size(size: object) -> int:
-    return int(_checks.number(size, "kernel size", low=1, integer=True))
+    return int(number(size, "kernel size", low=1, high=MAX_SIZE, integer=True))
 
 
 def _check_sigma(sigma: object) -> float:
-    return _checks.number(sigma, "sigma", low=0, low_open=True)
+    return number(sigma, "sigma", low=0, low_open=True)
 
 
 def _gaussian_1d(size: int, sigma: float) -> torch.Tensor:
@@ -126,9 +138,23 @@ _REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], tuple[type, ...], str]] 
     "laplacian": (lambda: laplacian(4), (), "3x3 Laplacian, 4-neighbour (rank 2)"),
     "laplacian8": (lambda: laplacian(8), (), "3x3 Laplacian, 8-neighbour (rank 2)"),
     "log": (laplacian_of_gaussian, (int, float), "log[:SIZE[:SIGMA]], Laplacian of Gaussian (default 9, 1.4)"),
-    "seed": (_fixed(*_SEED), (), "the seeds' 3x3 example: [3,4,5] column x [1,2,3] row"),
+    "example-3x3": (_fixed(*_EXAMPLE_3X3), (), "the articles' 3x3 example: [3,4,5] column x [1,2,3] row"),
 }
 _ALIASES = {"sobel": "sobel-x", "scharr": "scharr-x", "prewitt": "prewitt-x", "mean": "box"}
+# Derivative kernels: their continuous form integrates to zero (the sampled, truncated LoG nearly does), so their
+# responses are signed around zero.
+DERIVATIVES = ("sobel-x", "sobel-y", "scharr-x", "scharr-y", "prewitt-x", "prewitt-y", "laplacian", "laplacian8", "log")
+
+
+def is_derivative(name: str) -> bool:
+    """Whether the kernel ``name`` is a derivative (its responses are signed around zero).
+
+    Example:
+        >>> is_derivative("log:9:1.4"), is_derivative("Sobel"), is_derivative("gaussian:7:1.5")
+        (True, True, False)
+    """
+    head = name.strip().lower().split(":")[0]
+    return _ALIASES.get(head, head) in DERIVATIVES
 
 
 def available_kernels() -> dict[str, str]:
@@ -139,7 +165,7 @@ def available_kernels() -> dict[str, str]:
 def get_kernel(
     name: str, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Look up a named kernel: ``"sobel-x"``, ``"gaussian:7:1.5"``, ``"box:5"``, ``"log:9:1.4"``, ``"seed"``...
+    """Look up a named kernel: ``"sobel-x"``, ``"gaussian:7:1.5"``, ``"box:5"``, ``"log:9:1.4"``, ``"example-3x3"``...
 
     Aliases: ``sobel`` = ``sobel-x``, ``scharr`` = ``scharr-x``, ``prewitt`` = ``prewitt-x``, ``mean`` = ``box``.
     Names are case-insensitive.

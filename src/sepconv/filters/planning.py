@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ArgumentError, NotSeparableError, ShapeError
-from ..factorize import factor_kernel, low_rank
+from ..errors import ArgumentError, ShapeError
+from ..factorize import factor_kernel, low_rank, rank_tolerance, separable_rank
 from . import named
 from .cost_model import _costs, _symmetric
-from .engines import _cv2
+from .engines import opencv
 
 MODES = ("correlate", "convolve")
 METHODS = ("auto", "separable", "direct", "fft")
@@ -28,12 +28,17 @@ class FilterPlan:
         method: ``'separable'``, ``'direct'`` or ``'fft'``.
         engine: ``'cv2'`` (OpenCV: ``cv2.sepFilter2D`` per separable term, or ``cv2.filter2D`` for ``'direct'``,
             which OpenCV itself runs as a DFT from 130 taps) or ``'torch'`` (the only engine of the FFT path).
-        rank: numerical rank of the kernel (exact within float eps, or the one meeting ``rtol``).
+        rank: number of separable terms: the kernel's numerical rank (singular values above
+            :func:`sepconv.factorize.rank_tolerance` of the precision the kernel came in: a float32 Gaussian is
+            rank 1), or the rank asked by ``rank``/``rtol``, never above the numerical rank.
         columns: ``(rank, kh)`` float64 column factors (term ``r`` is ``columns[r] ⊗ rows[r]``).
         rows: ``(rank, kw)`` float64 row factors.
-        error: relative Frobenius error of the rank-``rank`` kernel (0 for exact).
+        error: relative Frobenius error of the rank-``rank`` kernel against the float64 kernel (0 for integer
+            kernels; float32 rounding, about 1e-8, for a float32 kernel read as exact).
         kernel: the ``(kh, kw)`` float64 kernel as correlated (flipped for ``mode='convolve'``).
         costs: estimated nanoseconds per pixel of each ``"engine/method"`` considered.
+        exact: whether the terms reproduce the kernel to the rounding of its precision (``rank`` is its
+            numerical rank), rather than approximate it.
     """
 
     method: str
@@ -44,6 +49,7 @@ class FilterPlan:
     error: float
     kernel: torch.Tensor
     costs: dict[str, float]
+    exact: bool = True
 
     @property
     def multiplications(self) -> dict[str, int]:
@@ -52,9 +58,11 @@ class FilterPlan:
         return {"direct": kh * kw, "separable": self.rank * (kh + kw)}
 
 
-def _kernel_arg(kernel: object) -> torch.Tensor:
+def _kernel_arg(kernel: object) -> tuple[torch.Tensor, torch.dtype]:
+    """``(float64 kernel, precision)``: the precision is the float dtype the kernel came in (float64 for names,
+    integers and Python numbers); it sets the rank tolerance, since a float32 kernel is only known to float32."""
     if isinstance(kernel, str):
-        return named.get_kernel(kernel)
+        return named.get_kernel(kernel), torch.float64
     if isinstance(kernel, torch.Tensor):
         k = kernel.detach().to("cpu")
     else:
@@ -68,42 +76,47 @@ def _kernel_arg(kernel: object) -> torch.Tensor:
         raise ShapeError(f"kernel must be a non-empty 2D array (kh, kw), got shape {tuple(k.shape)}")
     if not (k.dtype.is_floating_point or k.dtype in (torch.int8, torch.int16, torch.int32, torch.int64)):
         raise ArgumentError(f"kernel must hold real numbers, got dtype {k.dtype}")
+    precision = k.dtype if k.dtype.is_floating_point else torch.float64
     k = k.to(torch.float64)
     if not bool(torch.isfinite(k).all()):
         raise ArgumentError("kernel must hold finite numbers, got inf or nan")
-    return k
+    return k, precision
 
 
 @functools.lru_cache(maxsize=256)
 def _factors(
-    data: bytes, shape: tuple[int, int], rank: int | None, rtol: float | None
-) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """``(columns, rows, rank, error)`` of the float64 kernel held in ``data`` (cached: filtering many images with
-    one kernel factors it once)."""
+    data: bytes, shape: tuple[int, int], rank: int | None, rtol: float | None, precision: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, int, float, bool]:
+    """``(columns, rows, rank, error, exact)`` of the float64 kernel held in ``data`` (cached: filtering many images
+    with one kernel factors it once). The rank never exceeds the kernel's numerical rank at ``precision``."""
     k = torch.frombuffer(bytearray(data), dtype=torch.float64).reshape(shape)
-    approx = low_rank(k, rank) if rank is not None else low_rank(k, rtol=rtol)
-    columns, rows, r = approx.columns, approx.rows, approx.rank
-    error = float(approx.error)
-    if r == 1:  # exactly separable: prefer factor_kernel's integer factors (Sobel -> [1,2,1] ⊗ [-1,0,1])
-        try:
-            col, row = factor_kernel(k)
-        except NotSeparableError:
-            pass  # an approximation asked by rank/rtol: keep the SVD term
-        else:
-            columns, rows, error = col[None], row[None], 0.0
-    if float(k.abs().max()) == 0.0:
-        r, error = 0, 0.0
-    return columns, rows, r, error
+    tol = rank_tolerance(shape, precision)
+    numerical = int(separable_rank(k, rtol=tol))
+    if rank is not None or rtol is not None:
+        approx = low_rank(k, rank) if rank is not None else low_rank(k, rtol=rtol)
+        r = min(approx.rank, max(numerical, 1))
+    else:
+        r = max(numerical, 1)
+    if r == 1 and numerical == 1:  # exactly separable: factor_kernel's integer factors (Sobel -> [1,2,1] ⊗ [-1,0,1])
+        col, row = factor_kernel(k, rtol=tol)
+        columns, rows = col[None], row[None]
+        error = float((k - torch.outer(col, row)).norm() / k.norm())
+    else:
+        approx = low_rank(k, r)
+        columns, rows, error = approx.columns, approx.rows, float(approx.error)
+    if numerical == 0:
+        return columns, rows, 0, 0.0, True
+    return columns, rows, r, error, r >= numerical
 
 
 def _engines(engine: str) -> tuple[str, ...]:
     """Engines the cost model chooses from for ``engine`` (``'auto'``: every installed one)."""
     if engine not in ENGINES:
         raise ArgumentError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "cv2" and _cv2() is None:
+    if engine == "cv2" and opencv() is None:
         raise ArgumentError("engine='cv2' needs OpenCV, which is not installed: pip install 'sepconv[filters]'")
     if engine == "auto":
-        return ("torch",) if _cv2() is None else ("cv2", "torch")
+        return ("torch",) if opencv() is None else ("cv2", "torch")
     return (engine,)
 
 
@@ -123,7 +136,7 @@ def plan(
         kernel: ``(kh, kw)`` array/tensor or a name of :func:`sepconv.named.get_kernel`.
         spatial: ``(H, W)`` of the images (only the FFT cost depends on it).
         mode: ``'correlate'`` or ``'convolve'``.
-        rank: number of separable terms to use (approximates when below the kernel's rank).
+        rank: number of separable terms to use (approximates when below the kernel's rank; capped at it).
         rtol: largest relative Frobenius error of the kernel approximation; ``None`` (default) keeps the exact
             numerical rank. Give at most one of ``rank`` and ``rtol``.
         method: ``'auto'`` (cost model), or force ``'separable'``, ``'direct'``, ``'fft'``.
@@ -144,7 +157,7 @@ def plan(
     if method not in METHODS:
         raise ArgumentError(f"method must be one of {METHODS}, got {method!r}")
     engines = _engines(engine)
-    k = _kernel_arg(kernel)
+    k, precision = _kernel_arg(kernel)
     if mode == "convolve":
         k = k.flip(0, 1)
     kh, kw = k.shape
@@ -152,14 +165,14 @@ def plan(
         raise ArgumentError(f"give at most one of rank and rtol, got rank={rank!r} and rtol={rtol!r}")
     k = k.contiguous()
     try:
-        columns, rows, r, error = _factors(k.numpy().tobytes(), (kh, kw), rank, rtol)
+        columns, rows, r, error, exact = _factors(k.numpy().tobytes(), (kh, kw), rank, rtol, precision)
     except TypeError:  # unhashable rank/rtol: let low_rank name the fault
-        columns, rows, r, error = _factors.__wrapped__(k.numpy().tobytes(), (kh, kw), rank, rtol)
+        columns, rows, r, error, exact = _factors.__wrapped__(k.numpy().tobytes(), (kh, kw), rank, rtol, precision)
     symmetric = _symmetric(columns) and _symmetric(rows)
     costs = _costs(engines, kh, kw, r, (int(spatial[0]), int(spatial[1])), symmetric)
     allowed = [key for key in costs if method in ("auto", key.split("/")[1])]
     engine, method = min(allowed, key=costs.__getitem__).split("/")
-    return FilterPlan(method, engine, r, columns.clone(), rows.clone(), error, k, costs)
+    return FilterPlan(method, engine, r, columns.clone(), rows.clone(), error, k, costs, exact)
 
 
 _PLANS: dict[tuple, FilterPlan] = {}
@@ -174,7 +187,7 @@ def _plan_for(kernel: object, spatial: tuple[int, int], **options: Any) -> Filte
         key = (kernel.dtype.str, kernel.shape, kernel.tobytes())
     else:
         return plan(kernel, spatial, **options)
-    key = (*key, spatial, _cv2() is None, *sorted(options.items()))
+    key = (*key, spatial, opencv() is None, *sorted(options.items()))
     try:
         return _PLANS[key]
     except TypeError:  # unhashable option: plan() names the fault

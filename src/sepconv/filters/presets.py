@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _checks
+from .._checks import number
 from ..errors import ArgumentError
 from . import named
 from .apply import filter2d
@@ -40,7 +40,7 @@ def prewitt(image: Any, axis: str = "x", *, border: str = "reflect") -> Any:
 
 
 def _size_for(sigma: float, size: int | None) -> int:
-    _checks.number(sigma, "sigma", low=0, low_open=True)
+    sigma = number(sigma, "sigma", low=0, low_open=True)
     return 2 * math.ceil(3 * sigma) + 1 if size is None else size
 
 
@@ -87,6 +87,6 @@ def unsharp_mask(
         >>> round(float(unsharp_mask(np.full((5, 5), 3.0)).max()), 12)  # flat images are unchanged
         3.0
     """
-    _checks.number(amount, "amount")
+    number(amount, "amount")
     blurred = gaussian(image, sigma, size=size, border=border)
     return image + amount * (image - blurred)

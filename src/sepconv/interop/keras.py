@@ -13,9 +13,10 @@ A Keras ``Sequential`` whose layers disagree on ``data_format`` has no equivalen
 **Weights.** Keras' depthwise kernel ``(kh, kw, C, m)`` becomes the torch weight ``(C*m, 1, kh, kw)`` with output
 channel ``c*m + j`` (the same order on both sides); the pointwise kernel ``(1, 1, C*m, N)`` becomes
 ``(N, C*m, 1, 1)``; a standard kernel ``(kh, kw, C/groups, N)`` becomes ``(N, C/groups, kh, kw)``. Keras'
-``SeparableConv`` has only the pointwise bias. A Keras layer's ``activation`` is applied *after* the layer, so a
-non-linear one becomes a trailing module: ``nn.Sequential(layer, activation)`` (the ``activation`` argument of
-:class:`sepconv.SeparableConv2d` sits between the depthwise and pointwise steps and is not used here).
+``SeparableConv`` has only the pointwise bias. A Keras layer's ``activation`` is applied *after* the layer: for a
+``SeparableConv`` it becomes the layer's ``pointwise_activation`` (after the pointwise step; sepconv's own
+``activation`` sits between the steps and is not used here), for the other layers a trailing module,
+``nn.Sequential(layer, activation)``.
 
 **'same' padding.** Keras (torch backend) pads ``'same'`` as TensorFlow: total ``max((ceil(n/s)-1)*s + (k-1)*d
 + 1 - n, 0)``, the extra element at the end, which is what sepconv does for every stride and kernel size.
@@ -194,15 +195,17 @@ def _from_separable(layer: Any, state: _State) -> list[nn.Module]:
     *kernel, channels, m = dk.shape
     n = len(kernel)
     cls = SeparableConv1d if n == 1 else SeparableConv2d
+    activation = _activation(layer.activation, layer)  # Keras applies it after the pointwise step
     module = cls(channels, layer.filters, tuple(kernel), layer.strides, _padding(layer), layer.dilation_rate,
-                 depth_multiplier=m, bias=layer.use_bias, dtype=dk.dtype)
+                 depth_multiplier=m, bias=layer.use_bias, dtype=dk.dtype,
+                 pointwise_activation=activation[0] if activation else None)
     _copy(module.depthwise.weight, dk.reshape(*kernel, channels * m).movedim(-1, 0).unsqueeze(1))
     _copy(module.pointwise.weight, pk.reshape(channels * m, layer.filters).T.reshape(layer.filters, channels * m,
                                                                                      *(1,) * n))
     if layer.use_bias:
         _copy(module.pointwise.bias, _tensor(layer.bias))
     state.rank = n
-    return [module, *_activation(layer.activation, layer)]
+    return [module]
 
 
 def _from_depthwise(layer: Any, state: _State) -> list[nn.Module]:
@@ -350,9 +353,10 @@ def from_keras(keras_layer: Any, *, layout: str = "channels_first") -> nn.Module
     :class:`~sepconv.DepthwiseConv1d`/``2d``; ``Conv2D`` → :class:`~sepconv.PaddedConv2d`; ``Conv1D`` →
     ``nn.Conv1d`` (``'causal'`` through a left ``nn.ConstantPad1d``); ``BatchNormalization`` (per channel),
     ``Dense``, ``GlobalAveragePooling1D/2D``, ``Dropout``, ``Activation``/``ReLU``/``LeakyReLU`` to their torch
-    twins; a ``keras.Sequential`` of those → ``nn.Sequential``. A layer with a non-linear ``activation`` becomes
-    ``nn.Sequential(layer, activation)``. Parameters keep the Keras dtype. The module is returned in training mode
-    like every new torch module: call ``.eval()`` to compare with Keras inference (BatchNorm, Dropout).
+    twins; a ``keras.Sequential`` of those → ``nn.Sequential``. A ``SeparableConv``'s ``activation`` becomes its
+    ``pointwise_activation``, another layer's (non-linear) a trailing module: ``nn.Sequential(layer, activation)``.
+    Parameters keep the Keras dtype. The module is returned in training mode like every new torch module: call
+    ``.eval()`` to compare with Keras inference (BatchNorm, Dropout).
 
     Args:
         keras_layer: a built Keras 3 layer or ``keras.Sequential`` (called once, or created with ``keras.Input``).
@@ -375,8 +379,8 @@ def from_keras(keras_layer: Any, *, layout: str = "channels_first") -> nn.Module
         ...                           keras.layers.SeparableConv2D(8, 3, padding="same", activation="relu"),
         ...                           keras.layers.DepthwiseConv2D(3, strides=2, padding="same")])
         >>> torch_model = from_keras(model)
-        >>> [type(m).__name__ for m in torch_model]
-        ['SeparableConv2d', 'ReLU', 'DepthwiseConv2d']
+        >>> [type(m).__name__ for m in torch_model], torch_model[0].pointwise_act
+        (['SeparableConv2d', 'DepthwiseConv2d'], ReLU())
         >>> torch_model(torch.randn(2, 3, 16, 16)).shape
         torch.Size([2, 8, 8, 8])
     """
@@ -443,6 +447,16 @@ def _to_separable(module: SeparableConvNd, data_format: str) -> tuple[Any, int]:
         if not isinstance(value, nn.Identity):
             raise UnsupportedLayerError(f"{name}: {option}={value} is not supported by Keras' SeparableConv "
                                         f"(nothing between depthwise and pointwise); allowed: {default}")
+    for option, value in (("pointwise_norm", module.pointwise_norm), ("dropout", module.drop)):
+        if value is not None and not isinstance(value, nn.Identity):
+            raise UnsupportedLayerError(f"{name}: {option}={value} is not supported by Keras' SeparableConv; "
+                                        f"allowed: None")
+    linear = module.pointwise_act is None or isinstance(module.pointwise_act, nn.Identity)
+    activation = None if linear else _activation_name(module.pointwise_act)  # type: ignore[arg-type]
+    if activation is None and not linear:
+        raise UnsupportedLayerError(f"{name}: pointwise_activation={module.pointwise_act} has no Keras activation "
+                                    f"name; allowed: {sorted(_TORCH_ACTIVATIONS.values())}, elu, gelu, "
+                                    f"softplus, leaky_relu (slope 0.2)")
     if module.groups != 1:
         raise UnsupportedLayerError(f"{name}: groups={module.groups} is not supported by Keras; allowed: 1")
     if n not in (1, 2):
@@ -457,7 +471,7 @@ def _to_separable(module: SeparableConvNd, data_format: str) -> tuple[Any, int]:
         bias = folded if bias is None else bias + folded
     cls = keras.layers.SeparableConv1D if n == 1 else keras.layers.SeparableConv2D
     layer = cls(module.out_channels, module.kernel_size, module.stride, padding, data_format,
-                module.dilation, module.depth_multiplier, use_bias=bias is not None,
+                module.dilation, module.depth_multiplier, activation=activation, use_bias=bias is not None,
                 dtype=_keras_dtype(pw.weight.dtype))
     _built(layer, module.in_channels, n, data_format)
     c, m = module.in_channels, module.depth_multiplier
@@ -528,19 +542,28 @@ def _to_batchnorm(module: nn.BatchNorm1d | nn.BatchNorm2d, data_format: str, ran
     return layer, module.num_features
 
 
+def _activation_name(module: nn.Module) -> str | None:
+    """The Keras activation name computing what ``module`` computes, or ``None``."""
+    if type(module) in _TORCH_ACTIVATIONS:
+        return _TORCH_ACTIVATIONS[type(module)]
+    if isinstance(module, nn.ELU) and module.alpha == 1.0:
+        return "elu"
+    if isinstance(module, nn.GELU) and module.approximate == "none":
+        return "gelu"
+    if isinstance(module, nn.Softplus) and module.beta == 1.0:
+        return "softplus"
+    if isinstance(module, nn.LeakyReLU) and module.negative_slope == 0.2:  # keras.activations.leaky_relu's slope
+        return "leaky_relu"
+    return None
+
+
 def _to_activation(module: nn.Module) -> Any:
     keras = _keras()
     name = type(module).__name__
-    if type(module) in _TORCH_ACTIVATIONS:
-        return keras.layers.Activation(_TORCH_ACTIVATIONS[type(module)])
     if isinstance(module, nn.LeakyReLU):
         return keras.layers.LeakyReLU(negative_slope=module.negative_slope)
-    if isinstance(module, nn.ELU) and module.alpha == 1.0:
-        return keras.layers.Activation("elu")
-    if isinstance(module, nn.GELU) and module.approximate == "none":
-        return keras.layers.Activation("gelu")
-    if isinstance(module, nn.Softplus) and module.beta == 1.0:
-        return keras.layers.Activation("softplus")
+    if _activation_name(module) is not None:
+        return keras.layers.Activation(_activation_name(module))
     if isinstance(module, nn.Dropout):
         return keras.layers.Dropout(module.p)
     raise UnsupportedLayerError(f"{name}: module type {name} (or its arguments) is not supported; "
@@ -605,7 +628,8 @@ def to_keras(module: nn.Module, *, data_format: str = "channels_last") -> Any:
     Raises:
         ArgumentError: unknown ``data_format`` or ``module`` not an ``nn.Module``.
         UnsupportedLayerError: a module or option Keras cannot express (``norm``/``activation`` inside a
-            SeparableConv, ``groups`` > 1 in a separable pointwise, explicit padding other than TF-'same',
+            SeparableConv, ``pointwise_norm``/``dropout``, a ``pointwise_activation`` without a Keras name,
+            ``groups`` > 1 in a separable pointwise, explicit padding other than TF-'same',
             ``padding_mode`` other than zeros, 3-d layers, ...).
 
     Example:

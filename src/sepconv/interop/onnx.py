@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .. import _checks
+from .._files import atomic_write
 from ..errors import ArgumentError
 
 __all__ = ["export_onnx", "run_onnx"]
@@ -66,17 +67,15 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
         raise ArgumentError(f"directory {str(target.parent)!r} does not exist")
     model = model.eval()
     x = torch.randn(shape)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad(), \
+                _quiet_registration():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), tmp, opset_version=opset, input_names=["input"],
+            torch.onnx.export(model, (x,), str(tmp), opset_version=opset, input_names=["input"],
                               output_names=["output"], dynamo=True, external_data=False)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(target, write)  # a hidden temporary file, renamed; removed if the export fails or is interrupted
     if not check:
         return None
     with torch.no_grad():
@@ -85,6 +84,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     if not diff <= atol:
         raise ArgumentError(f"ONNX Runtime output differs from PyTorch by {diff:.3g} > atol={atol}")
     return diff
+
+
+@contextlib.contextmanager
+def _quiet_registration():  # type: ignore[no-untyped-def]
+    """Silence the exporter's "torchvision is not installed. Skipping torchvision::nms" lines (not ours, not an
+    error: sepconv never uses torchvision ops), only while exporting."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        registration.setLevel(level)
 
 
 def run_onnx(path: str | os.PathLike, x: torch.Tensor, threads: int | None = None) -> np.ndarray:

@@ -1,33 +1,37 @@
-"""Helpers shared by the layers: torch-like initialisation, repr formatting and the geometry of a source conv."""
+"""Helpers shared by the layers: repr formatting, the geometry of a source conv, refusing TorchScript."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, UnsupportedConfigError
 
 
-def reset_conv_parameters(weight: nn.Parameter, bias: nn.Parameter | None) -> None:
-    """Kaiming-uniform weights with ``a = sqrt(5)`` and uniform bias in ``±1/sqrt(fan_in)``, as torch does."""
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-    if bias is not None:
-        fan_in = weight[0].numel()
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        nn.init.uniform_(bias, -bound, bound)
+def refuse_script(module: nn.Module) -> UnsupportedConfigError:
+    """The error of ``torch.jit.script`` on a sepconv layer, raised by the layers' ``__prepare_scriptable__``.
+
+    TorchScript (deprecated by PyTorch: ``torch.jit.script`` warns so) cannot compile the layers' argument checks
+    nor the padding resolved from each input's size; ``torch.jit.trace`` (hence the legacy ONNX exporter),
+    ``torch.fx``, ``torch.export`` and ``torch.compile`` work.
+    """
+    return UnsupportedConfigError(
+        f"torch.jit.script does not support {type(module).__name__} (TorchScript cannot compile its checks and "
+        f"per-input padding); use torch.jit.trace, torch.export or torch.compile instead"
+    )
 
 
 def format_args(defaults: dict, values: dict) -> str:
-    """``extra_repr`` helper: ``key=value`` for every value that differs from its default."""
-    return ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
-                     for k, v in values.items() if defaults.get(k, object()) != v)
+    """``extra_repr`` helper: ``key=value`` for every value that differs from its default (functions by name)."""
+    return ", ".join(f"{k}={_shown(v)}" for k, v in values.items() if defaults.get(k, object()) != v)
 
 
-def new_parameter(shape: tuple[int, ...], device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Parameter:
-    """An uninitialised parameter of ``shape`` (filled by ``reset_parameters``)."""
-    return nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+def _shown(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if callable(value) and hasattr(value, "__qualname__"):
+        return value.__qualname__
+    return str(value)
 
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}

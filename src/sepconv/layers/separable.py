@@ -8,9 +8,10 @@ from torch import nn
 from .. import _checks, backends
 from ..errors import ShapeError
 from ..factorize import DepthwiseFactors, depthwise_ranks, depthwise_svd
-from ._init import conv_geometry, format_args
+from ._init import conv_geometry, format_args, refuse_script
 from .create import create_activation, create_norm
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d
+from .initializers import WEIGHT_INITIALIZERS, Initializer, init_bias, init_weight, initializer_arg
 
 __all__ = ["SeparableConv1d", "SeparableConv2d", "SeparableConv3d"]
 
@@ -19,7 +20,45 @@ _DEPTHWISE = {1: DepthwiseConv1d, 2: DepthwiseConv2d, 3: DepthwiseConv3d}
 
 
 class SeparableConvNd(nn.Module):
-    """Public base class (for ``isinstance``) and shared body of the depthwise separable layers (1D, 2D, 3D)."""
+    """Public base class (for ``isinstance``) and shared body of the depthwise separable layers (1D, 2D, 3D).
+
+    The computation is ``pointwise_act(drop(pointwise_norm(pointwise(act(norm(depthwise(x)))))))``:
+
+    - ``norm`` and ``activation`` sit *between* the two steps (MobileNet v1: ``norm='batch', activation='relu'``;
+      the accelerated paths fold and fuse them);
+    - ``pointwise_norm`` and ``pointwise_activation`` come *after* the pointwise step, as in timm's
+      ``SeparableConvNormAct`` and as Keras's ``SeparableConv2D(activation=...)`` (Keras's ``activation`` is
+      sepconv's ``pointwise_activation``; :func:`sepconv.interop.from_keras` maps it so);
+    - ``dropout`` drops elements of the pointwise output after ``pointwise_norm`` and before
+      ``pointwise_activation``, where timm's ``drop_layer`` sits. There is no ``drop_path`` (stochastic depth):
+      it drops a whole residual branch, so it belongs to a block with a skip connection, not to this layer.
+
+    Sub-modules ``pointwise_norm``, ``drop`` and ``pointwise_act`` exist only when asked (else the attributes are
+    ``None``), so the ``state_dict`` and repr of a layer without them are unchanged.
+
+    Args:
+        in_channels, out_channels: C and N.
+        kernel_size, stride, padding, dilation, depth_multiplier, padding_mode: of the depthwise step (see
+            :class:`DepthwiseConv2d`); padding ``'same'`` is TensorFlow's for any stride.
+        bias: bias of the pointwise step. depthwise_bias: bias of the depthwise step.
+        norm, activation: between the steps (None, a name, a module or a factory; see
+            :mod:`sepconv.layers.create`).
+        groups: groups of the pointwise step.
+        pointwise_norm, pointwise_activation: after the pointwise step (same forms as ``norm``/``activation``).
+        dropout: probability of :class:`torch.nn.Dropout` after the pointwise step (0: none), or a module
+            (``nn.Dropout2d(p)``, a DropBlock, ...).
+        depthwise_initializer, pointwise_initializer: ``'kaiming_uniform'`` (torch's default), Keras's
+            ``'glorot_uniform'`` (Keras's default), ``'he_normal'``, ... or a callable; see
+            :mod:`sepconv.layers.initializers`. bias_initializer: ``'uniform'`` (torch's), ``'zeros'`` (Keras's).
+
+    Example:
+        >>> layer = SeparableConv2d(8, 16, 3, padding="same", bias=False, pointwise_norm="batch",
+        ...                         pointwise_activation="relu", depthwise_initializer="glorot_uniform")
+        >>> [name for name, _ in layer.named_children()]  # timm's SeparableConvNormAct
+        ['depthwise', 'norm', 'act', 'pointwise', 'pointwise_norm', 'pointwise_act']
+        >>> layer(torch.randn(2, 8, 10, 10)).shape
+        torch.Size([2, 16, 10, 10])
+    """
 
     spatial_dims: int = 0
 
@@ -40,15 +79,25 @@ class SeparableConvNd(nn.Module):
         groups: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        pointwise_norm: object = None,
+        pointwise_activation: object = None,
+        dropout: float | nn.Module = 0.0,
+        depthwise_initializer: Initializer = "kaiming_uniform",
+        pointwise_initializer: Initializer = "kaiming_uniform",
+        bias_initializer: Initializer = "uniform",
     ) -> None:
         super().__init__()
         n = self.spatial_dims
         self.out_channels = _checks.positive_int(out_channels, "out_channels")
         groups = _checks.positive_int(groups, "groups")
         bias = _checks.bool_arg(bias, "bias")
+        self.pointwise_initializer = initializer_arg(pointwise_initializer, "pointwise_initializer",
+                                                     WEIGHT_INITIALIZERS)
         self.depthwise = _DEPTHWISE[n](in_channels, kernel_size, stride, padding, dilation, depth_multiplier,
                                        _checks.bool_arg(depthwise_bias, "depthwise_bias"), padding_mode,
-                                       device=device, dtype=dtype)
+                                       device=device, dtype=dtype, depthwise_initializer=depthwise_initializer,
+                                       bias_initializer=bias_initializer)
         mid = self.depthwise.out_channels
         if mid % groups or self.out_channels % groups:
             raise ShapeError(f"groups must divide in_channels * depth_multiplier ({mid}) "
@@ -56,6 +105,29 @@ class SeparableConvNd(nn.Module):
         self.norm = create_norm(norm, mid, n).to(device=device, dtype=dtype)
         self.act = create_activation(activation)
         self.pointwise = _POINTWISE[n](mid, self.out_channels, 1, groups=groups, bias=bias, device=device, dtype=dtype)
+        if (self.pointwise_initializer, self.bias_initializer) != ("kaiming_uniform", "uniform"):
+            self._reset_pointwise()  # torch's constructor already drew the defaults
+        self._after_pointwise(pointwise_norm, dropout, pointwise_activation, device, dtype)
+
+    def _after_pointwise(self, norm: object, dropout: object, activation: object,
+                         device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+        """Create the optional ``pointwise_norm``, ``drop`` and ``pointwise_act`` (``None`` when not asked)."""
+        self.pointwise_norm = None if norm is None else create_norm(norm, self.out_channels, self.spatial_dims).to(
+            device=device, dtype=dtype)
+        if isinstance(dropout, nn.Module):
+            self.drop = dropout
+        else:
+            p = _checks.number(dropout, "dropout", low=0, high=1, high_open=True)
+            self.drop = nn.Dropout(p) if p > 0 else None
+        self.pointwise_act = None if activation is None else create_activation(activation)
+
+    @property
+    def bias_initializer(self) -> Initializer:
+        return self.depthwise.bias_initializer
+
+    @property
+    def depthwise_initializer(self) -> Initializer:
+        return self.depthwise.depthwise_initializer
 
     @property
     def in_channels(self) -> int:
@@ -90,27 +162,48 @@ class SeparableConvNd(nn.Module):
         return self.depthwise.padding_mode
 
     def reset_parameters(self) -> None:
-        """Re-initialise both steps (and the norm, if it has parameters)."""
+        """Re-initialise both steps with the layer's initializers (and the norms, if they have parameters)."""
         self.depthwise.reset_parameters()
-        self.pointwise.reset_parameters()
-        if hasattr(self.norm, "reset_parameters"):
-            self.norm.reset_parameters()
+        self._reset_pointwise()
+        for norm in (self.norm, self.pointwise_norm):
+            if hasattr(norm, "reset_parameters"):
+                norm.reset_parameters()
+
+    def _reset_pointwise(self) -> None:
+        init_weight(self.pointwise.weight, self.pointwise_initializer)  # torch's fans are Keras's for a 1x1 kernel
+        init_bias(self.pointwise.bias, self.bias_initializer, self.pointwise.weight)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        # sepconv.backends chooses the implementation (Triton, oneDNN, channels_last or plain PyTorch); every
-        # path validates like the plain composition and gives its outputs up to float rounding.
-        return backends.separable_forward(self, input)
+        # the layer's own channel check, so that every path and backend names this layer (fx: skipped)
+        _checks.checked(lambda: _checks.conv_channels(input, self.in_channels, self.spatial_dims,
+                                                      type(self).__name__), input)
+        unbatched = isinstance(input, torch.Tensor) and input.dim() == self.spatial_dims + 1
+        x = input.unsqueeze(0) if unbatched else input  # (C, *spatial): the norms need a batch axis
+        if _checks.recording(x, self.depthwise.weight):  # torch.jit.trace, torch.fx: the plain composition
+            out = self.pointwise(self.act(self.norm(self.depthwise(x))))
+        else:
+            # sepconv.backends chooses the implementation (Triton, oneDNN, channels_last or plain PyTorch); every
+            # path validates like the plain composition and gives its outputs up to float rounding.
+            out = backends.separable_forward(self, x)
+        for step in (self.pointwise_norm, self.drop, self.pointwise_act):
+            if step is not None:
+                out = step(out)
+        return out.squeeze(0) if unbatched else out
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise refuse_script(self)
 
     def extra_repr(self) -> str:
         n = self.spatial_dims
         head = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
         rest = format_args(
             {"stride": (1,) * n, "padding": (0,) * n, "dilation": (1,) * n, "depth_multiplier": 1,
-             "groups": 1, "bias": True, "depthwise_bias": False, "padding_mode": "zeros"},
+             "groups": 1, "bias": True, "depthwise_bias": False, "padding_mode": "zeros",
+             "pointwise_initializer": "kaiming_uniform"},
             {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
              "depth_multiplier": self.depth_multiplier, "groups": self.groups,
              "bias": self.pointwise.bias is not None, "depthwise_bias": self.depthwise.bias is not None,
-             "padding_mode": self.padding_mode},
+             "padding_mode": self.padding_mode, "pointwise_initializer": self.pointwise_initializer},
         )
         return f"{head}, {rest}" if rest else head
 
@@ -133,7 +226,7 @@ class SeparableConvNd(nn.Module):
         weight, _ = conv_geometry(conv, cls.spatial_dims, cls.__name__)
         if depth_multiplier is None:
             depth_multiplier = depthwise_ranks(weight, conv.groups)
-        return cls.from_factors(conv, depthwise_svd(weight, depth_multiplier, conv.groups))
+        return cls.from_factors(conv, depthwise_svd(weight, _checks.as_int(depth_multiplier), conv.groups))
 
     @classmethod
     def from_factors(cls, conv: nn.Module, factors: DepthwiseFactors) -> SeparableConvNd:

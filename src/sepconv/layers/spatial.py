@@ -9,7 +9,7 @@ from .. import _checks
 from ..errors import ArgumentError, ShapeError
 from ..factorize import SpatialFactors, spatial_ranks, spatial_svd
 from ..functional import spatial_steps
-from ._init import conv_geometry, format_args
+from ._init import conv_geometry, format_args, refuse_script
 from .conv import PaddedConv2d
 
 __all__ = ["SpatiallySeparableConv2d"]
@@ -92,10 +92,13 @@ class SpatiallySeparableConv2d(nn.Module):
         self.horizontal.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        _checks.conv_channels(input, self.in_channels, 2, type(self).__name__)
+        _checks.checked(lambda: _checks.conv_channels(input, self.in_channels, 2, type(self).__name__), input)
         if self.order == "vh":
             return self.horizontal(self.vertical(input))
         return self.vertical(self.horizontal(input))
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise refuse_script(self)
 
     def extra_repr(self) -> str:
         head = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
@@ -127,7 +130,7 @@ class SpatiallySeparableConv2d(nn.Module):
         weight, _ = conv_geometry(conv, 2, cls.__name__)
         if mid_channels is None:
             mid_channels = spatial_ranks(weight, conv.groups)
-        return cls.from_factors(conv, spatial_svd(weight, mid_channels, conv.groups))
+        return cls.from_factors(conv, spatial_svd(weight, _checks.as_int(mid_channels), conv.groups))
 
     @classmethod
     def from_factors(cls, conv: nn.Conv2d, factors: SpatialFactors) -> SpatiallySeparableConv2d:

@@ -1,0 +1,96 @@
+"""Streamed least squares: per-group Gram matrices accumulated in float64, ridge solve, error from the sums.
+
+For a linear map ``targets ≈ W f`` (``f`` the features, plus a constant 1 when the fit has an intercept, stored
+last) evaluated on many samples, :class:`LeastSquaresStats` keeps only ``G = Σ f fᵀ``, ``C = Σ f tᵀ`` and
+``E = Σ |t|²`` per group, so the squared error of any ``W`` is ``E - 2 tr(W C) + tr(W G Wᵀ)`` and the
+best ``W`` solves ``(G + λ D) Wᵀ = C`` (``D``: identity on the weights, 0 on the intercept). Samples arrive
+batch by batch; each batch's products are computed in the features' dtype over chunks of at most
+:data:`CHUNK` rows and added to the float64 sums (float32 rounding then stays near ``1e-6`` of the entries).
+
+Ridge: ``λ = ridge · trace(G_weights) / n_features`` per group, i.e. ``ridge`` times the mean feature energy
+(default ``1e-6`` in :func:`sepconv.convert`): it only matters for directions the calibration data hardly
+excite (dead channels, fewer samples than features) and keeps the solve well posed there.
+
+Example:
+    >>> import torch
+    >>> f, w = torch.randn(1, 500, 3, dtype=torch.float64), torch.randn(1, 2, 3, dtype=torch.float64)
+    >>> stats = LeastSquaresStats(1, 3, 2, intercept=False)
+    >>> stats.add(f[:, :200], f[:, :200] @ w.mT); stats.add(f[:, 200:], f[:, 200:] @ w.mT)
+    >>> bool(torch.allclose(stats.solve(0.0), w)), stats.error(w) < 1e-20
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["CHUNK", "LeastSquaresStats"]
+
+CHUNK = 8192
+
+
+class LeastSquaresStats:
+    """Sums of a per-group linear least-squares problem (``groups`` independent fits of the same sizes).
+
+    Args:
+        groups: number of independent fits (the conv's groups).
+        features: features per group, without the intercept.
+        outputs: targets per group.
+        intercept: add a constant feature (a bias), stored last.
+        device: where the float64 sums live.
+    """
+
+    def __init__(self, groups: int, features: int, outputs: int, intercept: bool,
+                 device: torch.device | str | None = None) -> None:
+        size = features + int(intercept)
+        self.groups, self.features, self.outputs, self.intercept = groups, features, outputs, intercept
+        self.gram = torch.zeros(groups, size, size, dtype=torch.float64, device=device)
+        self.cross = torch.zeros(groups, size, outputs, dtype=torch.float64, device=device)
+        self.energy = 0.0
+        self.count = 0
+
+    def add(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add samples: ``features (groups, S, features)`` and ``targets (groups, S, outputs)``."""
+        features, targets = features.detach(), targets.detach()
+        for start in range(0, features.shape[1], CHUNK):
+            f, t = features[:, start:start + CHUNK], targets[:, start:start + CHUNK].to(features.dtype)
+            if self.intercept:
+                f = torch.cat([f, f.new_ones((*f.shape[:2], 1))], 2)
+            self.gram += (f.mT @ f).double()
+            self.cross += (f.mT @ t).double()
+            self.energy += float(t.double().square().sum())
+        self.count += features.shape[1]
+
+    def error(self, weight: torch.Tensor) -> float:
+        """Summed squared error of ``weight`` ``(groups, outputs, features [+1])`` (bias last) over the samples."""
+        w = weight.to(self.gram)
+        value = self.energy - 2 * float((w * self.cross.mT).sum()) + float(((w @ self.gram) * w).sum())
+        return max(value, 0.0)
+
+    def solve(self, ridge: float) -> torch.Tensor:
+        """The ridge least-squares weight ``(groups, outputs, features [+1])``, float64, bias last."""
+        diagonal = torch.ones(self.gram.shape[-1], dtype=torch.float64, device=self.gram.device)
+        if self.intercept:
+            diagonal[-1] = 0
+        trace = (self.gram.diagonal(dim1=1, dim2=2) * diagonal).sum(-1) / max(self.features, 1)
+        system = self.gram + (ridge * trace)[:, None, None] * torch.diag_embed(diagonal).expand_as(self.gram)
+        factor, info = torch.linalg.cholesky_ex(system)
+        if not bool((info == 0).all()):
+            return _pseudo_solve(system, self.cross).mT
+        return torch.cholesky_solve(self.cross, factor).mT
+
+    @classmethod
+    def from_sums(cls, gram: torch.Tensor, cross: torch.Tensor, energy: float, count: int,
+                  intercept: bool) -> LeastSquaresStats:
+        """Stats holding the given float64 sums (``gram (groups, F [+1], F [+1])``, ``cross (groups, F [+1], N/g)``)."""
+        out = cls(gram.shape[0], gram.shape[-1] - int(intercept), cross.shape[-1], intercept, gram.device)
+        out.gram, out.cross, out.energy, out.count = gram, cross, energy, count
+        return out
+
+
+def _pseudo_solve(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Minimum-norm solution of symmetric PSD systems that Cholesky refused (singular with ``ridge=0``)."""
+    values, vectors = torch.linalg.eigh(system)
+    keep = values > values[:, -1:].clamp_min(0) * system.shape[-1] * torch.finfo(values.dtype).eps
+    inverse = torch.where(keep, 1 / torch.where(keep, values, torch.ones_like(values)), torch.zeros_like(values))
+    return vectors @ (inverse[..., None] * (vectors.mT @ rhs))

@@ -1,0 +1,137 @@
+"""The measuring pass: one forward pass of the original model over the calibration data.
+
+For every conv it records the output shape (MACs per forward pass) and, for the candidate convs, the order of
+their first call, the number of calls per forward pass and the patch statistics of their inputs: Gram matrix of
+``[patch, 1]`` and cross products with the conv's outputs (:class:`~sepconv.calibrate.gram.LeastSquaresStats`),
+over a random subset of the output positions, at most :func:`sample_target` per layer (sampling keeps this pass
+cheap; the errors it gives only rank the candidate ranks, the refit itself uses every position).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from sepconv.calibrate.batches import CalibrationData
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3))
+    >>> traces, _ = measure(model, {"0": model[0], "2": model[2]}, CalibrationData(torch.randn(4, 3, 6, 6)))
+    >>> [(t.name, t.order, t.out_positions, t.stats.count) for t in traces.values()]
+    [('0', 0, 36, 144), ('2', 1, 16, 64)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import ShapeError
+from .batches import CalibrationData
+from .capture import Tap, eval_mode, run
+from .features import group_rows, patch_conv
+from .gram import LeastSquaresStats
+
+__all__ = ["LayerTrace", "measure", "sample_target"]
+
+#: largest patch tensor (elements) built at once: images are taken in chunks below it.
+PATCH_ELEMENTS = 1 << 24
+
+
+def sample_target(patch_size: int) -> int:
+    """Positions sampled per layer for its patch statistics: ``4 · (patch size + 1) + 2048``."""
+    return 4 * (patch_size + 1) + 2048
+
+
+@dataclass
+class LayerTrace:
+    """What the measuring pass saw of one candidate conv (``order``: rank of its first call, from 0)."""
+
+    name: str
+    conv: nn.Module
+    order: int = -1
+    calls: int = 0
+    out_positions: int = 1
+    mid_positions: int = 1
+    stats: LeastSquaresStats | None = None
+    patches: nn.Module | None = field(default=None, repr=False)
+
+
+class _Recorder:
+    """The hook callback of one candidate: sampled patch rows and output rows into the trace's statistics."""
+
+    def __init__(self, trace: LayerTrace, images: int, counter: list[int], generator: torch.Generator) -> None:
+        self.trace, self.images, self.counter, self.generator = trace, images, counter, generator
+        conv = trace.conv
+        self.groups, self.size = conv.groups, conv.in_channels // conv.groups * math.prod(conv.kernel_size)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        t = self.trace
+        if t.stats is None:
+            t.order, self.counter[0] = self.counter[0], self.counter[0] + 1
+            t.out_positions, t.mid_positions = math.prod(y.shape[2:]), y.shape[2] * x.shape[-1]
+            t.stats = LeastSquaresStats(self.groups, self.size, y.shape[1] // self.groups, True, y.device)
+            t.patches = patch_conv(t.conv)
+        per_image = min(t.out_positions, -(-sample_target(self.size) // self.images))
+        rows = self._sample(x.shape[0], t.out_positions, per_image, y.device)
+        t.stats.add(self._patch_rows(x, rows), group_rows(y, self.groups)[:, rows])
+
+    def _sample(self, batch: int, positions: int, per_image: int, device: torch.device) -> torch.Tensor:
+        if per_image >= positions:
+            return torch.arange(batch * positions, device=device)
+        picks = torch.rand(batch, positions, generator=self.generator).argsort(1)[:, :per_image]
+        return (picks + torch.arange(batch)[:, None] * positions).flatten().sort().values.to(device)
+
+    def _patch_rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Patch rows ``(groups, len(rows), size)`` at the chosen positions, a chunk of images at a time."""
+        positions = self.trace.out_positions
+        step = max(1, PATCH_ELEMENTS // max(1, self.size * self.groups * positions))
+        parts = []
+        for start in range(0, x.shape[0], step):
+            chosen = rows[(rows >= start * positions) & (rows < (start + step) * positions)] - start * positions
+            parts.append(group_rows(self.trace.patches(x[start:start + step]), self.groups)[:, chosen])
+        return torch.cat(parts, 1)
+
+
+def measure(model: nn.Module, candidates: dict[str, nn.Module], data: CalibrationData,
+            others: Iterable[nn.Module] = (), seed: int = 0,
+            on_batch: Callable[[], None] | None = None) -> tuple[dict[int, LayerTrace], dict[int, int]]:
+    """Run ``model`` over ``data`` once.
+
+    Returns:
+        ``(traces, positions)``: a :class:`LayerTrace` per candidate conv and the output positions per sample of
+        every candidate and of every module of ``others`` that was called, all keyed by ``id(module)``.
+
+    Raises:
+        ShapeError: the first batch does not fit the model (its error message is quoted).
+    """
+    traces = {id(conv): LayerTrace(name, conv) for name, conv in candidates.items()}
+    generator, counter = torch.Generator().manual_seed(seed), [0]
+    taps = [Tap(t.conv, callback=_Recorder(t, data.images, counter, generator)) for t in traces.values()]
+    taps += [Tap(m, callback=_ignore) for m in {id(m): m for m in others if id(m) not in traces}.values()]
+    positions: dict[int, int] = {}
+    with eval_mode(model):
+        for index, batch in enumerate(data):
+            _first_pass_run(model, batch, taps, index)
+            if index == 0:
+                positions = {id(tap.module): math.prod(tap.shapes[0][2:]) for tap in taps if tap.shapes}
+                for tap, trace in zip(taps, traces.values()):
+                    trace.calls = len(tap.shapes)
+            if on_batch is not None:
+                on_batch()
+    return traces, positions
+
+
+def _ignore(x: torch.Tensor, y: torch.Tensor) -> None:
+    pass
+
+
+def _first_pass_run(model: nn.Module, batch: tuple, taps: list[Tap], index: int) -> None:
+    try:
+        run(model, batch, taps)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        if index:
+            raise
+        shapes = [tuple(t.shape) for t in batch]
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ShapeError(f"calibration batch 0 of shape {shapes[0] if len(shapes) == 1 else shapes} does not fit "
+                         f"the model: {first}") from None
