@@ -215,3 +215,38 @@ def test_missing_path() -> None:
 def test_bad_fractions() -> None:
     with pytest.raises(ArgumentError, match="val_fraction must be a number in"):
         load("digits", val_fraction=1.5)
+
+
+@pytest.mark.parametrize(("arrays", "match"), [
+    ({"x": np.where(np.arange(20 * 16).reshape(20, 4, 4) == 37, np.nan, 1.0), "y": np.arange(20) % 2},
+     r"images hold 1 NaN or infinite values \(first in image 2\)"),
+    ({"x": np.full((20, 4, 4), np.inf, dtype=np.float32), "y": np.arange(20) % 2}, "NaN or infinite"),
+    ({"x": np.ones((20, 4, 4), dtype=np.complex64), "y": np.arange(20) % 2}, "must be real arrays, got complex64"),
+    ({"x": np.ones((20, 4, 4)), "y": np.array([10**7] + [0] * 19)},
+     r"the largest, 10000000, means 10,000,001 classes for 20 images \(at most 20\)"),
+    ({"x": np.ones((0, 4, 4)), "y": np.zeros(0, dtype=np.int64)}, "hold no images"),
+])
+def test_npz_refuses_what_would_train_wrong(tmp_path: Path, arrays: dict, match: str) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataFormatError, match=match):
+        load(f"npz:{path}")
+
+
+def test_empty_npz_file_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "empty.npz"
+    path.write_bytes(b"")
+    with pytest.raises(DataFormatError, match=r"empty.npz: not a readable .npz archive"):
+        load(f"npz:{path}")
+
+
+def test_decompression_bomb_png_is_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    Image.new("1", (20_000, 10_000)).save(tmp_path / "a" / "bomb.png")  # 200 M pixels, a few kB on disk
+    Image.new("L", (4, 4)).save(tmp_path / "b" / "ok.png")
+    assert (tmp_path / "a" / "bomb.png").stat().st_size < 100_000
+    with pytest.raises(DataFormatError, match=r"bomb.png: image too large for the study"):
+        load(f"folder:{tmp_path}")

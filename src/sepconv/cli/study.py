@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ import sys
 from ..errors import ArgumentError
 from ..study import DEFAULT_VARIANTS, VARIANTS, StudyConfig, plan_study, run_study, table_rows
 from ..study.budget import IMAGES_SEEN, MAX_AUTO_THREADS, MAX_EPOCHS, MIN_EPOCHS
+from ..study.report import finite
 
 HELP = "train standard and separable variants of one network and compare accuracy, parameters, MACs, latency"
 
@@ -137,9 +139,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"sepconv study: interrupted; finished runs and the last epoch checkpoints are in {config.out}; "
                   f"continue with --resume", file=sys.stderr)
         raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # one line from sepconv.cli.main
+    except OSError as err:
+        where = err.filename or config.out
+        problem = "no space left on the device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror
+        print(f"sepconv study: {problem} writing {where}; the files already written are intact (every write is "
+              f"atomic): fix that and continue with --resume", file=sys.stderr)
+        return 1
     if rank == 0:
         if args.json:
-            print(json.dumps(results, indent=1))
+            print(json.dumps(finite(results), indent=1, allow_nan=False))
         else:
             print_table(results)
             print(f"report: {os.path.join(str(config.out), 'report.md')}; plots: "

@@ -19,13 +19,13 @@ Example:
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,10 @@ from ..cost import separable_cost, spatial_cost, standard_cost
 from ..errors import ArgumentError
 from ..fusion import fuse
 from ..layers import SeparableConv2d, SpatiallySeparableConv2d
+from .bench_summary import summarize
 
-__all__ = ["machine", "mobilenet_shapes", "run_benchmarks"]
+__all__ = ["Case", "build_report", "check_arguments", "expected_seconds", "iter_benchmarks", "machine",
+           "mobilenet_shapes", "plan_cases", "run_benchmarks"]
 
 # (in, out, size, stride) of MobileNet v1's 13 depthwise separable layers at 224x224
 _MOBILENET = [(32, 64, 112, 1), (64, 128, 112, 2), (128, 128, 56, 1), (128, 256, 56, 2), (256, 256, 28, 1),
@@ -197,43 +199,131 @@ def _plain(module: nn.Module) -> nn.Module:
     return module
 
 
-def _geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: ``kind`` (``depthwise_separable``, ``spatially_separable``, ``end_to_end`` or
+    ``bandwidth``) and its shape arguments."""
+
+    kind: str
+    args: tuple
+
+    @property
+    def label(self) -> str:
+        """``'64->128 @112 s2 b1'``, ``'64->64 @56 k5 b8'``, ``'mobilenet_v1 1.0-224'``, ``'copy bandwidth'``."""
+        if self.kind == "depthwise_separable":
+            c, n, size, stride, batch = self.args
+            return f"depthwise separable {c}->{n} @{size} s{stride} b{batch}"
+        if self.kind == "spatially_separable":
+            c, n, size, k, batch = self.args
+            return f"spatially separable {c}->{n} @{size} k{k} b{batch}"
+        if self.kind == "end_to_end":
+            return f"end to end mobilenet_v1 {self.args[1]}-{self.args[0]} b1"
+        return "copy bandwidth"
+
+    def work(self) -> float:
+        """A cost model of one round, in seconds at 20 GMAC/s and 10 GB/s: the standard variants' multiply-adds,
+        the separable ones', and the activation traffic of the memory-bound steps."""
+        if self.kind == "depthwise_separable":
+            c, n, size, stride, batch = self.args
+            out = -(-size // stride)
+            macs = batch * out * out * (3 * c * n * 9 + 5 * (c * 9 + c * n))
+            return macs / 20e9 + 5 * 4 * batch * c * size * size * 3 / 10e9
+        if self.kind == "spatially_separable":
+            c, n, size, k, batch = self.args
+            return batch * size * size * (3 * c * n * k * k + 2 * (c * n * k + n * n * k)) / 20e9
+        if self.kind == "end_to_end":
+            resolution, width = self.args
+            return 2 * 569e6 * width ** 2 * (resolution / 224) ** 2 / 20e9 + 0.002
+        return 2 * self.args[0] * 2**20 * 2 / 10e9
+
+    def run(self, repeats: int, onnx: bool, tmp: str) -> dict:
+        """Time the case (``repeats`` interleaved rounds); returns its result row."""
+        if self.kind == "depthwise_separable":
+            c, n, size, stride, batch = self.args
+            return _separable_case(c, n, size, stride, batch, repeats, onnx, tmp)
+        if self.kind == "spatially_separable":
+            c, n, size, k, batch = self.args
+            return _spatial_case(c, n, size, k, batch, repeats)
+        if self.kind == "end_to_end":
+            return _end_to_end(repeats, *self.args)
+        return {"copy_bandwidth_gbps": copy_bandwidth(repeats, self.args[0])}
+
+
+def plan_cases(quick: bool = False, batches: tuple[int, ...] = (1, 8)) -> list[Case]:
+    """The cases of the suite, in the order they run (``quick``: two small shapes, batch 1, a small model)."""
+    shapes = [(16, 32, 16, 1), (32, 32, 16, 2)] if quick else _MOBILENET
+    spatial = [(16, 16, 16, 3)] if quick else _SPATIAL
+    batches = (1,) if quick else batches
+    return ([Case("depthwise_separable", (c, n, s, st, b)) for b in batches for c, n, s, st in shapes]
+            + [Case("spatially_separable", (c, n, s, k, b)) for b in batches for c, n, s, k in spatial]
+            + [Case("end_to_end", (64, 0.25) if quick else (224, 1.0)), Case("bandwidth", (8 if quick else 64,))])
+
+
+def expected_seconds(cases: list[Case], repeats: int, onnx: bool) -> float:
+    """Expected duration of ``cases``: their cost model (:meth:`Case.work`) scaled by a measured probe.
+
+    The probe times the first case once (a second at most), so the estimate follows this machine and its load.
+    """
+    probe = cases[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        probe.run(1, False, tmp)
+        seconds = time.perf_counter() - began
+    scale = seconds / (2 * probe.work() + 1e-3)  # one round + warm-up in the probe; a fixed cost per case
+    return sum(scale * (case.work() * (repeats + 1) * (1.25 if onnx else 1.0) + 1e-3) for case in cases)
+
+
+def check_arguments(repeats: object, batches: object) -> tuple[int, tuple[int, ...]]:
+    """Checked ``(repeats, batches)``; refuses batches whose largest case would not fit in memory."""
+    repeats = int(_checks.number(repeats, "repeats", low=1, integer=True))
+    if not isinstance(batches, tuple | list) or not batches:
+        raise ArgumentError(f"batches must be positive ints, got {batches!r}")
+    batches = tuple(int(_checks.number(b, "batches", low=1, integer=True)) for b in batches)
+    needed = max(batches) * max(c * s * s for c, _, s, _ in _MOBILENET) * 4 * 12  # inputs, outputs, copies
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        memory = None
+    if memory and needed > memory // 2:
+        raise ArgumentError(f"batches: batch {max(batches)} needs about {needed / 2**30:.0f} GiB for MobileNet's "
+                            f"largest layer, more than half of this machine's {memory / 2**30:.0f} GiB")
+    return repeats, batches
+
+
+def iter_benchmarks(cases: list[Case], repeats: int, onnx: bool) -> Iterator[tuple[Case, dict, float]]:
+    """Run ``cases`` one after the other; yields ``(case, result row, seconds)`` as each finishes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            began = time.perf_counter()
+            row = case.run(repeats, onnx, tmp)
+            yield case, row, time.perf_counter() - began
+
+
+def build_report(finished: list[tuple[Case, dict]], repeats: int, load: tuple[float, ...], *,
+                 interrupted: bool = False) -> dict:
+    """The report of the finished cases: ``{"machine", "repeats", "cases", "spatial", "end_to_end", "summary"}``
+    (``"interrupted": True`` when the suite was stopped before its end)."""
+    rows = {kind: [row for case, row in finished if case.kind == kind]
+            for kind in ("depthwise_separable", "spatially_separable", "end_to_end", "bandwidth")}
+    report = {"machine": {**machine(), "load_average": load}, "repeats": repeats,
+              "cases": rows["depthwise_separable"], "spatial": rows["spatially_separable"],
+              "end_to_end": rows["end_to_end"][0] if rows["end_to_end"] else None,
+              "summary": summarize(rows["depthwise_separable"], rows["spatially_separable"],
+                                   rows["end_to_end"][0] if rows["end_to_end"] else None,
+                                   rows["bandwidth"][0]["copy_bandwidth_gbps"] if rows["bandwidth"] else None)}
+    if interrupted:
+        report["interrupted"] = True
+    return report
 
 
 def run_benchmarks(quick: bool = False, repeats: int = 30, batches: tuple[int, ...] = (1, 8),
                    onnx: bool = True) -> dict:
     """Run the suite; returns ``{"machine", "cases", "spatial", "end_to_end", "summary"}``.
 
-    ``quick`` runs two small shapes, batch 1, and a small end-to-end model (for tests and smoke runs).
+    ``quick`` runs two small shapes, batch 1, and a small end-to-end model (for tests and smoke runs). The
+    machine's load average when the run started is recorded: above the core count, other jobs competed.
     """
-    repeats = int(_checks.number(repeats, "repeats", low=1, integer=True))
-    if not batches:
-        raise ArgumentError(f"batches must be positive ints, got {batches!r}")
-    batches = tuple(int(_checks.number(b, "batches", low=1, integer=True)) for b in batches)
-    load_at_start = os.getloadavg()
-    shapes = [(16, 32, 16, 1), (32, 32, 16, 2)] if quick else _MOBILENET
-    spatial = [(16, 16, 16, 3)] if quick else _SPATIAL
-    batches = (1,) if quick else batches
-    with tempfile.TemporaryDirectory() as tmp:
-        cases = [_separable_case(c, n, s, st, b, repeats, onnx, tmp) for b in batches for c, n, s, st in shapes]
-    spatial_rows = [_spatial_case(c, n, s, k, b, repeats) for b in batches for c, n, s, k in spatial]
-    e2e = _end_to_end(repeats, 64 if quick else 224, 0.25 if quick else 1.0)
-    bandwidth = copy_bandwidth(repeats, 8 if quick else 64)
-    summary = {
-        "sepconv_fraction_of_mac_ratio": _geomean([r["fraction_of_mac_ratio"] for r in cases]),
-        "sepconv_fraction_vs_prepacked_standard": _geomean([r["fraction_vs_prepacked_standard"] for r in cases]),
-        "channels_last_fraction_of_mac_ratio": _geomean([r["speedup_channels_last"] / r["mac_ratio"] for r in cases]),
-        "plain_fraction_of_mac_ratio": _geomean([r["speedup_plain"] / r["mac_ratio"] for r in cases]),
-        "sepconv_vs_plain": _geomean([r["median_ms"]["plain"] / r["median_ms"]["sepconv"] for r in cases]),
-        "copy_bandwidth_gbps": bandwidth,
-        "depthwise_bandwidth_fraction": _geomean([r["depthwise_gbps"] for r in cases]) / bandwidth,
-        "spatial_slower_when_fewer_macs": sum(1 for r in spatial_rows if r["mac_ratio"] > 1 and r["speedup"] < 1),
-        "end_to_end_speedup": e2e["speedup"],
-    }
-    if onnx:
-        summary["sepconv_vs_onnxruntime"] = _geomean(
-            [r["median_ms"]["onnxruntime"] / r["median_ms"]["sepconv"] for r in cases])
-    # 1/5/15-minute load averages when the run started: above the core count, other jobs competed for the CPU
-    return {"machine": {**machine(), "load_average": load_at_start},
-            "repeats": repeats, "cases": cases, "spatial": spatial_rows, "end_to_end": e2e, "summary": summary}
+    repeats, batches = check_arguments(repeats, batches)
+    load = os.getloadavg()
+    finished = [(case, row) for case, row, _ in iter_benchmarks(plan_cases(quick, batches), repeats, onnx)]
+    return build_report(finished, repeats, load)

@@ -26,8 +26,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickle
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ __all__ = ["SOURCES", "Dataset", "load", "parse_spec", "read_idx"]
 
 SOURCES = ("digits", "mnist", "cifar10", "folder", "npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+MAX_CLASSES = 100_000  # more classes than that (or than images) is a labelling error, not a dataset
 SPLIT_SEED = 20240607  # fixed: the split never depends on the training seed
 
 
@@ -197,14 +200,14 @@ def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nda
 def _split(name: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
            classes: list[str], val_fraction: float, test_fraction: float) -> Dataset:
     x, y = train
-    x = _as_nchw(np.asarray(x), name).astype(np.float32)
+    x = _finite(_as_nchw(np.asarray(x), name).astype(np.float32), name, "images")
     y = np.asarray(y).astype(np.int64)
     if test is None:
         keep, held = _stratified_split(y, test_fraction, SPLIT_SEED)
         x_test, y_test = x[held], y[held]
         x, y = x[keep], y[keep]
     else:
-        x_test = _as_nchw(np.asarray(test[0]), name).astype(np.float32)
+        x_test = _finite(_as_nchw(np.asarray(test[0]), name).astype(np.float32), name, "test images")
         y_test = np.asarray(test[1]).astype(np.int64)
         if x_test.shape[1:] != x.shape[1:]:
             raise DataFormatError(f"{name}: test images have shape {x_test.shape[1:]} but training images "
@@ -222,6 +225,29 @@ def _split(name: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarr
 
     return Dataset(name, tensor(x_train), torch.from_numpy(y_train), tensor(x_val), torch.from_numpy(y_val),
                    tensor(x_test), torch.from_numpy(y_test), classes)
+
+
+def _finite(x: np.ndarray, where: str, what: str) -> np.ndarray:
+    """``x`` if every value is finite; NaN or infinite pixels would train the network to NaN."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))[0])
+        raise DataFormatError(f"{where}: {what} hold {int(bad.sum())} NaN or infinite values (first in image "
+                              f"{first}); clean or drop those images first")
+    return x
+
+
+def _check_memory(count: int, shape: tuple[int, ...], where: str) -> None:
+    """Refuse a dataset whose float32 images would not fit in half of this machine's memory."""
+    needed = count * int(np.prod(shape)) * 4
+    try:
+        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - no sysconf
+        return
+    if needed > available // 2:
+        raise DataFormatError(f"{where}: {count} images of shape {shape} need {needed / 2**30:.1f} GiB as float32, "
+                              f"more than half of this machine's {available / 2**30:.1f} GiB; use smaller images "
+                              f"or fewer of them")
 
 
 def _check_labels(y: np.ndarray, num_classes: int, where: str) -> None:
@@ -393,11 +419,23 @@ def _class_dirs(root: Path) -> list[Path]:
     return dirs
 
 
+def _open_image(path: Path):  # type: ignore[no-untyped-def]
+    """``PIL.Image.open`` that refuses images over PIL's pixel limit (possible decompression bombs) with one line."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DataFormatError(f"{path}: image too large for the study ({err})") from err
+
+
 def _read_image(path: Path, mode: str | None, size: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with _open_image(path) as image:
             image.load()
             converted = image.convert(mode or ("L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as err:
@@ -428,7 +466,6 @@ def _read_classes(root: Path, classes: list[str] | None) -> tuple:
 
 
 def _folder(root: Path) -> tuple:
-    from PIL import Image
 
     if not root.is_dir():
         raise DataFormatError(f"{root}: folder:PATH must be a directory of class folders")
@@ -438,10 +475,12 @@ def _folder(root: Path) -> tuple:
     test_files = _read_classes(root / "test", classes)[0] if split else None
     first = train_files[0][0]
     try:
-        with Image.open(first) as image:
+        with _open_image(first) as image:
             size, mode = image.size, "L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB"
     except OSError as err:
         raise DataFormatError(f"{first}: cannot read image ({err})") from err
+
+    _check_memory(len(train_files) + len(test_files or []), (3, size[1], size[0]), str(root))
 
     def read(files: list) -> tuple[np.ndarray, np.ndarray]:
         return (np.stack([_read_image(p, mode, size) for p, _ in files]),
@@ -469,14 +508,29 @@ def _npz(path: Path) -> tuple:
     out = []
     for xk, yk in pairs:
         x, y = arrays[xk], arrays[yk]
+        if np.iscomplexobj(x) or np.iscomplexobj(y):
+            raise DataFormatError(f"{path}: {xk!r} and {yk!r} must be real arrays, got {x.dtype} and {y.dtype} "
+                                  f"(the imaginary part would be dropped)")
         if not np.issubdtype(x.dtype, np.number) or x.ndim not in (3, 4):
             raise DataFormatError(f"{path}: {xk!r} must be a numeric array (N, H, W[, C]), got {x.dtype} {x.shape}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataFormatError(f"{path}: {yk!r} must be an integer array (N,), got {y.dtype} {y.shape}")
         if len(x) != len(y):
             raise DataFormatError(f"{path}: {len(y)} labels in {yk!r} but {len(x)} images in {xk!r}")
-        if y.size and y.min() < 0:
+        if len(y) == 0:
+            raise DataFormatError(f"{path}: {xk!r} and {yk!r} hold no images")
+        if y.min() < 0:
             raise DataFormatError(f"{path}: labels in {yk!r} must be >= 0, got {y.min()}")
+        _check_memory(len(x), x.shape[1:], str(path))
         out.append((x.astype(np.float32), y.astype(np.int64)))  # standardised later with the training stats
-    num_classes = int(max(p[1].max() for p in out)) + 1
-    return out[0], out[1] if len(out) > 1 else None, [str(i) for i in range(num_classes)]
+    return out[0], out[1] if len(out) > 1 else None, _class_names(out, path)
+
+
+def _class_names(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path) -> list[str]:
+    """``'0' ... 'K-1'`` for labels ``0 .. K-1``; refuses labels that name far more classes than there are images."""
+    images = sum(len(y) for _, y in pairs)
+    top = max(int(y.max()) for _, y in pairs)
+    if top >= min(images, MAX_CLASSES):
+        raise DataFormatError(f"{path}: labels must be class indices 0..K-1; the largest, {top}, means {top + 1:,} "
+                              f"classes for {images:,} images (at most {min(images, MAX_CLASSES):,})")
+    return [str(i) for i in range(top + 1)]

@@ -7,16 +7,30 @@ import math
 import statistics
 from pathlib import Path
 
-import torch
-
 from .._files import atomic_write_text
 from .config import VARIANTS
 
 
+def finite(obj: object) -> object:
+    """``obj`` with every NaN or infinite float replaced by ``None``, so that it is valid JSON (no bare ``NaN``).
+
+    Example:
+        >>> finite({"loss": float("nan"), "acc": [99.5, float("inf")]})
+        {'loss': None, 'acc': [99.5, None]}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(value) for value in obj]
+    return obj
+
+
 def write_json(path: Path, obj: object) -> None:
-    """Atomically write ``obj`` as indented JSON."""
+    """Atomically write ``obj`` as indented, valid JSON (NaN and infinities become ``null``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(finite(obj), indent=1, allow_nan=False) + "\n")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -43,6 +57,7 @@ def summarize(results: dict) -> list[dict]:
         cost = results.get("costs", {}).get(variant, {})
         latency = results.get("latency", {}).get(variant, {})
         rows.append({"variant": variant, "description": VARIANTS.get(variant, ("", "", ""))[2],
+                     "training": _budget(variant, results["config"]),
                      "params": cost.get("params"), "macs": cost.get("macs"),
                      "latency_b1_ms": latency.get("batch1_ms"), "latency_b64_ms": latency.get("batch64_ms"),
                      "train_time_s": statistics.fmean(r["train_time_s"] for r in runs),
@@ -51,6 +66,26 @@ def summarize(results: dict) -> list[dict]:
             rows[-1]["acc_before_finetune_mean"], rows[-1]["acc_before_finetune_std"] = _mean_std(
                 [r["test_acc_before_finetune"] for r in runs])
     return rows
+
+
+def _budget(variant: str, config: dict) -> str:
+    """The training a variant got: ``'15 epochs'``, or for ``convert`` the standard's epochs plus the fine-tune."""
+    epochs, finetune = config.get("epochs"), config.get("finetune_epochs")
+    if variant == "convert":
+        return f"{epochs} + {finetune} FT"
+    return f"{epochs}"
+
+
+def accuracy_text(row: dict) -> str:
+    """``'98.50 ± 0.25'`` over several seeds, ``'98.50 (n=1)'`` for one seed (no spread to show).
+
+    Example:
+        >>> accuracy_text({"acc_mean": 98.5, "acc_std": 0.0, "seeds": 1})
+        '98.50 (n=1)'
+    """
+    if row.get("seeds", 2) < 2:
+        return f"{row['acc_mean']:.2f} (n=1)"
+    return f"{row['acc_mean']:.2f} ± {row['acc_std']:.2f}"
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -67,7 +102,7 @@ def table_rows(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
         '98.50 ± 0.25'
     """
     base = next((r for r in summary if r["variant"] == "standard"), summary[0] if summary else None)
-    header = ["variant", "params", "MACs", "MACs vs std", "latency b1 ms", "latency b64 ms", "train s",
+    header = ["variant", "params", "MACs", "MACs vs std", "latency b1 ms", "latency b64 ms", "epochs", "train s",
               "test accuracy %"]
     rows = []
     for r in summary:
@@ -78,50 +113,75 @@ def table_rows(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
         rows.append([name, _fmt(r["params"], ","), _fmt(r["macs"], ","),
                      "–" if ratio is None else "1.00x" if ratio == 1 else f"{ratio:.2f}x fewer" if ratio > 1 else
                      f"{1 / ratio:.2f}x more",
-                     _fmt(r["latency_b1_ms"], ".3f"), _fmt(r["latency_b64_ms"], ".2f"),
-                     _fmt(r["train_time_s"], ".1f"), f"{r['acc_mean']:.2f} ± {r['acc_std']:.2f}"])
+                     _fmt(r["latency_b1_ms"], ".3f"), _fmt(r["latency_b64_ms"], ".2f"), r.get("training", "–"),
+                     _fmt(r["train_time_s"], ".1f"), accuracy_text(r)])
     return header, rows
 
 
+def verdict(delta: float, a: dict, b: dict) -> str:
+    """Whether an accuracy difference ``delta`` (points) between rows ``a`` and ``b`` exceeds their seed spread.
+
+    The spread is ``hypot(std_a, std_b)``, the standard deviation of the difference of two single runs; with one
+    seed there is no spread, and no conclusion is drawn.
+
+    Example:
+        >>> verdict(-1.2, {"acc_std": 0.3, "seeds": 3}, {"acc_std": 0.4, "seeds": 3})
+        'accuracy -1.20 points, beyond the seed spread (±0.50)'
+        >>> verdict(0.3, {"acc_std": 0.0, "seeds": 1}, {"acc_std": 0.0, "seeds": 1})
+        'accuracy +0.30 points from a single seed (n=1): no spread to judge it by, no conclusion on accuracy'
+    """
+    if min(a.get("seeds", 2), b.get("seeds", 2)) < 2:
+        return f"accuracy {delta:+.2f} points from a single seed (n=1): no spread to judge it by, no conclusion on " \
+               f"accuracy"
+    noise = math.hypot(a["acc_std"], b["acc_std"])
+    where = "beyond" if abs(delta) > noise else "within"
+    shown = "" if where == "beyond" else ": no accuracy difference shown"
+    return f"accuracy {delta:+.2f} points, {where} the seed spread (±{noise:.2f}){shown}"
+
+
+def _compare(row: dict, base: dict) -> str:
+    """One finding: a variant against the standard network."""
+    speed = ""
+    if row.get("latency_b64_ms") and base.get("latency_b64_ms"):
+        speed = (f"; measured latency {base['latency_b1_ms'] / row['latency_b1_ms']:.2f}x at batch 1, "
+                 f"{base['latency_b64_ms'] / row['latency_b64_ms']:.2f}x at batch 64 (>1 = faster)")
+    return (f"**{row['variant']}**: {base['macs'] / row['macs']:.2f}x fewer multiply-adds, "
+            f"{base['params'] / row['params']:.2f}x fewer parameters, "
+            f"{verdict(row['acc_mean'] - base['acc_mean'], row, base)}{speed}.")
+
+
+def _placement(kind: str, early: dict, late: dict) -> str:
+    """The finding on the seed's hypothesis that separable layers belong early."""
+    delta = early["acc_mean"] - late["acc_mean"]
+    text = verdict(delta, early, late)
+    if "beyond the seed spread" in text:
+        text += ": early placement is better" if delta > 0 else ": late placement is better"
+    return (f"Placement ({kind}, the seed's hypothesis that separable layers belong early): early "
+            f"{accuracy_text(early)}% at {early['macs']:,} MACs vs late {accuracy_text(late)}% at {late['macs']:,} "
+            f"MACs: {text}.")
+
+
 def findings(summary: list[dict]) -> list[str]:
-    """Plain-language comparisons against the standard network, computed from the numbers."""
+    """Plain-language comparisons against the standard network, computed from the numbers.
+
+    Accuracy differences are called differences only where they exceed the seed spread (:func:`verdict`).
+    """
     by = {r["variant"]: r for r in summary}
     base = by.get("standard")
-    lines: list[str] = []
     if base is None:
-        return lines
-
-    def compare(name: str) -> str:
-        r = by[name]
-        delta = r["acc_mean"] - base["acc_mean"]
-        noise = math.hypot(r["acc_std"], base["acc_std"])
-        speed = ""
-        if r.get("latency_b64_ms") and base.get("latency_b64_ms"):
-            speed = (f"; measured latency {base['latency_b1_ms'] / r['latency_b1_ms']:.2f}x at batch 1, "
-                     f"{base['latency_b64_ms'] / r['latency_b64_ms']:.2f}x at batch 64 (>1 = faster)")
-        return (f"**{name}**: {base['macs'] / r['macs']:.2f}x fewer multiply-adds, "
-                f"{base['params'] / r['params']:.2f}x fewer parameters, accuracy {delta:+.2f} points "
-                f"(seed spread ±{noise:.2f}){speed}.")
-
-    for name in by:
-        if name != "standard":
-            lines.append(compare(name))
+        return []
+    lines = [_compare(row, base) for name, row in by.items() if name != "standard"]
     conv = by.get("convert")
     if conv and "acc_before_finetune_mean" in conv:
+        before = {"acc_mean": conv["acc_before_finetune_mean"], "acc_std": conv["acc_before_finetune_std"],
+                  "seeds": conv["seeds"]}
         lines.append(f"**convert** (no training from scratch): right after `sepconv.convert` the standard network "
-                     f"scores {conv['acc_before_finetune_mean']:.2f} ± {conv['acc_before_finetune_std']:.2f}%, "
-                     f"after the distillation fine-tune {conv['acc_mean']:.2f} ± {conv['acc_std']:.2f}%.")
+                     f"scores {accuracy_text(before)}%, after the distillation fine-tune ({conv['training']} "
+                     f"epochs) {accuracy_text(conv)}%.")
     for kind in ("depthwise", "spatial"):
         early, late = by.get(f"{kind}-early"), by.get(f"{kind}-late")
         if early and late:
-            delta = early["acc_mean"] - late["acc_mean"]
-            noise = math.hypot(early["acc_std"], late["acc_std"])
-            verdict = ("within the seed spread: this run does not separate the two placements"
-                       if abs(delta) <= noise else
-                       "early placement is better" if delta > 0 else "late placement is better")
-            lines.append(f"Placement ({kind}, the seed's hypothesis that separable layers belong early): early "
-                         f"{early['acc_mean']:.2f}% at {early['macs']:,} MACs vs late {late['acc_mean']:.2f}% at "
-                         f"{late['macs']:,} MACs, difference {delta:+.2f} points (spread ±{noise:.2f}): {verdict}.")
+            lines.append(_placement(kind, early, late))
     return lines
 
 
@@ -131,12 +191,15 @@ def write_report(results: dict, out: Path) -> Path:
     header, rows = table_rows(summary)
     lines = ["# sepconv study", "",
              f"Data: {results['data']['summary']}. Network: `small_cnn(widths={config['widths']}, "
-             f"stem={config['stem']}, kernel_size={config['kernel_size']})`; {config['epochs']} epochs, batch "
-             f"{config['batch_size']}, AdamW lr {config['lr']} (cosine), weight decay {config['weight_decay']}; "
-             f"seeds {config['seed']}..{config['seed'] + config['seeds'] - 1}; {results.get('world_size', 1)} "
-             f"process(es). Test accuracy is mean ± std over the seeds, measured once after training; "
-             f"MACs = multiply-adds for one image; latency = median over {config['latency_reps']} interleaved "
-             f"rounds, on {torch.get_num_threads()} CPU thread(s).", "",
+             f"stem={config['stem']}, kernel_size={config['kernel_size']})`; {config['epochs']} epochs from scratch "
+             f"(`convert`: the trained standard network plus {config['finetune_epochs']} fine-tune "
+             f"epoch{'' if config['finetune_epochs'] == 1 else 's'}), batch "
+             f"{config['batch_size']}, AdamW lr {config['lr']} (cosine), weight decay {config['weight_decay']}"
+             f"{', bfloat16/float16 mixed precision' if config.get('amp') else ''}; seeds {config['seed']}.."
+             f"{config['seed'] + config['seeds'] - 1}; {results.get('world_size', 1)} process(es) on "
+             f"{config.get('device', 'cpu')}, {config.get('threads')} CPU thread(s). Test accuracy is mean ± std "
+             f"over the seeds ((n=1): a single seed, no spread), measured once after training; MACs = multiply-adds "
+             f"for one image; latency = median over {config['latency_reps']} interleaved rounds.", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in
                                                          range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

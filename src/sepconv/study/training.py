@@ -74,8 +74,10 @@ def load_checkpoint(path: Path) -> dict:
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         if isinstance(err, FileNotFoundError):
             raise
-        raise DataFormatError(f"checkpoint {str(path)!r} is damaged ({str(err).splitlines()[0][:120]}); delete it "
-                              f"to retrain that run, or start over with --overwrite") from err
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        reason = "not a weights-only torch checkpoint" if first.startswith("Weights only load failed") else first[:100]
+        raise DataFormatError(f"checkpoint {str(path)!r} is damaged ({reason}); delete it to retrain that run, or "
+                              f"start over with --overwrite") from err
     if not isinstance(state, dict) or "model" not in state:
         raise DataFormatError(f"checkpoint {str(path)!r} is not a sepconv study checkpoint; delete it to retrain "
                               f"that run, or start over with --overwrite")
