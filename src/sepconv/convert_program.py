@@ -84,57 +84,71 @@ def modularize_convs(gm: fx.GraphModule) -> list[str]:
     names: list[str] = []
     made: dict[tuple, str] = {}  # (weight, bias, geometry) -> module name: a conv called twice stays one module
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target not in _CONVS:
+        found = _conv_call(gm, node)
+        if found is None:
             continue
-        kwargs = _arguments(node)
-        weight_node, bias_node = (kwargs or {}).get("weight"), (kwargs or {}).get("bias")
-        if kwargs is None or not isinstance(weight_node, fx.Node) or weight_node.op != "get_attr":
-            continue
-        if bias_node is not None and (not isinstance(bias_node, fx.Node) or bias_node.op != "get_attr"):
-            continue
-        if node.target is torch.ops.aten.convolution.default and (
-                kwargs["transposed"] or any(kwargs["output_padding"])):
-            continue
-        weight = _attr(gm, weight_node.target)
-        bias = None if bias_node is None else _attr(gm, bias_node.target)
-        if not isinstance(weight, torch.Tensor) or (bias is not None and not isinstance(bias, torch.Tensor)):
-            continue
-        dims = _CONVS[node.target] or weight.dim() - 2
-        if dims not in _MODULES or weight.dim() != dims + 2:
-            continue
-        groups = int(kwargs.get("groups", 1))
-        padding = kwargs.get("padding", 0)
-        padding = padding if isinstance(padding, str) else tuple(int(p) for p in padding)
-        if isinstance(padding, tuple) and len(padding) == 1:
-            padding = padding * dims
-        stride = tuple(kwargs.get("stride", (1,) * dims)) or (1,)
-        dilation = tuple(kwargs.get("dilation", (1,) * dims)) or (1,)
-        key = (weight_node.target, None if bias_node is None else bias_node.target, stride, padding, dilation, groups)
-        if key in made:
-            _call_module(gm, node, made[key], kwargs["input"], (weight_node, bias_node))
-            names.append(made[key])
-            continue
-        conv = _MODULES[dims](weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
-                              stride=stride, padding=padding, dilation=dilation, groups=groups,
-                              bias=bias is not None, device="meta")
-        conv.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight, requires_grad=False)
-        if bias is not None:
-            conv.bias = bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias, requires_grad=False)
-        holder, _, leaf = weight_node.target.rpartition(".")
-        used = {leaf} | ({bias_node.target.rpartition(".")[2]} if bias_node is not None else set())
-        same_holder = bias_node is None or bias_node.target.rpartition(".")[0] == holder
-        if holder and leaf == "weight" and same_holder and _replaceable_holder(gm, holder, used):
-            name = holder
-            parent, _, child = holder.rpartition(".")
-            setattr(gm.get_submodule(parent), child, conv)
-        else:
-            name = f"conv_{node.name}"
-            gm.add_submodule(name, conv)
-        made[key] = name
-        _call_module(gm, node, name, kwargs["input"], (weight_node, bias_node))
-        names.append(name)
+        kwargs, weight_node, bias_node, conv = found
+        key = (weight_node.target, None if bias_node is None else bias_node.target, conv.stride, conv.padding,
+               conv.dilation, conv.groups)
+        if key not in made:
+            made[key] = _install(gm, conv, node.name, weight_node, bias_node)
+        _call_module(gm, node, made[key], kwargs["input"], (weight_node, bias_node))
+        names.append(made[key])
     gm.recompile()
     return names
+
+
+def _conv_call(gm: fx.GraphModule, node: fx.Node) -> tuple[dict, fx.Node, fx.Node | None, nn.Module] | None:
+    """``(arguments, weight node, bias node, equivalent conv module)`` of a convertible conv call, else ``None``."""
+    if node.op != "call_function" or node.target not in _CONVS:
+        return None
+    kwargs = _arguments(node)
+    weight_node, bias_node = (kwargs or {}).get("weight"), (kwargs or {}).get("bias")
+    if kwargs is None or not isinstance(weight_node, fx.Node) or weight_node.op != "get_attr":
+        return None
+    if bias_node is not None and (not isinstance(bias_node, fx.Node) or bias_node.op != "get_attr"):
+        return None
+    if node.target is torch.ops.aten.convolution.default and (kwargs["transposed"] or any(kwargs["output_padding"])):
+        return None
+    weight = _attr(gm, weight_node.target)
+    bias = None if bias_node is None else _attr(gm, bias_node.target)
+    if not isinstance(weight, torch.Tensor) or (bias is not None and not isinstance(bias, torch.Tensor)):
+        return None
+    dims = _CONVS[node.target] or weight.dim() - 2
+    if dims not in _MODULES or weight.dim() != dims + 2:
+        return None
+    return kwargs, weight_node, bias_node, _conv_module(kwargs, weight, bias, dims)
+
+
+def _conv_module(kwargs: dict, weight: torch.Tensor, bias: torch.Tensor | None, dims: int) -> nn.Module:
+    """An ``nn.Conv{dims}d`` with the call's geometry holding ``weight`` and ``bias`` themselves (no copy)."""
+    groups = int(kwargs.get("groups", 1))
+    padding = kwargs.get("padding", 0)
+    padding = padding if isinstance(padding, str) else tuple(int(p) for p in padding)
+    if isinstance(padding, tuple) and len(padding) == 1:
+        padding = padding * dims
+    stride = tuple(kwargs.get("stride", (1,) * dims)) or (1,)
+    dilation = tuple(kwargs.get("dilation", (1,) * dims)) or (1,)
+    conv = _MODULES[dims](weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), stride=stride,
+                          padding=padding, dilation=dilation, groups=groups, bias=bias is not None, device="meta")
+    conv.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        conv.bias = bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias, requires_grad=False)
+    return conv
+
+
+def _install(gm: fx.GraphModule, conv: nn.Module, call: str, weight_node: fx.Node, bias_node: fx.Node | None) -> str:
+    """Put ``conv`` in ``gm`` in place of its weight's holder when that holder keeps nothing else; its name."""
+    holder, _, leaf = weight_node.target.rpartition(".")
+    used = {leaf} | ({bias_node.target.rpartition(".")[2]} if bias_node is not None else set())
+    same_holder = bias_node is None or bias_node.target.rpartition(".")[0] == holder
+    if holder and leaf == "weight" and same_holder and _replaceable_holder(gm, holder, used):
+        parent, _, child = holder.rpartition(".")
+        setattr(gm.get_submodule(parent), child, conv)
+        return holder
+    name = f"conv_{call}"
+    gm.add_submodule(name, conv)
+    return name
 
 
 def _call_module(gm: fx.GraphModule, node: fx.Node, name: str, source: object, attrs: tuple) -> None:
