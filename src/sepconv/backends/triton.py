@@ -74,31 +74,22 @@ def triton_available() -> bool:
 
 
 def _fused_sepconv_fwd(
-    x_ptr, wdw_ptr, shift_ptr, wpw_ptr, bias_ptr, out_ptr,
-    M, H, W, HO, WO, N, K,
-    sxb, sxc, sxh, sxw,
-    sob, soc, soh, sow,
-    pad_top, pad_left,
+    x_ptr, wdw_ptr, shift_ptr, wpw_ptr, bias_ptr, out_ptr, M, H, W, HO, WO, N, K,
+    sxb, sxc, sxh, sxw, sob, soc, soh, sow, pad_top, pad_left,
     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, MULT: tl.constexpr,
     HAS_SHIFT: tl.constexpr, DW_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, PW_ACT: tl.constexpr,
-    PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
-    pid = tl.program_id(0)
     num_n = (N + BLOCK_N - 1) // BLOCK_N  # builtins only, see _kernel()
-    pid_m = pid // num_n  # neighbouring programs share their input pixels (L2 reuse)
-    pid_n = pid % num_n
+    pid_m, pid_n = tl.program_id(0) // num_n, tl.program_id(0) % num_n  # neighbours share input pixels (L2)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     m_mask = offs_m < M
-    b = offs_m // (HO * WO)
-    rem = offs_m % (HO * WO)
-    oh = rem // WO
-    ow = rem % WO
-    ih0 = oh * SH - pad_top
-    iw0 = ow * SW - pad_left
+    b, rem = offs_m // (HO * WO), offs_m % (HO * WO)
+    oh, ow = rem // WO, rem % WO
+    ih0, iw0 = oh * SH - pad_top, ow * SW - pad_left
     x_base = b.to(tl.int64) * sxb
-
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
 
@@ -121,8 +112,7 @@ def _fused_sepconv_fwd(
                 )
                 wv = tl.load(wdw_ptr + (i * KW + j) * K + offs_k, mask=k_mask, other=0.0)
                 mid += xv.to(tl.float32) * wv[None, :]
-        if HAS_SHIFT:
-            mid += tl.load(shift_ptr + offs_k, mask=k_mask, other=0.0)[None, :]
+        mid += tl.load(shift_ptr + offs_k, mask=k_mask & HAS_SHIFT, other=0.0)[None, :]
         if DW_ACT >= 1:  # written with where(), not maximum(): NaN must pass through as in torch.relu
             mid = tl.where(mid < 0.0, 0.0, mid)
         if DW_ACT == 2:
@@ -134,8 +124,7 @@ def _fused_sepconv_fwd(
         else:
             acc = tl.dot(mid.to(wp.dtype), wp, acc, input_precision=PRECISION)
 
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)[None, :]
+    acc += tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)[None, :]
     if PW_ACT >= 1:
         acc = tl.where(acc < 0.0, 0.0, acc)
     if PW_ACT == 2:
