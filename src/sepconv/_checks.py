@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 def _is_int(value: object) -> bool:
     """An integer: Python ``int`` or any ``numbers.Integral`` (numpy integers included), never a ``bool``."""
+    if type(value) is int:  # the common case, without the ABC check (this runs on every layer call)
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 

@@ -43,7 +43,7 @@ from .. import functional as SF
 from ..errors import ArgumentError, UnsupportedConfigError
 from . import channels_last, onednn
 from .env import interpreting, triton_installed
-from .fold import norm_affine
+from .fold import norm_affine, norm_reason
 from .guards import hooked, needs_grad, plain_eager
 
 __all__ = ["BACKENDS", "PATHS", "Explanation", "choose", "explain", "freeze", "get_backend", "separable_forward",
@@ -149,9 +149,9 @@ def _triton_reason(layer: nn.Module, x: torch.Tensor, backend: str) -> str | Non
     act = type(layer.act)
     if act not in _ACTS:
         return f"activation {act.__name__} cannot be fused (ReLU, ReLU6 or none)"
-    affine = norm_affine(layer.norm)
-    if isinstance(affine, str):
-        return affine
+    reason = norm_reason(layer.norm)
+    if reason is not None:
+        return reason
     from . import triton  # imports Triton itself: only once a CUDA (or interpreted) input asks for it
 
     dw, pw = layer.depthwise, layer.pointwise

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..padding import resolve_padding
 from .env import onednn_available, onednn_bf16
-from .fold import norm_affine
+from .fold import norm_affine, norm_reason
 
 __all__ = ["dtypes", "prepacked_conv", "separable_forward", "unsupported_reason"]
 
@@ -143,8 +143,7 @@ def unsupported_reason(layer: nn.Module, x: torch.Tensor) -> str | None:
         return f"padding_mode {layer.depthwise.padding_mode!r} (oneDNN pads with zeros only)"
     if type(layer.act) not in _ACTIVATIONS:
         return f"activation {type(layer.act).__name__} is not fused by oneDNN (ReLU, ReLU6 or none)"
-    affine = norm_affine(layer.norm)
-    return affine if isinstance(affine, str) else None
+    return norm_reason(layer.norm)
 
 
 def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan:
