@@ -185,3 +185,17 @@ def test_convert_corrupt_export_program(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["convert", str(path), str(tmp_path / "o.pt2"), "--rank", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "refused" in err and "Traceback" not in err, err  # not a plain archive
+
+
+def test_a_budget_needs_a_shape_or_the_models_own(weights: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12 item 2: a budget counts multiply-adds per image at a shape, never per output position."""
+    argv = ["convert", str(weights), str(tmp_path / "o.pt"), "--model", FACTORY, "--budget", "0.5"]
+    assert main(argv) == 2
+    assert "--budget needs --input-shape" in capsys.readouterr().err
+    registered = tmp_path / "small.pt"
+    from sepconv.models import small_cnn
+
+    torch.save(small_cnn().state_dict(), registered)
+    assert main(["convert", str(registered), str(tmp_path / "s.pt"), "--model", "small_cnn", "--budget", "0.5"]) == 0
+    assert "budget counted on the model's input shape 1x1x28x28" in capsys.readouterr().err

@@ -27,12 +27,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import sys
 import zipfile
 from pathlib import Path
 
 import torch
 
-from .. import program_file
+from .. import _checks, program_file
 from .._files import atomic_write
 from ..convert import METHODS, REFITS, convert
 from ..errors import ArgumentError, DataFormatError
@@ -169,6 +170,25 @@ def load_program(path: str) -> torch.export.ExportedProgram:
         raise ModelLoadError(str(err)) from None
 
 
+def _budget_inputs(args: argparse.Namespace, model: torch.nn.Module, calibration: dict) -> torch.Tensor | None:
+    """Example inputs for the budget: ``--input-shape``, else the registered model's own input size (said on stderr).
+
+    A budget counts multiply-adds per image at that shape (strides included); without any shape it would count
+    per output position, which picks other layers, so a budget without a shape is refused.
+    """
+    example = _example(args.input_shape)
+    if example is not None or args.budget is None or calibration.get("calibration") is not None:
+        return example
+    _checks.number(args.budget, "budget", low=0, high=1, low_open=True)
+    size = getattr(model, "input_size", None)
+    if size is None:
+        raise ArgumentError("--budget needs --input-shape (e.g. 1,3,224,224): the budget counts multiply-adds per "
+                            "image at that shape, and this model declares no input size")
+    print(f"budget counted on the model's input shape 1x{'x'.join(map(str, size))} (set it with --input-shape)",
+          file=sys.stderr)
+    return torch.randn(1, *size)
+
+
 def _example(text: str | None) -> torch.Tensor | None:
     if not text:
         return None
@@ -216,8 +236,8 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model_file, args.model, args.model_args)
         new_model, report = convert(model, args.method, budget=args.budget, rank=args.rank, energy=args.energy,
                                     include=args.include, exclude=args.exclude,
-                                    example_inputs=_example(args.input_shape), batch_size=args.batch_size,
-                                    **calibration)
+                                    example_inputs=_budget_inputs(args, model, calibration),
+                                    batch_size=args.batch_size, **calibration)
         atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
     atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
     Console().print(report.table())
