@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import sepconv
 from sepconv.cli import main
 
 FACTORY = "test_cli_convert:make_net"  # tests/ is on sys.path under pytest
@@ -199,3 +200,17 @@ def test_a_budget_needs_a_shape_or_the_models_own(weights: Path, tmp_path: Path,
     torch.save(small_cnn().state_dict(), registered)
     assert main(["convert", str(registered), str(tmp_path / "s.pt"), "--model", "small_cnn", "--budget", "0.5"]) == 0
     assert "budget counted on the model's input shape 1x1x28x28" in capsys.readouterr().err
+
+
+def test_an_input_shape_that_does_not_fit_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11 item 14: a wrong channel count in --input-shape, and in sepconv.count, gives a clear error."""
+    from sepconv.models import small_cnn
+
+    torch.save(small_cnn().state_dict(), tmp_path / "s.pt")
+    argv = ["convert", str(tmp_path / "s.pt"), str(tmp_path / "o.pt"), "--model", "small_cnn", "--budget", "0.5",
+            "--input-shape", "1,3,28,28"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not fit --model small_cnn" in err and err.count("\n") == 1
+    with pytest.raises(sepconv.ShapeError, match="does not fit the model"):
+        sepconv.count(small_cnn(), (1, 3, 28, 28))

@@ -309,6 +309,8 @@ def count(model: nn.Module, input_shape: Sequence[int]) -> ModelCost:
     try:
         with torch.no_grad():
             model(torch.zeros(shape, device=device, dtype=dtype))
+    except (RuntimeError, IndexError) as err:  # torch's own shape errors, deep inside the user's model
+        raise ShapeError(f"input_shape {tuple(shape)} does not fit the model: {str(err).splitlines()[0]}") from err
     finally:
         for handle in handles:
             handle.remove()

@@ -234,10 +234,14 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(out, lambda tmp: torch.export.save(program, tmp))
     else:
         model = load_model(args.model_file, args.model, args.model_args)
-        new_model, report = convert(model, args.method, budget=args.budget, rank=args.rank, energy=args.energy,
-                                    include=args.include, exclude=args.exclude,
-                                    example_inputs=_budget_inputs(args, model, calibration),
-                                    batch_size=args.batch_size, **calibration)
+        try:
+            new_model, report = convert(model, args.method, budget=args.budget, rank=args.rank,
+                                        energy=args.energy, include=args.include, exclude=args.exclude,
+                                        example_inputs=_budget_inputs(args, model, calibration),
+                                        batch_size=args.batch_size, **calibration)
+        except (RuntimeError, IndexError) as err:  # torch's shape errors from running the user's model
+            raise ArgumentError(f"--input-shape {args.input_shape} does not fit --model {args.model}: "
+                                f"{str(err).splitlines()[0]}") from None
         atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
     atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
     Console().print(report.table())
