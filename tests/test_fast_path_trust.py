@@ -165,3 +165,23 @@ def test_fuse_returns_a_frozen_copy_and_leaves_the_model_eager() -> None:
         torch.testing.assert_close(fused(x), model(x), rtol=1e-5, atol=1e-5)
         model[0].pointwise.weight.data.mul_(2)  # the eager model sees it; the fused copy is a snapshot
         torch.testing.assert_close(model(x), plain(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_backend_torch_runs_plain_pytorch_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: set_backend('torch') gates every accelerated path (checked by which path ran), also as a context."""
+    from sepconv.backends import channels_last, onednn
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an accelerated path ran under backend 'torch'")
+
+    layer, x = make(), torch.randn(2, 6, 9, 9)
+    with torch.no_grad():
+        assert backends.explain(layer, x).path == "onednn"
+        monkeypatch.setattr(onednn, "separable_forward", forbidden)
+        monkeypatch.setattr(channels_last, "separable_forward", forbidden)
+        with sepconv.set_backend("torch"):
+            assert backends.explain(layer, x).path == "torch"
+            out = layer(x)
+        assert sepconv.get_backend() == "auto"
+    reference = layer.pointwise(layer.act(layer.norm(layer.depthwise(x))))
+    torch.testing.assert_close(out, reference)
