@@ -115,3 +115,16 @@ def test_bad_plans(tmp_path: Path) -> None:
     converted = sepconv.apply_plan(_build(0), plan)
     with pytest.raises(ArgumentError, match="apply a plan to the original"):
         sepconv.apply_plan(converted, plan)
+
+
+def test_docs_round_trip_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The round-trip snippet of docs/factorize.md (meant for the README) runs as written."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "factorize.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "apply_plan" in b]
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "docs/factorize.md", "exec"), {})
+    assert (tmp_path / "small.pt").exists() and (tmp_path / "small.json").exists()

@@ -77,6 +77,9 @@ def test_convert_variant(tmp_path: Path) -> None:
     assert 0 <= rows["convert"]["acc_before_finetune_mean"] <= 100
     assert results["runs"]["convert"][0]["conversion"]["mac_ratio"] <= 0.5
     assert "right after `sepconv.convert`" in (tmp_path / "report.md").read_text()
+    # issue 14: the accuracy after the calibrated refit (no training) is reported beside the weight-only one
+    assert 0 <= rows["convert"]["acc_calibrated_mean"] <= 100 and rows["convert"]["calibration_images"] > 0
+    assert "after the calibrated refit (no training" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize(("kw", "match"), [

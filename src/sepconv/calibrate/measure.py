@@ -71,15 +71,14 @@ class _Recorder:
             t.out_positions, t.mid_positions = math.prod(y.shape[2:]), y.shape[2] * x.shape[-1]
             t.stats = LeastSquaresStats(self.groups, self.size, y.shape[1] // self.groups, True, y.device)
             t.patches = patch_conv(t.conv)
-        per_image = min(t.out_positions, -(-sample_target(self.size) // self.images))
-        rows = self._sample(x.shape[0], t.out_positions, per_image, y.device)
-        t.stats.add(self._patch_rows(x, rows), group_rows(y, self.groups)[:, rows])
-
-    def _sample(self, batch: int, positions: int, per_image: int, device: torch.device) -> torch.Tensor:
-        if per_image >= positions:
-            return torch.arange(batch * positions, device=device)
-        picks = torch.rand(batch, positions, generator=self.generator).argsort(1)[:, :per_image]
-        return (picks + torch.arange(batch)[:, None] * positions).flatten().sort().values.to(device)
+        batch, positions = x.shape[0], t.out_positions
+        take = min(batch * positions, -(-sample_target(self.size) * batch // self.images))
+        # draw the rows from as few images as keep them sparse (at most 1/8 of an image's positions each): the
+        # patches of only those images are built, which matters for large images with many positions
+        chosen = torch.randperm(batch, generator=self.generator)[:min(batch, -(-8 * take // positions))].sort().values
+        rows = torch.randperm(len(chosen) * positions, generator=self.generator)[:take].sort().values.to(y.device)
+        chosen = chosen.to(y.device)
+        t.stats.add(self._patch_rows(x[chosen], rows), group_rows(y[chosen], self.groups)[:, rows])
 
     def _patch_rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Patch rows ``(groups, len(rows), size)`` at the chosen positions, a chunk of images at a time."""

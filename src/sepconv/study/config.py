@@ -21,7 +21,8 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     "depthwise-early": ("depthwise", "early", "depthwise separable in the first half of the stage convs"),
     "depthwise-late": ("depthwise", "late", "depthwise separable in the second half of the stage convs"),
     "convert": ("convert", "all", "the trained standard net converted by sepconv.convert(method='depthwise', "
-                "budget=convert_budget), then fine-tuned with knowledge distillation from the original"),
+                "budget=convert_budget, calibration=512 unlabelled training images), then fine-tuned with "
+                "knowledge distillation from the original"),
 }
 
 

@@ -62,9 +62,13 @@ def summarize(results: dict) -> list[dict]:
                      "latency_b1_ms": latency.get("batch1_ms"), "latency_b64_ms": latency.get("batch64_ms"),
                      "train_time_s": statistics.fmean(r["train_time_s"] for r in runs),
                      "acc_mean": mean, "acc_std": std, "seeds": len(runs)})
-        if all("test_acc_before_finetune" in r for r in runs):
-            rows[-1]["acc_before_finetune_mean"], rows[-1]["acc_before_finetune_std"] = _mean_std(
-                [r["test_acc_before_finetune"] for r in runs])
+        for key in ("before_finetune", "calibrated"):  # the convert variant's accuracies without training
+            if all(f"test_acc_{key}" in r for r in runs):
+                values = [r[f"test_acc_{key}"] for r in runs]
+                rows[-1][f"acc_{key}_mean"], rows[-1][f"acc_{key}_std"] = _mean_std(values)
+        if variant == "convert":  # the training budgets of its three accuracies
+            rows[-1]["finetune_epochs"] = results["config"].get("finetune_epochs")
+            rows[-1]["calibration_images"] = runs[0].get("conversion", {}).get("calibration_images")
     return rows
 
 
@@ -109,7 +113,8 @@ def table_rows(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
         ratio = base["macs"] / r["macs"] if base and r["macs"] else None
         name = r["variant"]
         if "acc_before_finetune_mean" in r:
-            name += f" ({r['acc_before_finetune_mean']:.1f}% before FT)"
+            calibrated = f", {r['acc_calibrated_mean']:.1f}% calibrated" if "acc_calibrated_mean" in r else ""
+            name += f" ({r['acc_before_finetune_mean']:.1f}% weight-only{calibrated}, before FT)"
         rows.append([name, _fmt(r["params"], ","), _fmt(r["macs"], ","),
                      "–" if ratio is None else "1.00x" if ratio == 1 else f"{ratio:.2f}x fewer" if ratio > 1 else
                      f"{1 / ratio:.2f}x more",
@@ -175,9 +180,15 @@ def findings(summary: list[dict]) -> list[str]:
     if conv and "acc_before_finetune_mean" in conv:
         before = {"acc_mean": conv["acc_before_finetune_mean"], "acc_std": conv["acc_before_finetune_std"],
                   "seeds": conv["seeds"]}
-        lines.append(f"**convert** (no training from scratch): right after `sepconv.convert` the standard network "
-                     f"scores {accuracy_text(before)}%, after the distillation fine-tune ({conv['training']} "
-                     f"epochs) {accuracy_text(conv)}%.")
+        calibrated = ""
+        if "acc_calibrated_mean" in conv:
+            after_refit = {"acc_mean": conv["acc_calibrated_mean"], "acc_std": conv["acc_calibrated_std"],
+                           "seeds": conv["seeds"]}
+            calibrated = (f"; after the calibrated refit (no training: {conv.get('calibration_images')} unlabelled "
+                          f"training images, least squares) {accuracy_text(after_refit)}%")
+        lines.append(f"**convert** (no training from scratch): right after `sepconv.convert` (weight-only, no "
+                     f"training) the standard network scores {accuracy_text(before)}%{calibrated}; after the "
+                     f"distillation fine-tune ({conv['training']} epochs) {accuracy_text(conv)}%.")
     for kind in ("depthwise", "spatial"):
         early, late = by.get(f"{kind}-early"), by.get(f"{kind}-late")
         if early and late:

@@ -127,13 +127,14 @@ def _train_one(study: _Study, variant: str, seed: int, reporter: Reporter) -> di
     config, data, out = study.config, study.data, study.out
     checkpoint = out / "checkpoints" / f"{variant}-seed{seed}.pt"
     if variant == "convert":
-        model, teacher, conversion = converted(seed, data, config, out)
+        model, teacher, conversion = converted(seed, data, config, out, measure=True)
         cost = count(model.eval(), (1, *data.image_shape))
         model, teacher = model.to(config.device), teacher.to(config.device)
-        before = evaluate(model, data.x_test, data.y_test)
+        before = evaluate(model, data.x_test, data.y_test)  # calibrated, not trained
         run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter, model=model,
                         teacher=teacher, epochs=config.finetune_epochs)
-        run.update(test_acc_before_finetune=before, conversion=conversion)
+        run.update(test_acc_before_finetune=conversion["test_acc_weight_only"], test_acc_calibrated=before,
+                   conversion=conversion)
         study.results["costs"][variant] = {"params": cost.params, "macs": cost.macs}
     else:
         run = train_run(variant, seed, data, config, checkpoint, study.rank, study.world, reporter)

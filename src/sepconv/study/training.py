@@ -112,14 +112,30 @@ def load_trained(variant: str, seed: int, data: Dataset, config: StudyConfig, ou
     return model.to(device).eval()
 
 
-def converted(seed: int, data: Dataset, config: StudyConfig, out: Path) -> tuple[nn.Module, nn.Module, dict]:
-    """``(converted model, trained standard model, conversion summary)`` for ``seed``, on the CPU."""
+#: unlabelled training images the ``convert`` variant calibrates on (ranks by output error, least-squares refit)
+CALIBRATION_IMAGES = 512
+
+
+def converted(seed: int, data: Dataset, config: StudyConfig, out: Path,
+              measure: bool = False) -> tuple[nn.Module, nn.Module, dict]:
+    """``(converted model, trained standard model, conversion summary)`` for ``seed``, on the CPU.
+
+    The model is the calibrated conversion (the first :data:`CALIBRATION_IMAGES` training images, unlabelled;
+    deterministic, so :func:`load_trained` rebuilds the same architecture). ``measure`` adds the test accuracy of
+    the weight-only conversion (closed form, no data, not trained) to the summary.
+    """
     teacher = load_trained("standard", seed, data, config, out)
+    calibration = data.x_train[:CALIBRATION_IMAGES].cpu()
     model, report = convert(teacher, method="depthwise", budget=config.convert_budget,
-                            example_inputs=data.x_val[:64].cpu())
+                            example_inputs=data.x_val[:64].cpu(), calibration=calibration)
     summary = {"mac_ratio": report.mac_ratio, "output_error": report.output_error,
                "params_after": report.params_after, "macs_after": report.macs_after,
-               "ranks": {layer.name: layer.rank for layer in report.layers}}
+               "ranks": {layer.name: layer.rank for layer in report.layers},
+               "calibration_images": len(calibration), "calibration_seconds": report.calibration["seconds"]}
+    if measure:
+        weight_only, _ = convert(teacher, method="depthwise", budget=config.convert_budget,
+                                 example_inputs=data.x_val[:64].cpu())
+        summary["test_acc_weight_only"] = evaluate(weight_only, data.x_test.cpu(), data.y_test.cpu())
     return model, teacher, summary
 
 
