@@ -619,27 +619,46 @@ def convert(
     options = _validate(model, method, budget, rank, energy, include, exclude, calibration, refit, ridge, progress)
     new_model = copy.deepcopy(model)
     cands, names = _candidates(new_model, model, options)
+    measured = _measured(model, new_model, cands, example_inputs, calibration, batch_size)
+    with CalibrationProgress(options.progress if calibration is not None else False, 2 + len(cands),
+                             measured.data.batches if measured.data is not None else 0) as bar:
+        macs_before = _decompose(new_model, cands, measured, options, bar)
+        choice = _choose(cands, options, macs_before - sum(c.original for c in cands), macs_before)
+        reports, built = _replace(new_model, cands, choice, names, options, measured)
+        result = None if measured.data is None else _calibrate(model, built, new_model, measured, options, bar)
+    return new_model, _report(model, new_model, options, measured, macs_before, reports, built, names, result,
+                              time.perf_counter() - began)
+
+
+def _decompose(new_model: nn.Module, cands: list, measured: _Measured, options: _Options, bar: object) -> int:
+    """Measure the calibration activations, decompose each candidate once and, for a calibrated budget, measure
+    its output-error curve; return the model's multiply-adds before conversion."""
+    if measured.data is not None:
+        _measure_calibration(new_model, cands, measured, bar)
+    _shapes(cands, measured, options.method)
+    for c in cands:
+        _prepare(c, options.method)
+    if measured.data is not None and options.budget is not None:
+        _curves(cands, measured, options)
+    return sum(m.weight.numel() * measured.positions.get(id(m), 1) for m in new_model.modules() if _is_conv(m))
+
+
+def _measured(model: nn.Module, new_model: nn.Module, cands: list, example_inputs: object, calibration: object,
+              batch_size: int | None) -> _Measured:
+    """The measurement phase of :func:`convert`: example-input positions and outputs, and the calibration data."""
     measured = _Measured(inputs=None if example_inputs is None else _as_tuple(example_inputs))
     if measured.inputs is not None:
         _measure_examples(new_model, cands, measured)
     if calibration is not None:
         dtype, device = _model_place(model)
         measured.data = CalibrationData(calibration, batch_size=batch_size, dtype=dtype, device=device)
-    with CalibrationProgress(options.progress if calibration is not None else False, 2 + len(cands),
-                             measured.data.batches if measured.data is not None else 0) as bar:
-        if measured.data is not None:
-            _measure_calibration(new_model, cands, measured, bar)
-        _shapes(cands, measured, options.method)
-        for c in cands:
-            _prepare(c, options.method)
-        if measured.data is not None and options.budget is not None:
-            _curves(cands, measured, options)
-        macs_before = sum(m.weight.numel() * measured.positions.get(id(m), 1)
-                          for m in new_model.modules() if _is_conv(m))
-        choice = _choose(cands, options, macs_before - sum(c.original for c in cands), macs_before)
-        reports, built = _replace(new_model, cands, choice, names, options, measured)
-        result = None if measured.data is None else _calibrate(model, built, new_model, measured, options, bar)
-    report = ConversionReport(
+    return measured
+
+
+def _report(model: nn.Module, new_model: nn.Module, options: _Options, measured: _Measured, macs_before: int,
+            reports: list, built: list, names: dict, result: object, seconds: float) -> ConversionReport:
+    """The :class:`ConversionReport` of a finished conversion (the report phase of :func:`convert`)."""
+    return ConversionReport(
         method=options.method, budget=options.budget, macs_unit="per output position" if not measured.positions
         else "per forward pass", params_before=sum(p.numel() for p in model.parameters()),
         params_after=sum(p.numel() for p in new_model.parameters()), macs_before=macs_before,
@@ -647,6 +666,4 @@ def convert(
         output_error=None if measured.inputs is None else _relative_error(_run_eval(new_model, measured.inputs),
                                                                           measured.reference),
         layers=reports, plan=_plan(options, built, names),
-        calibration=None if result is None else _calibration_summary(result, reports, measured, options,
-                                                                      time.perf_counter() - began))
-    return new_model, report
+        calibration=None if result is None else _calibration_summary(result, reports, measured, options, seconds))
