@@ -47,13 +47,13 @@ EDITS = {
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
-def test_never_serves_stale_weights(edit: str, mode: str) -> None:
+def test_never_serves_stale_weights(edit: str, mode: str, cpu_kernel: str) -> None:
     layer = make()
     x = torch.randn(2, 6, 9, 9)
     context = torch.no_grad if mode == "no_grad" else torch.inference_mode
     with context():
         before = layer(x)  # a first call that any cache would keep
-        assert backends.choose(layer, x) == "onednn"
+        assert backends.choose(layer, x) == cpu_kernel
     with torch.no_grad():
         EDITS[edit](layer)
     with context():
@@ -63,11 +63,12 @@ def test_never_serves_stale_weights(edit: str, mode: str) -> None:
     torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_frozen_layers_cache_but_follow_visible_changes() -> None:
+def test_frozen_layers_cache_but_follow_visible_changes(cpu_kernel: str) -> None:
     layer = backends.freeze(make())
     x = torch.randn(2, 6, 9, 9)
     with torch.no_grad():
         layer(x)
+        assert backends.choose(layer, x) == cpu_kernel
         layer.pointwise.weight.mul_(2)  # an in-place op autograd sees: the version counter moves
         torch.testing.assert_close(layer(x), plain(layer, x), rtol=1e-5, atol=1e-5)
         layer.pointwise.weight = nn.Parameter(torch.randn_like(layer.pointwise.weight))
@@ -80,7 +81,7 @@ NAN_CASES = [(norm, act, where) for norm in (None, "batch") for act in (None, "r
 
 
 @pytest.mark.parametrize(("norm", "act", "where"), NAN_CASES)
-def test_nan_and_inf_propagate_as_in_training(norm, act, where) -> None:
+def test_nan_and_inf_propagate_as_in_training(norm, act, where, cpu_path: str) -> None:
     layer = make(norm, act)
     x = torch.randn(1, 6, 9, 9)
     with torch.no_grad():
@@ -93,7 +94,7 @@ def test_nan_and_inf_propagate_as_in_training(norm, act, where) -> None:
         else:
             getattr(layer, where.split("_")[0]).weight.view(-1)[3] = float("nan")
         fast = layer(x)
-        assert backends.choose(layer, x) == "onednn"
+        assert backends.choose(layer, x) == cpu_path
         reference = plain(layer, x)
     assert torch.equal(torch.isnan(fast), torch.isnan(reference))
     assert torch.equal(torch.isinf(fast), torch.isinf(reference))
@@ -169,14 +170,15 @@ def test_fuse_returns_a_frozen_copy_and_leaves_the_model_eager() -> None:
 
 def test_backend_torch_runs_plain_pytorch_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 10: set_backend('torch') gates every accelerated path (checked by which path ran), also as a context."""
-    from sepconv.backends import channels_last, onednn
+    from sepconv.backends import channels_last, native, onednn
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("an accelerated path ran under backend 'torch'")
 
     layer, x = make(), torch.randn(2, 6, 9, 9)
     with torch.no_grad():
-        assert backends.explain(layer, x).path == "onednn"
+        assert backends.explain(layer, x).path in ("native", "onednn")
+        monkeypatch.setattr(native, "separable_forward", forbidden)
         monkeypatch.setattr(onednn, "separable_forward", forbidden)
         monkeypatch.setattr(channels_last, "separable_forward", forbidden)
         with sepconv.set_backend("torch"):

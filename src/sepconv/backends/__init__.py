@@ -29,6 +29,7 @@ from .dispatch import (
     explain,
     freeze,
     get_backend,
+    post_steps,
     separable_forward,
     set_backend,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "freeze",
     "get_backend",
     "needs_grad",
+    "post_steps",
     "separable_forward",
     "set_backend",
 ]

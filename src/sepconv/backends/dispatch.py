@@ -5,6 +5,8 @@ this order, under the process-wide backend set by :func:`set_backend`:
 
 - ``'triton'``: the fused depthwise->pointwise Triton kernel (CUDA; CPU only under ``TRITON_INTERPRET=1`` with
   backend ``'triton'``), inference only;
+- ``'native'``: sepconv's own C++ kernel, depthwise and pointwise fused tile by tile with the intermediate kept in
+  cache (CPU float32 inference; compiled on first use, :mod:`sepconv.backends.native`);
 - ``'onednn'``: prepacked oneDNN convs with the norm folded and the activation fused (CPU inference);
 - ``'channels_last'``: both PyTorch steps in channels_last (CPU, training included);
 - ``'torch'``: the plain composition ``pointwise(act(norm(depthwise(x))))``, which always applies.
@@ -41,16 +43,16 @@ from torch import nn
 from .. import _checks
 from .. import functional as SF
 from ..errors import ArgumentError, UnsupportedConfigError
-from . import channels_last, onednn
+from . import channels_last, native, onednn
 from .env import interpreting, triton_installed
 from .fold import norm_affine, norm_reason
 from .guards import hooked, needs_grad, plain_eager
 
-__all__ = ["BACKENDS", "PATHS", "Explanation", "choose", "explain", "freeze", "get_backend", "separable_forward",
-           "set_backend"]
+__all__ = ["BACKENDS", "PATHS", "Explanation", "choose", "explain", "freeze", "get_backend", "post_steps",
+           "separable_forward", "set_backend"]
 
 BACKENDS = ("auto", "triton", "torch")
-PATHS = ("triton", "onednn", "channels_last", "torch")
+PATHS = ("triton", "native", "onednn", "channels_last", "torch")
 _state = {"backend": "auto"}
 _ACTS: dict[type, str | None] = {nn.Identity: None, nn.ReLU: "relu", nn.ReLU6: "relu6"}
 _TRITON_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, tuple]] = weakref.WeakKeyDictionary()
@@ -121,7 +123,8 @@ def freeze(module: nn.Module) -> nn.Module:
     for sub in module.modules():
         if hasattr(sub, "depthwise") and hasattr(sub, "pointwise"):
             sub._sepconv_frozen = True
-            onednn._CACHE.pop(sub, None)
+            onednn.PLANS.drop(sub)
+            native.PLANS.drop(sub)
             _TRITON_CACHE.pop(sub, None)
     return module
 
@@ -185,6 +188,8 @@ def _reason(path: str, layer: nn.Module, x: torch.Tensor, backend: str) -> str |
         return channels_last.unsupported_reason(layer, x)
     if path == "triton":
         return _triton_reason(layer, x, backend)
+    if path == "native":
+        return _common_reason(layer, x, backend) or native.unsupported_reason(layer, x)
     return _common_reason(layer, x, backend) or onednn.unsupported_reason(layer, x)
 
 
@@ -223,11 +228,11 @@ def explain(layer: nn.Module, input: torch.Tensor) -> Explanation:
         >>> import torch, sepconv
         >>> layer = sepconv.SeparableConv2d(4, 8, 3).eval()
         >>> with torch.no_grad():
-        ...     print(explain(layer, torch.randn(1, 4, 8, 8)))
-        runs: onednn
+        ...     print(explain(layer, torch.randn(1, 4, 8, 8)))  # doctest: +ELLIPSIS
+        runs: ...
         not triton: backend 'auto' uses the fused kernel for CUDA inputs only, got device cpu
-        not channels_last: onednn runs first
-        not torch: onednn runs first
+        ...
+        not torch: ... runs first
     """
     backend = _state["backend"]
     if not isinstance(input, torch.Tensor):
@@ -249,23 +254,39 @@ def explain(layer: nn.Module, input: torch.Tensor) -> Explanation:
 def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
     """``layer(input)`` through the path :func:`choose` picks; the forward of the separable layers.
 
-    Validation runs first and is the same for every path; the result equals the plain composition up to float
-    rounding (NaN and infinities propagate alike).
+    Validation runs first and is the same for every path; the result equals the plain composition followed by the
+    layer's optional ``pointwise_norm``, ``drop`` and ``pointwise_act``, up to float rounding (NaN and infinities
+    propagate alike).
     """
     backend = _state["backend"]
     if backend == "torch" or getattr(layer, "spatial_dims", None) != 2:
-        return layer.pointwise(layer.act(layer.norm(layer.depthwise(input))))
+        return post_steps(layer, layer.pointwise(layer.act(layer.norm(layer.depthwise(input)))))
     call = _validate(layer, input)
     path = next(path for path in PATHS if _reason(path, layer, call.input, backend) is None)
-    if path == "triton":
-        out = _triton_forward(layer, call.input)
-    elif path == "onednn":
-        out = onednn.separable_forward(layer, call.input)
-    elif path == "channels_last":
-        out = channels_last.separable_forward(layer, call.input)
+    if path == "native":
+        out = native.separable_forward(layer, call.input)
+        if not native.fuses_post_steps(layer):
+            out = post_steps(layer, out)
     else:
-        out = layer.pointwise(layer.act(layer.norm(layer.depthwise(call.input))))
+        if path == "triton":
+            out = _triton_forward(layer, call.input)
+        elif path == "onednn":
+            out = onednn.separable_forward(layer, call.input)
+        elif path == "channels_last":
+            out = channels_last.separable_forward(layer, call.input)
+        else:
+            out = layer.pointwise(layer.act(layer.norm(layer.depthwise(call.input))))
+        out = post_steps(layer, out)
     return out.squeeze(0) if call.unbatched else out
+
+
+def post_steps(layer: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    """The optional steps after the pointwise conv: ``pointwise_act(drop(pointwise_norm(out)))``."""
+    for name in ("pointwise_norm", "drop", "pointwise_act"):
+        step = getattr(layer, name, None)
+        if step is not None:
+            out = step(out)
+    return out
 
 
 def _precision(x: torch.Tensor) -> str:

@@ -30,9 +30,7 @@ Example:
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +39,7 @@ from torch import nn
 from ..padding import resolve_padding
 from .env import onednn_available, onednn_bf16
 from .fold import norm_affine, norm_reason
+from .plan_cache import PlanCache
 
 __all__ = ["dtypes", "prepacked_conv", "separable_forward", "unsupported_reason"]
 
@@ -48,26 +47,12 @@ __all__ = ["dtypes", "prepacked_conv", "separable_forward", "unsupported_reason"
 # oneDNN's ReLU/clip post-ops turn NaN into 0 (max(x, 0)), which would hide a NaN that torch propagates.
 _ACTIVATIONS: dict[type, Callable[[torch.Tensor], object] | None] = {
     nn.Identity: None, nn.ReLU: torch.relu_, nn.ReLU6: lambda t: t.clamp_(0.0, 6.0)}
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, dict]] = weakref.WeakKeyDictionary()
-_PLANS_PER_LAYER = 8  # input shapes remembered per layer
+PLANS = PlanCache()
 
 
 def dtypes() -> tuple[torch.dtype, ...]:
     """The input dtypes this CPU's oneDNN runs: float32, and bfloat16 where the CPU supports it."""
     return (torch.float32, torch.bfloat16) if onednn_bf16() else (torch.float32,)
-
-
-def _key(layer: nn.Module) -> tuple | None:
-    """What the cached plans of a frozen layer depend on: the step modules and every tensor's identity and version."""
-    subs = layer._modules
-    norm, act = subs["norm"], subs["act"]
-    tensors = [*subs["depthwise"]._parameters.values(), *norm._parameters.values(), *norm._buffers.values(),
-               *subs["pointwise"]._parameters.values()]
-    try:
-        versions = tuple((id(t), t.data_ptr(), t._version) for t in tensors if t is not None)
-    except RuntimeError:  # inference tensors have no version counter: never cache
-        return None
-    return (id(norm), norm.training, id(act), versions)
 
 
 class _Plan:
@@ -147,26 +132,9 @@ def unsupported_reason(layer: nn.Module, x: torch.Tensor) -> str | None:
 
 
 def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan:
-    """The prepacked plan of ``layer`` for ``x``'s shape: built on every call, cached only for frozen layers.
-
-    Eager layers can be edited in ways no version counter sees (``weight.data.mul_(2)``), so their plans are
-    never reused; a layer frozen by :func:`sepconv.backends.freeze` (``sepconv.optimize``) keeps its plans until a
-    parameter or buffer is replaced or changed through autograd-visible ops, as documented there.
-    """
-    if not getattr(layer, "_sepconv_frozen", False):
-        return _Plan(layer, x)
-    key = _key(layer)
-    if key is None:
-        return _Plan(layer, x)
-    hit = _CACHE.get(layer)
-    plans = hit[1] if hit is not None and hit[0] == key else {}
-    shape = (tuple(x.shape), x.dtype)
-    if shape not in plans:
-        if len(plans) >= _PLANS_PER_LAYER:
-            plans.pop(next(iter(plans)))  # the oldest input shape
-        plans[shape] = _Plan(layer, x)
-        _CACHE[layer] = (key, plans)
-    return plans[shape]
+    """The prepacked plan of ``layer`` for ``x``'s shape: built on every call, cached only for frozen layers
+    (:mod:`sepconv.backends.plan_cache`)."""
+    return PLANS.get(layer, (tuple(x.shape), x.dtype), lambda: _Plan(layer, x))
 
 
 def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = False) -> torch.Tensor:

@@ -180,14 +180,12 @@ class SeparableConvNd(nn.Module):
         unbatched = isinstance(input, torch.Tensor) and input.dim() == self.spatial_dims + 1
         x = input.unsqueeze(0) if unbatched else input  # (C, *spatial): the norms need a batch axis
         if _checks.recording(x, self.depthwise.weight):  # torch.jit.trace, torch.fx: the plain composition
-            out = self.pointwise(self.act(self.norm(self.depthwise(x))))
+            out = backends.post_steps(self, self.pointwise(self.act(self.norm(self.depthwise(x)))))
         else:
-            # sepconv.backends chooses the implementation (Triton, oneDNN, channels_last or plain PyTorch); every
-            # path validates like the plain composition and gives its outputs up to float rounding.
+            # sepconv.backends chooses the implementation (Triton, native, oneDNN, channels_last or plain PyTorch)
+            # and runs the steps after the pointwise conv too; every path validates like the plain composition
+            # and gives its outputs up to float rounding.
             out = backends.separable_forward(self, x)
-        for step in (self.pointwise_norm, self.drop, self.pointwise_act):
-            if step is not None:
-                out = step(out)
         return out.squeeze(0) if unbatched else out
 
     def __prepare_scriptable__(self) -> nn.Module:

@@ -1,0 +1,136 @@
+"""The native CPU path of :class:`sepconv.SeparableConv2d`: one C++ call per layer, intermediate kept in cache.
+
+For an inference call on float32 CPU tensors, the depthwise weights (with an eval-mode BatchNorm between the steps
+folded in) become a ``(kh * kw, K)`` table, the pointwise weights (with an eval-mode ``pointwise_norm`` folded in)
+are packed into the panels the kernel's GEMM reads, and ``separable.cpp`` runs depthwise -> activation ->
+pointwise -> activation tile by tile (see that file). The activation between the steps and ``pointwise_act``
+(ReLU, ReLU6 or none) are applied in registers and propagate NaN as torch does.
+
+Packing costs one pass over the weights: eager layers repack on every call (their weights may have been edited
+through ``.data``), frozen layers (:func:`sepconv.fuse`, :func:`sepconv.optimize`) keep their packs per input shape
+(:mod:`sepconv.backends.plan_cache`). Results equal the PyTorch composition up to float rounding (tested on random
+geometries, every vector width).
+
+Example:
+    >>> import torch, sepconv
+    >>> layer = sepconv.SeparableConv2d(8, 16, 3, stride=2, padding="same", activation="relu").eval()
+    >>> x = torch.randn(2, 8, 10, 10)
+    >>> with torch.inference_mode():
+    ...     reference = layer.pointwise(layer.act(layer.depthwise(x)))
+    ...     y = separable_forward(layer, x) if unsupported_reason(layer, x) is None else reference
+    >>> torch.allclose(y, reference, atol=1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...padding import resolve_padding
+from ..fold import norm_affine, norm_reason
+from ..plan_cache import PlanCache
+from .build import isa, load_error
+
+__all__ = ["PLANS", "fuses_post_steps", "separable_forward", "unsupported_reason"]
+
+ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
+MAX_TAPS = 64
+TILE_BYTES = 64 * 1024  # depthwise rows of one tile: about L1 + a bit, read back by the GEMM at once
+PLANS = PlanCache()
+
+
+def unsupported_reason(layer: nn.Module, x: torch.Tensor) -> str | None:
+    """Why the native kernel cannot run ``layer(x)`` (``None``: it can). Autograd and tracing are the caller's."""
+    if x.device.type != "cpu" or layer.depthwise.weight.device.type != "cpu":
+        return f"the native kernel runs on CPU tensors, got device {x.device}"
+    if x.dim() != 4:
+        return "the native kernel takes batched (B, C, H, W) inputs"
+    if x.dtype != torch.float32 or layer.depthwise.weight.dtype != torch.float32:
+        return f"the native kernel runs float32, got {x.dtype}"
+    dw, pw = layer.depthwise, layer.pointwise
+    if dw.padding_mode != "zeros":
+        return f"padding_mode {dw.padding_mode!r} (the native kernel pads with zeros only)"
+    if pw.groups != 1:
+        return f"grouped pointwise step (groups={pw.groups})"
+    if dw.kernel_size[0] * dw.kernel_size[1] > MAX_TAPS:
+        return f"kernel {tuple(dw.kernel_size)} has more than {MAX_TAPS} taps"
+    if type(layer.act) not in ACTIVATIONS:
+        return f"activation {type(layer.act).__name__} is not fused by the native kernel (ReLU, ReLU6 or none)"
+    return norm_reason(layer.norm) or load_error()
+
+
+def fuses_post_steps(layer: nn.Module) -> bool:
+    """Whether the kernel also runs ``pointwise_norm``, ``drop`` and ``pointwise_act`` (else the caller does)."""
+    post_norm, drop, post_act = (getattr(layer, name, None) for name in ("pointwise_norm", "drop", "pointwise_act"))
+    return ((post_norm is None or norm_reason(post_norm) is None)
+            and (drop is None or not drop.training or drop.p == 0)
+            and (post_act is None or type(post_act) in ACTIVATIONS))
+
+
+class _Plan:
+    """Packed operands and geometry of one layer for one input shape and vector width."""
+
+    def __init__(self, layer: nn.Module, shape: torch.Size, width: int) -> None:
+        dw, pw = layer.depthwise, layer.pointwise
+        weight, bias = _folded(dw.weight.detach(), None if dw.bias is None else dw.bias.detach(), layer.norm)
+        kh, kw = dw.kernel_size
+        self.dw_weight = weight.reshape(dw.out_channels, kh * kw).t().contiguous()  # (taps, K)
+        self.dw_bias = None if bias is None else bias.contiguous()
+        pads = resolve_padding(shape[2:], dw.padding, dw.kernel_size, dw.stride, dw.dilation)
+        out = [(n + before + after - d * (k - 1) - 1) // s + 1
+               for n, (before, after), k, s, d in zip(shape[2:], pads, dw.kernel_size, dw.stride, dw.dilation)]
+        n, k = pw.out_channels, dw.out_channels
+        self.fused_post = fuses_post_steps(layer)
+        post_norm = getattr(layer, "pointwise_norm", None) if self.fused_post else None
+        pw_weight, pw_bias = _folded(pw.weight.detach().reshape(n, k), None if pw.bias is None else pw.bias.detach(),
+                                     post_norm)
+        self.pw_packed, self.pw_bias = _pack(pw_weight, pw_bias, torch.ops.sepconv_native.panel_width(width))
+        post_act = getattr(layer, "pointwise_act", None) if self.fused_post else None
+        self.act_mid = ACTIVATIONS[type(layer.act)]
+        self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
+        self.geometry = [dw.out_channels // dw.in_channels, kh, kw, *dw.stride, *dw.dilation, pads[0][0],
+                         pads[1][0], *out, n]
+        self.tile = max(4, min(256, TILE_BYTES // (4 * k)))
+        self.width = width
+
+
+def _folded(weight: torch.Tensor, bias: torch.Tensor | None,
+            norm: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``weight``/``bias`` with an eval-mode norm after them folded in (per output channel, the first axis)."""
+    scale, shift = norm_affine(norm) if norm is not None else (None, None)  # type: ignore[misc]
+    if scale is None:
+        return weight, bias
+    weight = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
+    return weight, shift if bias is None else bias * scale + shift
+
+
+def _pack(weight: torch.Tensor, bias: torch.Tensor | None, panel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, K)`` pointwise weights -> ``(ceil(N / panel), K, panel)`` panels; bias -> zero-padded to the panels."""
+    n, k = weight.shape
+    panels = -(-n // panel)
+    padded = F.pad(weight, (0, 0, 0, panels * panel - n)).reshape(panels, panel, k)
+    bias = torch.zeros(n, dtype=weight.dtype) if bias is None else bias
+    return padded.permute(0, 2, 1).contiguous(), F.pad(bias, (0, panels * panel - n)).contiguous()
+
+
+def separable_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for a :class:`sepconv.SeparableConv2d` through the native kernel.
+
+    The caller (:mod:`sepconv.backends.dispatch`) has validated the call and checked :func:`unsupported_reason`,
+    autograd and tracing. When :func:`fuses_post_steps` is true the result includes ``pointwise_norm``, ``drop``
+    (eval: identity) and ``pointwise_act``.
+
+    Args:
+        layer: a 2D depthwise separable layer (``depthwise``, ``norm``, ``act``, ``pointwise``).
+        x: ``(B, C, H, W)`` float32 on CPU, any memory format.
+
+    Returns:
+        ``(B, N, H_out, W_out)`` in channels_last memory format.
+    """
+    width = isa()
+    plan = PLANS.get(layer, (tuple(x.shape), width), lambda: _Plan(layer, x.shape, width))
+    x = x.contiguous(memory_format=torch.channels_last)
+    return torch.ops.sepconv_native.separable(x, plan.dw_weight, plan.dw_bias, plan.pw_packed, plan.pw_bias,
+                                              plan.geometry, plan.act_mid, plan.act_out, plan.width, plan.tile)

@@ -1,0 +1,244 @@
+// sepconv's native CPU kernel: a depthwise separable conv (depthwise -> activation -> pointwise -> activation)
+// on channels_last float32 tensors, in one call, with the intermediate kept in cache.
+//
+// The output pixels are cut into tiles of rows. For each tile, the depthwise step (bias and activation fused)
+// writes a (rows, K) block into a per-thread buffer; a register-blocked GEMM multiplies that block by the
+// prepacked pointwise weights and writes the output rows with the pointwise bias and activation applied in
+// registers. Tiles run in parallel. Nothing but the input, the weights and the output touches memory.
+//
+// Vectors are GCC vector extensions of V floats; each kernel is compiled for AVX-512 (V = 16), AVX2+FMA (V = 8)
+// and baseline x86-64 / any CPU (V = 4), and the caller picks one (`isa`), so every variant can be tested on a
+// machine that has the widest. Activations keep NaN as torch does: `v < 0 ? 0 : v` is false for NaN.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+struct Geometry {
+  int64_t batch, height, width, channels, mult, depth;  // depth = channels * mult: the pointwise K
+  int64_t kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w;
+};
+
+enum Act : int64_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
+
+#define INLINE inline __attribute__((always_inline))
+
+template <typename T>
+INLINE T activate(T v, int64_t act) {
+  if (act == kNone) return v;
+  const T zero{};
+  v = v < zero ? zero : v;
+  if (act == kRelu6) v = v > zero + 6.f ? zero + 6.f : v;
+  return v;
+}
+
+typedef float v4 __attribute__((vector_size(16)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v16 __attribute__((vector_size(64)));
+template <int V> struct VecType;
+template <> struct VecType<4> { using type = v4; };
+template <> struct VecType<8> { using type = v8; };
+template <> struct VecType<16> { using type = v16; };
+
+template <int V>
+struct Vec {
+  using type = typename VecType<V>::type;
+  static INLINE type load(const float* p) { type v; std::memcpy(&v, p, sizeof v); return v; }
+  static INLINE void store(float* p, type v) { std::memcpy(p, &v, sizeof v); }
+  static INLINE type splat(float f) { return type{} + f; }
+};
+
+// Depthwise output of pixels [p0, p1) (flattened over batch, out_h, out_w) into buf (p1 - p0, depth).
+template <int V>
+INLINE void depthwise_body(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
+                           float* __restrict buf, const Geometry& g, int64_t p0, int64_t p1, int64_t act) {
+  using vec = typename Vec<V>::type;
+  const int64_t K = g.depth, C = g.channels, M = g.mult;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t ow = p % g.out_w, t = p / g.out_w, oh = t % g.out_h, b = t / g.out_h;
+    const int64_t ih0 = oh * g.sh - g.pad_top, iw0 = ow * g.sw - g.pad_left;
+    int64_t offsets[64];  // input offsets of the valid taps (weights index tap_ids)
+    int64_t tap_ids[64];
+    int64_t taps = 0;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ih = ih0 + i * g.dh;
+      if (ih < 0 || ih >= g.height) continue;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t iw = iw0 + j * g.dw;
+        if (iw < 0 || iw >= g.width) continue;
+        offsets[taps] = ((b * g.height + ih) * g.width + iw) * C;
+        tap_ids[taps++] = (i * g.kw + j) * K;
+      }
+    }
+    float* __restrict row = buf + (p - p0) * K;
+    if (M != 1) {  // depth multiplier: output channel c * M + q reads input channel c
+      for (int64_t k = 0; k < K; ++k) row[k] = bias ? bias[k] : 0.f;
+      for (int64_t s = 0; s < taps; ++s)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t q = 0; q < M; ++q) row[c * M + q] += x[offsets[s] + c] * w[tap_ids[s] + c * M + q];
+      for (int64_t k = 0; k < K; ++k) row[k] = activate(row[k], act);
+      continue;
+    }
+    int64_t c = 0;
+    for (; c + 2 * V <= C; c += 2 * V) {
+      vec a0 = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
+      vec a1 = bias ? Vec<V>::load(bias + c + V) : Vec<V>::splat(0.f);
+      for (int64_t s = 0; s < taps; ++s) {
+        a0 += Vec<V>::load(x + offsets[s] + c) * Vec<V>::load(w + tap_ids[s] + c);
+        a1 += Vec<V>::load(x + offsets[s] + c + V) * Vec<V>::load(w + tap_ids[s] + c + V);
+      }
+      Vec<V>::store(row + c, activate(a0, act));
+      Vec<V>::store(row + c + V, activate(a1, act));
+    }
+    for (; c + V <= C; c += V) {
+      vec a0 = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
+      for (int64_t s = 0; s < taps; ++s) a0 += Vec<V>::load(x + offsets[s] + c) * Vec<V>::load(w + tap_ids[s] + c);
+      Vec<V>::store(row + c, activate(a0, act));
+    }
+    for (; c < C; ++c) {
+      float a = bias ? bias[c] : 0.f;
+      for (int64_t s = 0; s < taps; ++s) a += x[offsets[s] + c] * w[tap_ids[s] + c];
+      row[c] = activate(a, act);
+    }
+  }
+}
+
+// C rows [0, MR_) x one panel of NR = 2V columns: C = act(A B + bias). A: (rows, K) row-major (lda = K).
+// Bp: the panel, (K, NR) row-major. Columns beyond `cols` (the last panel's padding) are not stored.
+template <int V, int MR>
+INLINE void micro(const float* __restrict A, int64_t K, const float* __restrict Bp, const float* __restrict bias,
+                  float* __restrict C, int64_t ldc, int64_t cols, int64_t act) {
+  using vec = typename Vec<V>::type;
+  vec acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) { acc0[r] = Vec<V>::splat(0.f); acc1[r] = Vec<V>::splat(0.f); }
+  for (int64_t k = 0; k < K; ++k) {
+    const vec b0 = Vec<V>::load(Bp + k * 2 * V), b1 = Vec<V>::load(Bp + k * 2 * V + V);
+    for (int r = 0; r < MR; ++r) {
+      const vec a = Vec<V>::splat(A[r * K + k]);
+      acc0[r] += a * b0;
+      acc1[r] += a * b1;
+    }
+  }
+  const vec bias0 = Vec<V>::load(bias), bias1 = Vec<V>::load(bias + V);  // bias is padded to the panels
+  for (int r = 0; r < MR; ++r) {
+    const vec o0 = activate(acc0[r] + bias0, act), o1 = activate(acc1[r] + bias1, act);
+    float* out = C + r * ldc;
+    if (cols == 2 * V) {
+      Vec<V>::store(out, o0);
+      Vec<V>::store(out + V, o1);
+    } else {
+      float tmp[2 * V];
+      Vec<V>::store(tmp, o0);
+      Vec<V>::store(tmp + V, o1);
+      std::memcpy(out, tmp, sizeof(float) * cols);
+    }
+  }
+}
+
+// C (rows, N) = act(A (rows, K) B + bias); Bp: (panels, K, 2V), bias: (panels * 2V).
+template <int V, int MR>
+INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const float* __restrict Bp,
+                      const float* __restrict bias, float* __restrict C, int64_t N, int64_t act) {
+  const int64_t NR = 2 * V, panels = (N + NR - 1) / NR;
+  for (int64_t pn = 0; pn < panels; ++pn) {
+    const float* panel = Bp + pn * K * NR;
+    const int64_t n0 = pn * NR, cols = std::min<int64_t>(NR, N - n0);
+    int64_t r = 0;
+    for (; r + MR <= rows; r += MR) micro<V, MR>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
+    for (; r < rows; ++r) micro<V, 1>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
+  }
+}
+
+#define SEPCONV_VARIANTS(TARGET, SUFFIX, V, MR)                                                                \
+  TARGET void depthwise_##SUFFIX(const float* x, const float* w, const float* bias, float* buf,                 \
+                                 const Geometry& g, int64_t p0, int64_t p1, int64_t act) {                      \
+    depthwise_body<V>(x, w, bias, buf, g, p0, p1, act);                                                         \
+  }                                                                                                              \
+  TARGET void gemm_##SUFFIX(const float* A, int64_t rows, int64_t K, const float* Bp, const float* bias,         \
+                            float* C, int64_t N, int64_t act) {                                                  \
+    gemm_body<V, MR>(A, rows, K, Bp, bias, C, N, act);                                                          \
+  }
+
+#if defined(__x86_64__)
+SEPCONV_VARIANTS(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), avx512, 16, 8)
+SEPCONV_VARIANTS(__attribute__((target("avx2,fma"))), avx2, 8, 6)
+#endif
+SEPCONV_VARIANTS(, generic, 4, 4)
+
+using DepthwiseFn = void (*)(const float*, const float*, const float*, float*, const Geometry&, int64_t, int64_t,
+                             int64_t);
+using GemmFn = void (*)(const float*, int64_t, int64_t, const float*, const float*, float*, int64_t, int64_t);
+
+struct Kernels {
+  DepthwiseFn depthwise;
+  GemmFn gemm;
+  int64_t panel;  // NR, the pointwise weights' panel width
+};
+
+// isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline; the caller checks what the CPU supports.
+Kernels kernels_for(int64_t isa) {
+#if defined(__x86_64__)
+  if (isa == 2) return {depthwise_avx512, gemm_avx512, 32};
+  if (isa == 1) return {depthwise_avx2, gemm_avx2, 16};
+#endif
+  return {depthwise_generic, gemm_generic, 8};
+}
+
+const float* data_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
+}
+
+// x: (B, C, H, W) channels_last float32. dw_w: (kh * kw, C * mult) contiguous. pw_packed: (panels, K, NR) from
+// pack_pointwise for the same isa; pw_b: (panels * NR), zeros past N. Returns (B, N, OH, OW) channels_last.
+// geometry = [mult, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, N].
+at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
+                     const at::Tensor& pw_packed, const at::Tensor& pw_b, at::IntArrayRef geometry, int64_t act_mid,
+                     int64_t act_out, int64_t isa, int64_t tile) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "sepconv native: x must be a channels_last float32 (B, C, H, W) tensor");
+  TORCH_CHECK(geometry.size() == 12 && tile > 0, "sepconv native: geometry needs 12 values and tile > 0");
+  Geometry g{x.size(0), x.size(2), x.size(3), x.size(1), geometry[0], x.size(1) * geometry[0],
+             geometry[1], geometry[2], geometry[3], geometry[4], geometry[5], geometry[6],
+             geometry[7], geometry[8], geometry[9], geometry[10]};
+  const int64_t N = geometry[11], P = g.batch * g.out_h * g.out_w;
+  const Kernels k = kernels_for(isa);
+  const int64_t panels = (N + k.panel - 1) / k.panel;
+  TORCH_CHECK(g.kh * g.kw <= 64, "sepconv native: at most 64 taps");
+  TORCH_CHECK(dw_w.is_contiguous() && dw_w.numel() == g.kh * g.kw * g.depth, "sepconv native: depthwise weight");
+  TORCH_CHECK(pw_packed.is_contiguous() && pw_packed.numel() == panels * g.depth * k.panel &&
+                  pw_b.is_contiguous() && pw_b.numel() == panels * k.panel,
+              "sepconv native: pointwise weights not packed for this isa");
+  at::Tensor out = at::empty({g.batch, N, g.out_h, g.out_w}, x.options(), at::MemoryFormat::ChannelsLast);
+  if (P == 0 || N == 0) return out;
+  const float *xp = x.data_ptr<float>(), *dwp = dw_w.data_ptr<float>(), *dwb = data_or_null(dw_b);
+  const float *pwp = pw_packed.data_ptr<float>(), *pwb = pw_b.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t tiles = (P + tile - 1) / tile;
+  at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> buf(static_cast<size_t>(tile * g.depth));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t p0 = t * tile, p1 = std::min(P, p0 + tile);
+      k.depthwise(xp, dwp, dwb, buf.data(), g, p0, p1, act_mid);
+      k.gemm(buf.data(), p1 - p0, g.depth, pwp, pwb, op + p0 * N, N, act_out);
+    }
+  });
+  return out;
+}
+
+// The panel width NR the kernels of `isa` expect (pack the pointwise weights into (ceil(N / NR), K, NR)).
+int64_t panel_width(int64_t isa) { return kernels_for(isa).panel; }
+
+}  // namespace
+
+TORCH_LIBRARY(sepconv_native, m) {
+  m.def("separable(Tensor x, Tensor dw_w, Tensor? dw_b, Tensor pw_packed, Tensor pw_b, int[] geometry, "
+        "int act_mid, int act_out, int isa, int tile) -> Tensor");
+  m.impl("separable", c10::DispatchKey::CPU, TORCH_FN(separable));
+  m.def("panel_width(int isa) -> int", TORCH_FN(panel_width));
+}
