@@ -15,6 +15,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	$(BIN)/python -m sepconv.backends.native
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

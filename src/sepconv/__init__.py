@@ -49,6 +49,7 @@ from .layers import (
     SpatiallySeparableConv2d,
 )
 from .models.small_cnn import small_cnn
+from .optimize import optimize
 from .plan import apply_plan
 
 # The applications (the study, image filtering, Keras/ONNX interop) load on first use, so that `import sepconv`
@@ -129,6 +130,7 @@ __all__ = [
     "low_rank",
     "models",
     "named_kernels",
+    "optimize",
     "run_study",
     "separable_rank",
     "set_backend",

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ from torch import nn
 from .. import _checks
 from .. import functional as SF
 from ..errors import ArgumentError, UnsupportedConfigError
-from . import channels_last, native, onednn
+from . import channels_last, native, onednn, tickets
 from .env import interpreting, triton_installed
 from .fold import norm_affine, norm_reason
 from .guards import hooked, needs_grad, plain_eager
@@ -125,6 +126,7 @@ def freeze(module: nn.Module) -> nn.Module:
             sub._sepconv_frozen = True
             onednn.PLANS.drop(sub)
             native.PLANS.drop(sub)
+            tickets.drop(sub)
             _TRITON_CACHE.pop(sub, None)
     return module
 
@@ -261,12 +263,20 @@ def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
     backend = _state["backend"]
     if backend == "torch" or getattr(layer, "spatial_dims", None) != 2:
         return post_steps(layer, layer.pointwise(layer.act(layer.norm(layer.depthwise(input)))))
+    ticket = tickets.signature(layer, input, backend)
+    if ticket is not None:
+        prepared = tickets.lookup(layer, input, ticket)
+        if prepared is not None:
+            return prepared(input)
     call = _validate(layer, input)
     path = next(path for path in PATHS if _reason(path, layer, call.input, backend) is None)
     if path == "native":
-        out = native.separable_forward(layer, call.input)
+        plan = native.plan(layer, call.input)
+        out = native.run(plan, call.input)
         if not native.fuses_post_steps(layer):
             out = post_steps(layer, out)
+        elif ticket is not None and not call.unbatched:
+            tickets.remember(layer, ticket, functools.partial(native.run, plan))
     else:
         if path == "triton":
             out = _triton_forward(layer, call.input)

@@ -13,6 +13,7 @@ Example:
 """
 
 from .build import cache_dir, isa, load_error
-from .kernel import PLANS, fuses_post_steps, separable_forward, unsupported_reason
+from .kernel import PLANS, fuses_post_steps, plan, run, separable_forward, unsupported_reason
 
-__all__ = ["PLANS", "cache_dir", "fuses_post_steps", "isa", "load_error", "separable_forward", "unsupported_reason"]
+__all__ = ["PLANS", "cache_dir", "fuses_post_steps", "isa", "load_error", "plan", "run", "separable_forward",
+           "unsupported_reason"]

@@ -105,7 +105,3 @@ def isa() -> int:
         raise ArgumentError(f"SEPCONV_NATIVE_ISA must be one of {', '.join(ISAS)}, got {asked!r}")
     return min(best, ISAS[asked])
 
-
-if __name__ == "__main__":
-    error = load_error()
-    print(f"sepconv native kernel: {'built in ' + str(cache_dir()) if error is None else error}")

@@ -33,7 +33,7 @@ from ..fold import norm_affine, norm_reason
 from ..plan_cache import PlanCache
 from .build import isa, load_error
 
-__all__ = ["PLANS", "fuses_post_steps", "separable_forward", "unsupported_reason"]
+__all__ = ["PLANS", "depthwise_only", "fuses_post_steps", "plan", "run", "separable_forward", "unsupported_reason"]
 
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
@@ -115,6 +115,28 @@ def _pack(weight: torch.Tensor, bias: torch.Tensor | None, panel: int) -> tuple[
     return padded.permute(0, 2, 1).contiguous(), F.pad(bias, (0, panels * panel - n)).contiguous()
 
 
+def plan(layer: nn.Module, x: torch.Tensor) -> _Plan:
+    """The packed operands of ``layer`` for ``x``: built on every call, kept per input shape for frozen layers."""
+    width = isa()
+    return PLANS.get(layer, (tuple(x.shape), width), lambda: _Plan(layer, x.shape, width))
+
+
+def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
+    """The kernel call for a prepared plan; ``x`` must have the shape the plan was made for."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    return torch.ops.sepconv_native.separable(x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed,
+                                              prepared.pw_bias, prepared.geometry, prepared.act_mid,
+                                              prepared.act_out, prepared.width, prepared.tile)
+
+
+def depthwise_only(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
+    """The depthwise step of a prepared plan alone (with its bias and activation): ``(B, C*m, H_out, W_out)``
+    channels_last. The benchmarks time it against the copy bandwidth."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    return torch.ops.sepconv_native.depthwise(x, prepared.dw_weight, prepared.dw_bias, prepared.geometry,
+                                              prepared.act_mid, prepared.width)
+
+
 def separable_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``layer(x)`` for a :class:`sepconv.SeparableConv2d` through the native kernel.
 
@@ -129,8 +151,4 @@ def separable_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, N, H_out, W_out)`` in channels_last memory format.
     """
-    width = isa()
-    plan = PLANS.get(layer, (tuple(x.shape), width), lambda: _Plan(layer, x.shape, width))
-    x = x.contiguous(memory_format=torch.channels_last)
-    return torch.ops.sepconv_native.separable(x, plan.dw_weight, plan.dw_bias, plan.pw_packed, plan.pw_bias,
-                                              plan.geometry, plan.act_mid, plan.act_out, plan.width, plan.tile)
+    return run(plan(layer, x), x)

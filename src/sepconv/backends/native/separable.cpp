@@ -231,6 +231,29 @@ at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::opt
   return out;
 }
 
+// The depthwise step alone (bias and activation fused): x (B, C, H, W) channels_last -> (B, C * mult, OH, OW)
+// channels_last. geometry as for separable (its last value, N, is ignored).
+at::Tensor depthwise(const at::Tensor& x, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
+                     at::IntArrayRef geometry, int64_t act, int64_t isa) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "sepconv native: x must be a channels_last float32 (B, C, H, W) tensor");
+  TORCH_CHECK(geometry.size() == 12, "sepconv native: geometry needs 12 values");
+  Geometry g{x.size(0), x.size(2), x.size(3), x.size(1), geometry[0], x.size(1) * geometry[0],
+             geometry[1], geometry[2], geometry[3], geometry[4], geometry[5], geometry[6],
+             geometry[7], geometry[8], geometry[9], geometry[10]};
+  TORCH_CHECK(g.kh * g.kw <= 64, "sepconv native: at most 64 taps");
+  TORCH_CHECK(dw_w.is_contiguous() && dw_w.numel() == g.kh * g.kw * g.depth, "sepconv native: depthwise weight");
+  at::Tensor out = at::empty({g.batch, g.depth, g.out_h, g.out_w}, x.options(), at::MemoryFormat::ChannelsLast);
+  const int64_t P = g.batch * g.out_h * g.out_w;
+  if (P == 0 || g.depth == 0) return out;
+  const Kernels k = kernels_for(isa);
+  const float *xp = x.data_ptr<float>(), *dwp = dw_w.data_ptr<float>(), *dwb = data_or_null(dw_b);
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, P, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.depth * g.kh * g.kw)),
+                   [&](int64_t p0, int64_t p1) { k.depthwise(xp, dwp, dwb, op + p0 * g.depth, g, p0, p1, act); });
+  return out;
+}
+
 // The panel width NR the kernels of `isa` expect (pack the pointwise weights into (ceil(N / NR), K, NR)).
 int64_t panel_width(int64_t isa) { return kernels_for(isa).panel; }
 
@@ -240,5 +263,7 @@ TORCH_LIBRARY(sepconv_native, m) {
   m.def("separable(Tensor x, Tensor dw_w, Tensor? dw_b, Tensor pw_packed, Tensor pw_b, int[] geometry, "
         "int act_mid, int act_out, int isa, int tile) -> Tensor");
   m.impl("separable", c10::DispatchKey::CPU, TORCH_FN(separable));
+  m.def("depthwise(Tensor x, Tensor dw_w, Tensor? dw_b, int[] geometry, int act, int isa) -> Tensor");
+  m.impl("depthwise", c10::DispatchKey::CPU, TORCH_FN(depthwise));
   m.def("panel_width(int isa) -> int", TORCH_FN(panel_width));
 }

@@ -1,0 +1,297 @@
+"""Issue 13's record: sepconv's CPU inference against ONNX Runtime and torch.compile. Not a test.
+
+Four parts, each timed interleaved in this one process (every variant once per round, medians over rounds):
+
+1. end to end (MobileNet v1 at batch 1 and 8, Xception at batch 1; 2 threads and 1 thread): the model as users
+   run it (eager), ``sepconv.optimize``, the same with the native kernel off (oneDNN path), ONNX Runtime on the
+   ``torch.onnx.export`` of the model (intra-op spinning off, so that its idle threads do not steal the next
+   variant's time) and ``torch.compile`` with inductor's ``freezing``;
+2. small problems: the study's ``small_cnn`` depthwise against standard at batch 1 on 1x28x28, and a
+   ``SeparableConv2d`` against the ``nn.Conv2d`` it replaces on small inputs where it has >= 4x fewer MACs;
+3. per layer (MobileNet v1's depthwise separable shapes, batch 1 and 8): sepconv against the best standard conv
+   (eager NCHW, channels_last or prepacked oneDNN, whichever is fastest) and the plain NCHW composition, and the
+   depthwise step's bandwidth;
+4. the limit: this machine's FMA rate (a 2048^3 GEMM) and copy bandwidth, and every figure as a fraction of them.
+
+Usage: ``python benchmarks/bench_cpu_inference.py [--repeats N] [--threads 2,1] [--no-compile] [--quick]``;
+writes ``benchmarks/results/cpu_inference.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sepconv
+from sepconv.backends import native
+from sepconv.backends.onednn import prepacked_conv
+from sepconv.study.bench import copy_bandwidth, machine, mobilenet_shapes
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin under inference mode."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def gemm_rate(repeats: int = 10) -> float:
+    """Multiply-adds per second of a 2048^3 float32 GEMM (torch.mm, MKL) with the current threads."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return 2048**3 / interleaved({"mm": lambda: a @ b}, repeats)["mm"]
+
+
+def native_off(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with the native kernel turned off (``SEPCONV_NATIVE=0``): the oneDNN path."""
+    def run() -> object:
+        os.environ["SEPCONV_NATIVE"] = "0"
+        try:
+            return fn()
+        finally:
+            del os.environ["SEPCONV_NATIVE"]
+    return run
+
+
+def ort_session(model: nn.Module, x: torch.Tensor, threads: int, folder: str) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    path = os.path.join(folder, f"model{id(model)}_{x.shape[0]}.onnx")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name, feed = session.get_inputs()[0].name, x.numpy()
+    return lambda: torch.from_numpy(session.run(None, {name: feed})[0])
+
+
+def compiled(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
+    fn = torch.compile(model, dynamic=False)
+    with torch.inference_mode():
+        fn(x)
+    return lambda: fn(x)
+
+
+def end_to_end(name: str, batch: int, threads: tuple[int, ...], repeats: int, compile_: bool,
+               folder: str) -> list[dict]:
+    torch.manual_seed(0)
+    model = getattr(sepconv.models, name)().eval()
+    size = 224 if name == "mobilenet_v1" else 299
+    x = torch.randn(batch, 3, size, size)
+    macs = sepconv.count(model, tuple(x.shape)).macs
+    fast, onednn_copy = sepconv.optimize(model), sepconv.optimize(model)
+    variants: dict[str, Callable[[], object]] = {
+        "eager": lambda: model(x), "sepconv.optimize": lambda: fast(x),
+        "optimize, oneDNN path": native_off(lambda: onednn_copy(x))}
+    variants["ONNX Runtime"] = ort_session(model, x, threads[0], folder)
+    if compile_:
+        variants["torch.compile"] = compiled(model, x)
+    with torch.inference_mode():
+        reference = model(x)
+        errors = {k: float((fn() - reference).abs().max() / reference.abs().max()) for k, fn in variants.items()}
+    rows = []
+    for count in threads:
+        torch.set_num_threads(count)
+        if count != threads[0]:
+            variants["ONNX Runtime"] = ort_session(model, x, count, folder)
+        medians = interleaved(variants, repeats)
+        rows.append({"model": name, "batch": batch, "threads": count, "macs": macs, "ms": {
+            k: v * 1e3 for k, v in medians.items()}, "max_rel_error": errors})
+        print(f"  {name} b{batch} {count}T: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in medians.items()),
+              flush=True)
+    return rows
+
+
+def small_problems(repeats: int) -> dict:
+    x = torch.randn(1, 1, 28, 28)
+    nets = {c: sepconv.models.small_cnn(conv=c).eval() for c in ("standard", "depthwise")}
+    variants = {f"{c} eager": (lambda m=m: m(x)) for c, m in nets.items()}
+    for c, m in nets.items():
+        fast = sepconv.optimize(m)
+        variants[f"{c} optimize"] = lambda f=fast: f(x)
+    nets_ms = {k: v * 1e3 for k, v in interleaved(variants, repeats * 10).items()}
+    layers = [_small_layer(c, n, size, repeats) for c, n, size in [
+        (8, 16, 8), (16, 32, 8), (16, 32, 16), (32, 32, 8), (32, 64, 16), (64, 64, 8), (64, 128, 14), (128, 128, 7),
+        (32, 32, 28)]]
+    return {"nets_ms": nets_ms, "depthwise_speedup": nets_ms["standard optimize"] / nets_ms["depthwise optimize"],
+            "layers": layers}
+
+
+def _small_layer(c: int, n: int, size: int, repeats: int) -> dict:
+    conv = nn.Conv2d(c, n, 3, padding=1).eval()
+    sep = sepconv.optimize(nn.Sequential(sepconv.SeparableConv2d(c, n, 3, padding=1)))
+    x = torch.randn(1, c, size, size)
+    medians = interleaved({"conv": lambda: conv(x), "separable": lambda: sep(x)}, repeats * 10)
+    return {"case": f"{c}->{n} @{size} b1", "mac_ratio": (c * n * 9) / (c * 9 + c * n),
+            "conv_us": medians["conv"] * 1e6, "separable_us": medians["separable"] * 1e6,
+            "speedup": medians["conv"] / medians["separable"]}
+
+
+def per_layer(batch: int, repeats: int) -> list[dict]:
+    rows = [_layer_case(c, n, size, stride, batch, repeats) for c, n, size, stride in mobilenet_shapes()]
+    for row in rows:
+        print(f"  {row['case']}: {row['fraction_of_mac_ratio']:.0%} of the MAC ratio, "
+              f"{row['vs_plain_nchw']:.2f}x plain, dw {row['depthwise_gbps']:.1f} GB/s", flush=True)
+    return rows
+
+
+def _layer_case(c: int, n: int, size: int, stride: int, batch: int, repeats: int) -> dict:
+    x = torch.randn(batch, c, size, size)
+    xl = x.contiguous(memory_format=torch.channels_last)
+    standard = nn.Conv2d(c, n, 3, stride=stride, padding=1).eval()
+    standard_cl = nn.Conv2d(c, n, 3, stride=stride, padding=1).eval().to(memory_format=torch.channels_last)
+    prepacked = prepacked_conv(standard, xl)
+    layer = sepconv.SeparableConv2d(c, n, 3, stride=stride, padding=1, activation="relu").eval()
+    dw, pw = layer.depthwise, layer.pointwise
+    fast = sepconv.optimize(nn.Sequential(layer))[0]
+    with torch.inference_mode():
+        fast(xl)
+        plan = native.plan(fast, xl)
+    fns = {
+        "standard NCHW": lambda: standard(x), "standard channels_last": lambda: standard_cl(xl),
+        "standard prepacked": lambda: prepacked(xl),
+        "plain NCHW": lambda: pw(F.relu(F.conv2d(x, dw.weight, dw.bias, stride, 1, 1, c))),
+        "sepconv": lambda: fast(xl), "depthwise step": lambda: native.kernel.depthwise_only(plan, xl)}
+    ms = {k: v * 1e3 for k, v in interleaved(fns, repeats).items()}
+    best = min(ms["standard NCHW"], ms["standard channels_last"], ms["standard prepacked"])
+    out = (size + 2 - 3) // stride + 1
+    mac_ratio = (9 * c * n) / (9 * c + c * n)
+    sep_macs = batch * out * out * (9 * c + c * n)
+    dw_bytes = 4 * batch * (c * size * size + c * out * out)
+    return {"case": f"{c}->{n} @{size} s{stride} b{batch}", "mac_ratio": mac_ratio, "ms": ms,
+            "speedup_vs_best_standard": best / ms["sepconv"],
+            "fraction_of_mac_ratio": best / ms["sepconv"] / mac_ratio,
+            "vs_plain_nchw": ms["plain NCHW"] / ms["sepconv"],
+            "sepconv_gmacs": sep_macs / ms["sepconv"] / 1e6,
+            "depthwise_gbps": dw_bytes / ms["depthwise step"] / 1e6}
+
+
+def geomean(values: list[float]) -> float:
+    values = [v for v in values if v > 0]
+    return float(torch.tensor(values).log().mean().exp()) if values else float("nan")
+
+
+def markdown(report: dict) -> str:
+    m, peak = report["machine"], report["peak"]
+    lines = [
+        "# CPU inference: sepconv against ONNX Runtime and torch.compile (issue 13)", "",
+        f"{m['cpu']}, {m['cores']} cores, AVX-512: {m['avx512']}, torch {m['torch']}, onnxruntime "
+        f"{m['onnxruntime']}, native kernel: {m['native']}; {m['date']}; {report['repeats']} interleaved rounds, "
+        f"medians. Load average before/after: {m['load_before']} / {m['load_after']}.", "",
+        "## The limit (this machine)", "",
+        "| threads | GEMM rate (GMAC/s) | copy bandwidth (GB/s) |", "| ---: | ---: | ---: |"]
+    lines += [f"| {t} | {p['gemm_gmacs']:.1f} | {p['copy_gbps']:.1f} |" for t, p in peak.items()]
+    lines += ["", "## 1. End to end (ms; ratios > 1: sepconv.optimize is faster)", "",
+              "| model | batch | threads | eager | optimize | oneDNN path | ONNX Runtime | torch.compile | "
+              "vs ORT | vs compile | GMAC/s | of GEMM peak |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report["end_to_end"]:
+        ms = r["ms"]
+        fast = ms["sepconv.optimize"]
+        compile_ms = ms.get("torch.compile")
+        gmacs = r["macs"] / fast / 1e6
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['threads']} | {ms['eager']:.2f} | {fast:.2f} | "
+            f"{ms['optimize, oneDNN path']:.2f} | {ms['ONNX Runtime']:.2f} | "
+            f"{'' if compile_ms is None else f'{compile_ms:.2f}'} | {ms['ONNX Runtime'] / fast:.2f}x | "
+            f"{'' if compile_ms is None else f'{compile_ms / fast:.2f}x'} | {gmacs:.1f} | "
+            f"{gmacs / peak[str(r['threads'])]['gemm_gmacs']:.0%} |")
+    small = report["small"]
+    lines += ["", "## 2. Small problems (batch 1)", "",
+              "small_cnn on 1x28x28 (µs): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in small["nets_ms"].items())
+              + f"; depthwise over standard (optimize): **{small['depthwise_speedup']:.2f}x** faster.", "",
+              "| layer | MAC ratio | nn.Conv2d µs | SeparableConv2d (optimize) µs | speedup |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['case']} | {r['mac_ratio']:.1f}x | {r['conv_us']:.1f} | {r['separable_us']:.1f} | "
+              f"{r['speedup']:.2f}x |" for r in small["layers"]]
+    lines += ["", "## 3. Per layer, MobileNet v1 shapes (ms)", "",
+              "| case | MAC ratio | best standard | plain NCHW | sepconv | of MAC ratio | vs plain | GMAC/s | "
+              "dw step GB/s | dw of copy bw |", "| --- |" + " ---: |" * 9]
+    copy = peak[str(report["per_layer_threads"])]["copy_gbps"]
+    for r in report["per_layer"]:
+        ms = r["ms"]
+        best = min(ms["standard NCHW"], ms["standard channels_last"], ms["standard prepacked"])
+        lines.append(f"| {r['case']} | {r['mac_ratio']:.1f}x | {best:.3f} | {ms['plain NCHW']:.3f} | "
+                     f"{ms['sepconv']:.3f} | {r['fraction_of_mac_ratio']:.0%} | {r['vs_plain_nchw']:.2f}x | "
+                     f"{r['sepconv_gmacs']:.1f} | {r['depthwise_gbps']:.1f} | {r['depthwise_gbps'] / copy:.0%} |")
+    s = report["summary"]
+    lines += ["", "## Summary (geometric means over the per-layer cases)", "",
+              f"- of the MAC ratio: {s['fraction_of_mac_ratio']:.0%} (goal 85%)",
+              f"- against the plain NCHW composition: {s['vs_plain_nchw']:.2f}x (goal 2x)",
+              f"- depthwise step: {s['depthwise_fraction_of_copy']:.0%} of the copy bandwidth (goal 60%)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", default="2,1")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="MobileNet batch 1 only, no Xception")
+    args = parser.parse_args()
+    threads = tuple(int(t) for t in args.threads.split(","))
+    load_before = os.getloadavg()
+    native_state = native.load_error() or f"built ({['baseline', 'AVX2', 'AVX-512'][native.isa()]} variant)"
+    report: dict = {"repeats": args.repeats, "peak": {}, "end_to_end": [], "per_layer_threads": threads[0]}
+    for count in threads:
+        torch.set_num_threads(count)
+        report["peak"][str(count)] = {"gemm_gmacs": gemm_rate() / 1e9, "copy_gbps": copy_bandwidth()}
+    print("peak:", report["peak"], flush=True)
+    cases = [("mobilenet_v1", 1)] if args.quick else [("mobilenet_v1", 1), ("mobilenet_v1", 8), ("xception", 1)]
+    with tempfile.TemporaryDirectory() as folder:
+        for name, batch in cases:
+            report["end_to_end"] += end_to_end(name, batch, threads, args.repeats, not args.no_compile, folder)
+    torch.set_num_threads(threads[0])
+    report["small"] = small_problems(args.repeats)
+    print("small:", report["small"]["nets_ms"], flush=True)
+    report["per_layer"] = [row for batch in (1, 8) for row in per_layer(batch, args.repeats)]
+    copy = report["peak"][str(threads[0])]["copy_gbps"]
+    report["summary"] = {
+        "fraction_of_mac_ratio": geomean([r["fraction_of_mac_ratio"] for r in report["per_layer"]]),
+        "vs_plain_nchw": geomean([r["vs_plain_nchw"] for r in report["per_layer"]]),
+        "depthwise_fraction_of_copy": geomean([r["depthwise_gbps"] / copy for r in report["per_layer"]])}
+    import onnxruntime
+
+    report["machine"] = {**machine(), "avx512": torch.backends.cpu.get_cpu_capability(),
+                         "onnxruntime": onnxruntime.__version__, "native": native_state,
+                         "load_before": [round(v, 2) for v in load_before],
+                         "load_after": [round(v, 2) for v in os.getloadavg()]}
+    RESULTS.mkdir(exist_ok=True)
+    stem = "cpu_inference_quick" if args.quick else "cpu_inference"
+    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", markdown(report))):
+        tmp = RESULTS / f"{stem}{suffix}.tmp"
+        tmp.write_text(text)
+        tmp.replace(RESULTS / f"{stem}{suffix}")
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""One call that prepares a model for fast inference: :func:`optimize`.
+
+Example:
+    >>> import torch, sepconv
+    >>> model = torch.nn.Sequential(sepconv.SeparableConv2d(4, 8, 3, norm="batch"), torch.nn.BatchNorm2d(8),
+    ...                             torch.nn.ReLU()).eval()
+    >>> fast = sepconv.optimize(model)
+    >>> fast[0].pointwise_act, fast[2]  # the ReLU now runs inside the separable layer's kernel
+    (ReLU(), Identity())
+    >>> x = torch.randn(2, 4, 9, 9)
+    >>> with torch.inference_mode():
+    ...     torch.allclose(fast(x), model(x), atol=1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .errors import ArgumentError
+from .fusion import fuse
+from .layers import SeparableConvNd
+
+__all__ = ["optimize"]
+
+_FOLDABLE_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
+
+
+def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """Return a copy of ``model`` prepared for inference with sepconv's fastest paths; ``model`` is not modified.
+
+    In order: :func:`sepconv.fuse` (eval mode, BatchNorm folded into the convs before it, 4D weights in
+    channels_last, the copy frozen so that prepacked weights are kept per input shape), then every ReLU/ReLU6 that
+    directly follows a :class:`~sepconv.SeparableConv2d` in an ``nn.Sequential`` (identities between them skipped)
+    moves into that layer as its ``pointwise_act``, where the CPU kernel applies it in registers instead of in a
+    pass over memory. On CPU, float32 inference then runs each separable layer as one native call (depthwise and
+    pointwise fused, :mod:`sepconv.backends.native`), and every tensor stays channels_last from layer to layer.
+
+    The result computes the same function as ``model.eval()`` up to float rounding (NaN and infinities included).
+    It is for inference: like :func:`sepconv.fuse`, its cached weights follow parameter replacement and in-place
+    ops autograd sees, not writes through ``.data`` (call :func:`optimize` again after such edits).
+
+    Args:
+        model: any ``nn.Module``.
+        channels_last: store 4D weights channels_last (the fast CPU layout).
+
+    Returns:
+        The optimized copy, in eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    fast = fuse(model, channels_last=channels_last)
+    for module in list(fast.modules()):
+        if isinstance(module, nn.Sequential):
+            _fold_activations(module)
+    return fast
+
+
+def _fold_activations(sequence: nn.Sequential) -> None:
+    """Move each ReLU/ReLU6 that follows a separable layer of ``sequence`` into its ``pointwise_act``."""
+    names = list(sequence._modules)
+    for index, name in enumerate(names):
+        layer = sequence._modules[name]
+        if not isinstance(layer, SeparableConvNd) or getattr(layer, "pointwise_act", None) is not None:
+            continue
+        for later in names[index + 1:]:
+            follower = sequence._modules[later]
+            if type(follower) is nn.Identity:
+                continue
+            if type(follower) in _FOLDABLE_ACTIVATIONS:
+                layer.pointwise_act = follower
+                sequence._modules[later] = nn.Identity()
+            break

@@ -1,0 +1,154 @@
+"""The native CPU kernel (issue 13): equal to the PyTorch composition on random geometries at every vector width,
+and a clean fallback where it cannot be built or is turned off."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import sepconv
+from sepconv import backends
+from sepconv.backends import native
+
+from conftest import force_cpu_path
+
+WIDTHS = ["native", "native-avx2", "native-generic"]
+
+
+def random_layer(rng: random.Random) -> tuple[sepconv.SeparableConv2d, torch.Tensor]:
+    cin = rng.choice([1, 3, 5, 8, 16, 17, 33, 40])
+    kernel = (rng.choice([1, 2, 3, 5]), rng.choice([1, 3, 4, 7]))
+    stride = (rng.choice([1, 2, 3]), rng.choice([1, 2]))
+    dilation = (rng.choice([1, 2]), rng.choice([1, 3]))
+    padding = rng.choice(["same", "valid", 0, 1, (2, 1)]) if stride == (1, 1) else rng.choice(["same", "valid", 1])
+    layer = sepconv.SeparableConv2d(
+        cin, rng.choice([1, 7, 16, 31, 33, 64]), kernel, stride=stride, padding=padding, dilation=dilation,
+        depth_multiplier=rng.choice([1, 1, 2, 3]), bias=rng.random() < 0.7, depthwise_bias=rng.random() < 0.5,
+        norm=rng.choice([None, "batch"]), activation=rng.choice([None, "relu", "relu6"]),
+        pointwise_norm=rng.choice([None, "batch"]), pointwise_activation=rng.choice([None, "relu", "relu6"]))
+    for module in layer.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.uniform_(-2, 2)
+                module.bias.uniform_(-1, 1)
+    size = [n * d * (k - 1) + rng.randint(1, 12) for n, k, d in zip((1, 1), kernel, dilation)]
+    x = torch.randn(rng.choice([1, 1, 2, 3]), cin, *size)
+    if rng.random() < 0.3:
+        x = x.transpose(2, 3).contiguous().transpose(2, 3)  # non-contiguous strides
+    elif rng.random() < 0.3:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return layer.eval(), x
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("seed", range(12))
+def test_equals_the_pytorch_composition_on_random_geometries(width: str, seed: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    force_cpu_path(width, monkeypatch)
+    layer, x = random_layer(random.Random(seed))
+    with torch.inference_mode():
+        assert backends.choose(layer, x) == "native", backends.explain(layer, x)
+        fast = layer(x)
+        with sepconv.set_backend("torch"):
+            reference = layer(x)
+    assert fast.shape == reference.shape
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_large_channel_counts_and_batch_one(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MobileNet-like shapes: many tiles, channel counts with vector tails, the multi-threaded split."""
+    force_cpu_path(width, monkeypatch)
+    torch.set_num_threads(2)
+    try:
+        for cin, cout, size, stride in [(32, 64, 23, 1), (130, 250, 9, 2), (515, 300, 4, 1)]:
+            layer = sepconv.SeparableConv2d(cin, cout, 3, stride=stride, padding="same", activation="relu6",
+                                            pointwise_activation="relu").eval()
+            x = torch.randn(1, cin, size, size)
+            with torch.no_grad():
+                torch.testing.assert_close(layer(x), _plain(layer, x),
+                                           rtol=1e-4, atol=1e-4)
+    finally:
+        torch.set_num_threads(1)
+
+
+def _plain(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with sepconv.set_backend("torch"):
+        return layer(x)
+
+
+def test_training_and_autograd_use_the_pytorch_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    force_cpu_path("native", monkeypatch)
+    layer, x = random_layer(random.Random(3))
+    layer.train()
+    assert backends.choose(layer, x) != "native"
+    out = layer(x)
+    out.sum().backward()
+    assert layer.depthwise.weight.grad is not None
+
+
+def test_unbatched_input_runs_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    force_cpu_path("native", monkeypatch)
+    layer = sepconv.SeparableConv2d(4, 6, 3, padding=1).eval()
+    x = torch.randn(4, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), _plain(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_dropout_in_training_mode_is_applied_after_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    force_cpu_path("native", monkeypatch)
+    layer = sepconv.SeparableConv2d(4, 6, 3, padding=1, dropout=0.5, pointwise_activation="relu").eval()
+    layer.drop.train()
+    assert not native.fuses_post_steps(layer)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        out = layer(x)
+    assert (out == 0).float().mean() > 0.3  # dropout ran
+
+
+def test_turned_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEPCONV_NATIVE", "0")
+    layer = sepconv.SeparableConv2d(4, 6, 3).eval()
+    with torch.no_grad():
+        explanation = backends.explain(layer, torch.randn(1, 4, 8, 8))
+    assert explanation.path == "onednn"
+    assert "SEPCONV_NATIVE=0" in explanation.reasons["native"]
+
+
+def test_an_unknown_vector_width_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEPCONV_NATIVE_ISA", "avx9000")
+    with pytest.raises(sepconv.ArgumentError, match="SEPCONV_NATIVE_ISA must be one of generic, avx2, avx512"):
+        native.isa()
+
+
+_NO_COMPILER = textwrap.dedent("""
+    import torch, sepconv
+    from sepconv import backends
+    layer = sepconv.SeparableConv2d(8, 16, 3, padding=1, norm="batch", activation="relu").eval()
+    x = torch.randn(2, 8, 9, 9)
+    with torch.no_grad():
+        out = layer(x)
+        path = backends.choose(layer, x)
+    with sepconv.set_backend("torch"):
+        ref = layer(x)
+    print(path, torch.allclose(out, ref, atol=1e-5))
+""")
+
+
+def test_a_machine_without_a_compiler_falls_back_with_one_line(tmp_path) -> None:
+    """No C++ compiler (CXX points nowhere, PATH has no c++) and an empty build cache: oneDNN runs instead."""
+    env = {**os.environ, "SEPCONV_NATIVE_DIR": str(tmp_path), "CXX": str(tmp_path / "no-such-compiler"),
+           "PATH": os.path.dirname(sys.executable)}
+    done = subprocess.run([sys.executable, "-c", _NO_COMPILER], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["onednn", "True"]
+    notice = [line for line in done.stderr.splitlines() if "native kernel" in line]
+    assert len(notice) == 1 and "could not be built" in notice[0] and "Traceback" not in done.stderr
