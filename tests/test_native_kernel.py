@@ -13,10 +13,9 @@ import pytest
 import torch
 
 import sepconv
+from conftest import force_cpu_path
 from sepconv import backends
 from sepconv.backends import native
-
-from conftest import force_cpu_path
 
 WIDTHS = ["native", "native-avx2", "native-generic"]
 

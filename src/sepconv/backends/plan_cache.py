@@ -31,15 +31,22 @@ _PLANS_PER_LAYER = 8  # input shapes remembered per layer
 
 
 def state_key(layer: nn.Module) -> tuple | None:
-    """What a frozen layer's plans depend on: its modules, their training flags and every tensor's identity and
-    version (``None``: inference tensors, which have no version counter, so plans are never reused)."""
-    modules = [m for m in layer.modules()]
-    tensors = [t for m in modules for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+    """What a frozen layer's plans depend on: its modules, their training flags and every tensor's identity, data
+    pointer and version (``None``: inference tensors, which have no version counter, so plans are never reused)."""
+    key: list[tuple] = []
+    stack = [layer]
     try:
-        versions = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+        while stack:
+            module = stack.pop()
+            key.append((id(module), module.training))
+            for tensors in (module._parameters, module._buffers):
+                for t in tensors.values():
+                    if t is not None:
+                        key.append((id(t), t.data_ptr(), t._version))
+            stack.extend(child for child in module._modules.values() if child is not None)
     except RuntimeError:
         return None
-    return (tuple((id(m), m.training) for m in modules), versions)
+    return tuple(key)
 
 
 class PlanCache:

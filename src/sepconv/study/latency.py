@@ -9,15 +9,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..fusion import fuse
+from ..optimize import optimize
 
 
 def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], reps: int,
                     batches: Sequence[int] = (1, 64)) -> dict[str, dict[str, float]]:
     """Median forward time in milliseconds per model and batch size, all timed interleaved in one process.
 
-    Every model is timed on the device of its weights, in its inference form, :func:`sepconv.fuse` (BatchNorm
-    folded, channels_last weights), so standard and separable variants get the same treatment.
+    Every model is timed on the device of its weights, in its inference form, :func:`sepconv.optimize` (BatchNorm
+    folded, channels_last weights, activations fused into the separable layers, the native CPU kernel where it
+    runs), so standard and separable variants get the same treatment.
 
     Each round times every model once at every batch size (a few calls each, averaged), so slow drifts of the
     machine (other processes, clock) hit all variants alike; the median over ``reps`` rounds is reported.
@@ -27,7 +28,7 @@ def measure_latency(models: dict[str, nn.Module], image_shape: Sequence[int], re
         >>> sorted(lat["a"]), lat["a"]["batch1_ms"] > 0
         (['batch1_ms', 'batch64_ms'], True)
     """
-    models = {name: fuse(model).eval() for name, model in models.items()}
+    models = {name: optimize(model) for name, model in models.items()}
     device = next(iter(next(iter(models.values())).parameters())).device
     inputs = {b: torch.randn(b, *image_shape, device=device) for b in batches}
     times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in models}

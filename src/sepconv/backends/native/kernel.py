@@ -37,7 +37,7 @@ __all__ = ["PLANS", "depthwise_only", "fuses_post_steps", "plan", "run", "separa
 
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
-TILE_BYTES = 64 * 1024  # depthwise rows of one tile: about L1 + a bit, read back by the GEMM at once
+TILE_BYTES = 32 * 1024  # the depthwise rows of one tile stay in L1 while the GEMM reads them
 PLANS = PlanCache()
 
 
@@ -72,7 +72,7 @@ def fuses_post_steps(layer: nn.Module) -> bool:
 class _Plan:
     """Packed operands and geometry of one layer for one input shape and vector width."""
 
-    def __init__(self, layer: nn.Module, shape: torch.Size, width: int) -> None:
+    def __init__(self, layer: nn.Module, shape: torch.Size, width: int, threads: int) -> None:
         dw, pw = layer.depthwise, layer.pointwise
         weight, bias = _folded(dw.weight.detach(), None if dw.bias is None else dw.bias.detach(), layer.norm)
         kh, kw = dw.kernel_size
@@ -92,8 +92,17 @@ class _Plan:
         self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
         self.geometry = [dw.out_channels // dw.in_channels, kh, kw, *dw.stride, *dw.dilation, pads[0][0],
                          pads[1][0], *out, n]
-        self.tile = max(4, min(256, TILE_BYTES // (4 * k)))
+        self.tile = _tile(shape[0] * out[0] * out[1], k, threads)
         self.width = width
+
+
+def _tile(pixels: int, depth: int, threads: int) -> int:
+    """Rows per tile: about :data:`TILE_BYTES` of depthwise output, in a number of tiles that is a multiple of the
+    threads (so that they finish together)."""
+    target = max(8, min(256, TILE_BYTES // (4 * depth)))
+    tiles = -(-max(pixels, 1) // target)
+    tiles = -(-tiles // threads) * threads
+    return max(1, -(-pixels // tiles))
 
 
 def _folded(weight: torch.Tensor, bias: torch.Tensor | None,
@@ -117,8 +126,8 @@ def _pack(weight: torch.Tensor, bias: torch.Tensor | None, panel: int) -> tuple[
 
 def plan(layer: nn.Module, x: torch.Tensor) -> _Plan:
     """The packed operands of ``layer`` for ``x``: built on every call, kept per input shape for frozen layers."""
-    width = isa()
-    return PLANS.get(layer, (tuple(x.shape), width), lambda: _Plan(layer, x.shape, width))
+    width, threads = isa(), torch.get_num_threads()
+    return PLANS.get(layer, (tuple(x.shape), width, threads), lambda: _Plan(layer, x.shape, width, threads))
 
 
 def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:

@@ -54,58 +54,99 @@ struct Vec {
   static INLINE type splat(float f) { return type{} + f; }
 };
 
-// Depthwise output of pixels [p0, p1) (flattened over batch, out_h, out_w) into buf (p1 - p0, depth).
+// The valid taps of one output pixel: input offsets (in floats) and weight offsets.
+struct Taps {
+  int64_t count = 0;
+  int64_t input[64];
+  int64_t weight[64];
+};
+
+// Taps of output pixel (b, oh, ow); `shift` is added to every input offset.
+inline void taps_of(const Geometry& g, int64_t b, int64_t oh, int64_t ow, Taps& t) {
+  const int64_t ih0 = oh * g.sh - g.pad_top, iw0 = ow * g.sw - g.pad_left;
+  t.count = 0;
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t ih = ih0 + i * g.dh;
+    if (ih < 0 || ih >= g.height) continue;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t iw = iw0 + j * g.dw;
+      if (iw < 0 || iw >= g.width) continue;
+      t.input[t.count] = ((b * g.height + ih) * g.width + iw) * g.channels;
+      t.weight[t.count++] = (i * g.kw + j) * g.depth;
+    }
+  }
+}
+
+// One output pixel's depthwise row (depth values) from its taps; `shift` is added to the input offsets.
+template <int V>
+INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
+                            float* __restrict row, const Geometry& g, const Taps& t, int64_t shift, int64_t act) {
+  using vec = typename Vec<V>::type;
+  const int64_t C = g.channels, M = g.mult, K = g.depth;
+  if (M != 1) {  // depth multiplier: output channel c * M + q reads input channel c
+    for (int64_t k = 0; k < K; ++k) row[k] = bias ? bias[k] : 0.f;
+    for (int64_t s = 0; s < t.count; ++s)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t q = 0; q < M; ++q) row[c * M + q] += x[t.input[s] + shift + c] * w[t.weight[s] + c * M + q];
+    for (int64_t k = 0; k < K; ++k) row[k] = activate(row[k], act);
+    return;
+  }
+  int64_t c = 0;
+  for (; c + 2 * V <= C; c += 2 * V) {
+    vec a0 = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
+    vec a1 = bias ? Vec<V>::load(bias + c + V) : Vec<V>::splat(0.f);
+    for (int64_t s = 0; s < t.count; ++s) {
+      const float* xs = x + t.input[s] + shift + c;
+      const float* ws = w + t.weight[s] + c;
+      a0 += Vec<V>::load(xs) * Vec<V>::load(ws);
+      a1 += Vec<V>::load(xs + V) * Vec<V>::load(ws + V);
+    }
+    Vec<V>::store(row + c, activate(a0, act));
+    Vec<V>::store(row + c + V, activate(a1, act));
+  }
+  for (; c + V <= C; c += V) {
+    vec a0 = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
+    for (int64_t s = 0; s < t.count; ++s)
+      a0 += Vec<V>::load(x + t.input[s] + shift + c) * Vec<V>::load(w + t.weight[s] + c);
+    Vec<V>::store(row + c, activate(a0, act));
+  }
+  for (; c < C; ++c) {
+    float a = bias ? bias[c] : 0.f;
+    for (int64_t s = 0; s < t.count; ++s) a += x[t.input[s] + shift + c] * w[t.weight[s] + c];
+    row[c] = activate(a, act);
+  }
+}
+
+// Depthwise output of pixels [p0, p1) (flattened over batch, out_h, out_w) into buf (p1 - p0, depth). Along a
+// row, the pixels whose horizontal taps are all inside the image share one tap list, shifted per pixel.
 template <int V>
 INLINE void depthwise_body(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
                            float* __restrict buf, const Geometry& g, int64_t p0, int64_t p1, int64_t act) {
-  using vec = typename Vec<V>::type;
-  const int64_t K = g.depth, C = g.channels, M = g.mult;
-  for (int64_t p = p0; p < p1; ++p) {
-    const int64_t ow = p % g.out_w, t = p / g.out_w, oh = t % g.out_h, b = t / g.out_h;
-    const int64_t ih0 = oh * g.sh - g.pad_top, iw0 = ow * g.sw - g.pad_left;
-    int64_t offsets[64];  // input offsets of the valid taps (weights index tap_ids)
-    int64_t tap_ids[64];
-    int64_t taps = 0;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t ih = ih0 + i * g.dh;
-      if (ih < 0 || ih >= g.height) continue;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t iw = iw0 + j * g.dw;
-        if (iw < 0 || iw >= g.width) continue;
-        offsets[taps] = ((b * g.height + ih) * g.width + iw) * C;
-        tap_ids[taps++] = (i * g.kw + j) * K;
+  // interior columns: ow with ow*sw - pad_left >= 0 and ow*sw - pad_left + (kw-1)*dw < width
+  const int64_t lo = (g.pad_left + g.sw - 1) / g.sw;
+  const int64_t span = g.width - 1 - (g.kw - 1) * g.dw + g.pad_left;
+  const int64_t hi = span < 0 ? -1 : span / g.sw;  // last interior column
+  Taps edge, inner;
+  int64_t p = p0;
+  while (p < p1) {
+    const int64_t ow0 = p % g.out_w, t = p / g.out_w, oh = t % g.out_h, b = t / g.out_h;
+    const int64_t row_end = std::min(p1, p + (g.out_w - ow0));
+    bool have_inner = false;
+    for (int64_t q = p; q < row_end; ++q) {
+      const int64_t ow = ow0 + (q - p);
+      float* row = buf + (q - p0) * g.depth;
+      if (ow >= lo && ow <= hi) {
+        if (!have_inner) {
+          taps_of(g, b, oh, lo, inner);
+          have_inner = true;
+        }
+        depthwise_pixel<V>(x, w, bias, row, g, inner, (ow - lo) * g.sw * g.channels, act);
+      } else {
+        taps_of(g, b, oh, ow, edge);
+        depthwise_pixel<V>(x, w, bias, row, g, edge, 0, act);
       }
     }
-    float* __restrict row = buf + (p - p0) * K;
-    if (M != 1) {  // depth multiplier: output channel c * M + q reads input channel c
-      for (int64_t k = 0; k < K; ++k) row[k] = bias ? bias[k] : 0.f;
-      for (int64_t s = 0; s < taps; ++s)
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t q = 0; q < M; ++q) row[c * M + q] += x[offsets[s] + c] * w[tap_ids[s] + c * M + q];
-      for (int64_t k = 0; k < K; ++k) row[k] = activate(row[k], act);
-      continue;
-    }
-    int64_t c = 0;
-    for (; c + 2 * V <= C; c += 2 * V) {
-      vec a0 = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
-      vec a1 = bias ? Vec<V>::load(bias + c + V) : Vec<V>::splat(0.f);
-      for (int64_t s = 0; s < taps; ++s) {
-        a0 += Vec<V>::load(x + offsets[s] + c) * Vec<V>::load(w + tap_ids[s] + c);
-        a1 += Vec<V>::load(x + offsets[s] + c + V) * Vec<V>::load(w + tap_ids[s] + c + V);
-      }
-      Vec<V>::store(row + c, activate(a0, act));
-      Vec<V>::store(row + c + V, activate(a1, act));
-    }
-    for (; c + V <= C; c += V) {
-      vec a0 = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
-      for (int64_t s = 0; s < taps; ++s) a0 += Vec<V>::load(x + offsets[s] + c) * Vec<V>::load(w + tap_ids[s] + c);
-      Vec<V>::store(row + c, activate(a0, act));
-    }
-    for (; c < C; ++c) {
-      float a = bias ? bias[c] : 0.f;
-      for (int64_t s = 0; s < taps; ++s) a += x[offsets[s] + c] * w[tap_ids[s] + c];
-      row[c] = activate(a, act);
-    }
+    p = row_end;
   }
 }
 
@@ -151,6 +192,8 @@ INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const 
     const int64_t n0 = pn * NR, cols = std::min<int64_t>(NR, N - n0);
     int64_t r = 0;
     for (; r + MR <= rows; r += MR) micro<V, MR>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
+    for (; r + 4 <= rows; r += 4) micro<V, 4>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
+    for (; r + 2 <= rows; r += 2) micro<V, 2>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
     for (; r < rows; ++r) micro<V, 1>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
   }
 }
@@ -220,7 +263,9 @@ at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::opt
   const float *pwp = pw_packed.data_ptr<float>(), *pwb = pw_b.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const int64_t tiles = (P + tile - 1) / tile;
-  at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+  // below about 256k multiply-adds, waking other threads costs more than the work: one thread does it all
+  const int64_t work = P * g.depth * (g.kh * g.kw + N);
+  at::parallel_for(0, tiles, work < (1 << 18) ? tiles : 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> buf(static_cast<size_t>(tile * g.depth));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p0 = t * tile, p1 = std::min(P, p0 + tile);
