@@ -4,8 +4,8 @@ Four parts, each timed interleaved in this one process (every variant once per r
 
 1. end to end (MobileNet v1 at batch 1 and 8, Xception at batch 1; 2 threads and 1 thread): the model as users
    run it (eager), ``sepconv.optimize``, the same with the native kernel off (oneDNN path), ONNX Runtime on the
-   ``torch.onnx.export`` of the model (intra-op spinning off, so that its idle threads do not steal the next
-   variant's time) and ``torch.compile`` with inductor's ``freezing``;
+   model exported by ``torch.onnx.export(dynamo=True)`` (through ``sepconv.interop.onnx.export_onnx``; intra-op
+   spinning off, so that its idle threads do not steal the next variant's time) and ``torch.compile`` with inductor's ``freezing``;
 2. small problems: the study's ``small_cnn`` depthwise against standard at batch 1 on 1x28x28, and a
    ``SeparableConv2d`` against the ``nn.Conv2d`` it replaces on small inputs where it has >= 4x fewer MACs;
 3. per layer (MobileNet v1's depthwise separable shapes, batch 1 and 8): sepconv against the best standard conv
@@ -77,10 +77,12 @@ def native_off(fn: Callable[[], object]) -> Callable[[], object]:
 def ort_session(model: nn.Module, x: torch.Tensor, threads: int, folder: str) -> Callable[[], object]:
     import onnxruntime as ort
 
+    from sepconv.interop.onnx import export_onnx
+
     path = os.path.join(folder, f"model{id(model)}_{x.shape[0]}.onnx")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17)
+        export_onnx(model, path, tuple(x.shape), check=False)  # torch.onnx.export(dynamo=True), opset 18
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -38,6 +38,7 @@ __all__ = ["PLANS", "depthwise_only", "fuses_post_steps", "plan", "run", "separa
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
 TILE_BYTES = 32 * 1024  # the depthwise rows of one tile stay in L1 while the GEMM reads them
+SPARE_BYTES = 256 * 1024  # outputs from this size on reuse their memory (frozen layers): no page faults
 PLANS = PlanCache()
 
 
@@ -94,6 +95,9 @@ class _Plan:
                          pads[1][0], *out, n]
         self.tile = _tile(shape[0] * out[0] * out[1], k, threads)
         self.width = width
+        self.spare: torch.Tensor | None = None
+        frozen = getattr(layer, "_sepconv_frozen", False)
+        self.keeps_spare = frozen and 4 * shape[0] * n * out[0] * out[1] >= SPARE_BYTES
 
 
 def _tile(pixels: int, depth: int, threads: int) -> int:
@@ -131,11 +135,19 @@ def plan(layer: nn.Module, x: torch.Tensor) -> _Plan:
 
 
 def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
-    """The kernel call for a prepared plan; ``x`` must have the shape the plan was made for."""
+    """The kernel call for a prepared plan; ``x`` must have the shape the plan was made for.
+
+    Plans of frozen layers keep their large outputs' memory (:data:`SPARE_BYTES` and more) and the kernel writes
+    the next output there once the caller has dropped the previous one (it checks that nothing else holds that
+    memory); a caller that keeps every output gets fresh memory each time.
+    """
     x = x.contiguous(memory_format=torch.channels_last)
-    return torch.ops.sepconv_native.separable(x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed,
-                                              prepared.pw_bias, prepared.geometry, prepared.act_mid,
-                                              prepared.act_out, prepared.width, prepared.tile)
+    out = torch.ops.sepconv_native.separable(x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed,
+                                             prepared.pw_bias, prepared.geometry, prepared.act_mid,
+                                             prepared.act_out, prepared.width, prepared.tile, prepared.spare)
+    if prepared.keeps_spare and (prepared.spare is None or prepared.spare.data_ptr() != out.data_ptr()):
+        prepared.spare = out.as_strided(out.shape, out.stride())  # another view: the caller's own stays theirs
+    return out
 
 
 def depthwise_only(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 namespace {
@@ -233,6 +234,20 @@ Kernels kernels_for(int64_t isa) {
   return {depthwise_generic, gemm_generic, 8};
 }
 
+// The output tensor: a new view of `spare`'s memory when nothing else holds that memory any more (the caller has
+// dropped the previous output), else freshly allocated. Reusing warm memory saves the page faults of a large
+// allocation on every call (one per 4 KiB page), which cost as much as the convolution at batch 8. The check and
+// the new view happen under a lock, so that two threads never get the same memory.
+at::Tensor output_for(const std::optional<at::Tensor>& spare, at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  static std::mutex lock;
+  if (spare.has_value() && spare->defined() && spare->sizes() == sizes && spare->dtype() == opts.dtype() &&
+      spare->is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    std::lock_guard<std::mutex> guard(lock);
+    if (spare->storage().use_count() == 1) return spare->as_strided(spare->sizes(), spare->strides());
+  }
+  return at::empty(sizes, opts, at::MemoryFormat::ChannelsLast);
+}
+
 const float* data_or_null(const std::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
 }
@@ -242,7 +257,7 @@ const float* data_or_null(const std::optional<at::Tensor>& t) {
 // geometry = [mult, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, N].
 at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
                      const at::Tensor& pw_packed, const at::Tensor& pw_b, at::IntArrayRef geometry, int64_t act_mid,
-                     int64_t act_out, int64_t isa, int64_t tile) {
+                     int64_t act_out, int64_t isa, int64_t tile, const std::optional<at::Tensor>& spare) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "sepconv native: x must be a channels_last float32 (B, C, H, W) tensor");
   TORCH_CHECK(geometry.size() == 12 && tile > 0, "sepconv native: geometry needs 12 values and tile > 0");
@@ -257,7 +272,7 @@ at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::opt
   TORCH_CHECK(pw_packed.is_contiguous() && pw_packed.numel() == panels * g.depth * k.panel &&
                   pw_b.is_contiguous() && pw_b.numel() == panels * k.panel,
               "sepconv native: pointwise weights not packed for this isa");
-  at::Tensor out = at::empty({g.batch, N, g.out_h, g.out_w}, x.options(), at::MemoryFormat::ChannelsLast);
+  at::Tensor out = output_for(spare, {g.batch, N, g.out_h, g.out_w}, x.options());
   if (P == 0 || N == 0) return out;
   const float *xp = x.data_ptr<float>(), *dwp = dw_w.data_ptr<float>(), *dwb = data_or_null(dw_b);
   const float *pwp = pw_packed.data_ptr<float>(), *pwb = pw_b.data_ptr<float>();
@@ -306,7 +321,7 @@ int64_t panel_width(int64_t isa) { return kernels_for(isa).panel; }
 
 TORCH_LIBRARY(sepconv_native, m) {
   m.def("separable(Tensor x, Tensor dw_w, Tensor? dw_b, Tensor pw_packed, Tensor pw_b, int[] geometry, "
-        "int act_mid, int act_out, int isa, int tile) -> Tensor");
+        "int act_mid, int act_out, int isa, int tile, Tensor? spare=None) -> Tensor");
   m.impl("separable", c10::DispatchKey::CPU, TORCH_FN(separable));
   m.def("depthwise(Tensor x, Tensor dw_w, Tensor? dw_b, int[] geometry, int act, int isa) -> Tensor");
   m.impl("depthwise", c10::DispatchKey::CPU, TORCH_FN(depthwise));
