@@ -1,0 +1,156 @@
+"""sepconv.optimize (issue 13): one call for fast inference, same function as the eager model, and the per-call
+shortcuts it enables (tickets, reused output memory) invisible except in time."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+import sepconv
+from sepconv.backends import native, tickets
+
+
+def block(post: nn.Module | None = None) -> nn.Sequential:
+    layers = [sepconv.SeparableConv2d(6, 12, 3, padding="same", norm="batch", activation="relu"), nn.BatchNorm2d(12)]
+    return nn.Sequential(*layers, *([post] if post is not None else []))
+
+
+def randomize_norms(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.uniform_(0.5, 2)
+                module.bias.uniform_(-1, 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.ReLU6])
+def test_folds_the_following_activation_and_leaves_the_model_alone(activation: type) -> None:
+    model = randomize_norms(block(activation()))
+    fast = sepconv.optimize(model)
+    assert isinstance(fast[0].pointwise_act, activation) and isinstance(fast[2], nn.Identity)
+    assert model[0].pointwise_act is None and isinstance(model[1], nn.BatchNorm2d)  # the original is untouched
+    x = torch.randn(2, 6, 11, 11) * 3
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_does_not_fold_what_it_must_not() -> None:
+    model = nn.Sequential(sepconv.SeparableConv2d(4, 4, 3, pointwise_activation="relu6"), nn.ReLU(),
+                          sepconv.SeparableConv2d(4, 4, 3), nn.Conv2d(4, 4, 1), nn.ReLU(),
+                          sepconv.SeparableConv2d(4, 4, 3), nn.GELU()).eval()
+    fast = sepconv.optimize(model)
+    assert isinstance(fast[0].pointwise_act, nn.ReLU6) and isinstance(fast[1], nn.ReLU)  # already has one
+    assert fast[2].pointwise_act is None and isinstance(fast[4], nn.ReLU)  # a conv in between
+    assert fast[5].pointwise_act is None and isinstance(fast[6], nn.GELU)  # not a fusable activation
+    x = torch.randn(1, 4, 20, 20)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "small_cnn-depthwise", "small_cnn-spatial", "small_cnn-standard"])
+def test_whole_models_compute_the_same_function(name: str) -> None:
+    if name == "mobilenet_v1":
+        model = sepconv.models.mobilenet_v1(width_mult=0.25, resolution=64, num_classes=10)
+        x = torch.randn(2, 3, 64, 64)
+    else:
+        model, x = sepconv.models.small_cnn(conv=name.split("-")[1]), torch.randn(3, 1, 28, 28)
+    model = randomize_norms(model)
+    fast = sepconv.optimize(model)
+    with torch.inference_mode():
+        reference = model(x)
+        for _ in range(3):  # the later calls run through the tickets and reused memory
+            out = fast(x)
+            assert (out - reference).abs().max() <= 1e-4 * reference.abs().max()
+
+
+def test_bad_model_is_a_clear_error() -> None:
+    with pytest.raises(sepconv.ArgumentError, match=r"model must be a torch\.nn\.Module"):
+        sepconv.optimize("mobilenet")
+
+
+def big_layer() -> nn.Module:
+    return sepconv.optimize(nn.Sequential(sepconv.SeparableConv2d(16, 64, 3, padding=1)))[0]  # output > 256 KiB
+
+
+def test_outputs_the_caller_keeps_are_never_overwritten() -> None:
+    layer = big_layer()
+    inputs = [torch.randn(2, 16, 40, 40) for _ in range(4)]
+    with torch.inference_mode():
+        kept = [layer(x) for x in inputs]  # all held: each call must get its own memory
+        view = layer(inputs[0])[0]  # only a view held
+        array = layer(inputs[1]).numpy()  # only a numpy array held
+        later = [layer(x) for x in inputs]
+        with sepconv.set_backend("torch"):
+            reference = [layer(x) for x in inputs]
+    assert len({t.data_ptr() for t in kept}) == 4
+    for out, again, ref in zip(kept, later, reference):
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(again, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(view, reference[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(array), reference[1], rtol=1e-5, atol=1e-5)
+
+
+def test_memory_is_reused_once_the_caller_dropped_the_output() -> None:
+    layer = big_layer()
+    x = torch.randn(2, 16, 40, 40)
+    with torch.inference_mode():
+        first = layer(x)
+        address = first.data_ptr()
+        del first
+        assert layer(x).data_ptr() == address
+
+
+def test_threads_sharing_a_model_get_their_own_outputs() -> None:
+    layer = big_layer()
+    inputs = [torch.randn(2, 16, 40, 40) for _ in range(2)]
+    with torch.inference_mode(), sepconv.set_backend("torch"):
+        reference = [layer(x) for x in inputs]
+    failures: list[str] = []
+
+    def work(index: int) -> None:
+        with torch.inference_mode():
+            for _ in range(30):
+                out = layer(inputs[index])
+                if not torch.allclose(out, reference[index], rtol=1e-5, atol=1e-5):
+                    failures.append(f"thread {index}")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    if native.load_error() is not None:
+        pytest.skip(native.load_error())
+    layer = big_layer()
+    x = torch.randn(1, 16, 12, 12)
+    with torch.inference_mode():
+        layer(x)
+    assert tickets._TICKETS.get(layer) is not None
+    with torch.no_grad():
+        layer.pointwise.weight.mul_(-1)  # autograd-visible edit: the layer's state changes
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.conv2d(
+            layer.depthwise(x), layer.pointwise.weight, layer.pointwise.bias), rtol=1e-5, atol=1e-5)
+        assert layer(torch.randn(1, 16, 9, 9)).shape == (1, 64, 9, 9)  # another shape
+    seen: list[int] = []
+    handle = layer.pointwise.register_forward_hook(lambda *args: seen.append(1))
+    with torch.inference_mode():
+        layer(x)
+    handle.remove()
+    assert seen == [1]  # a hook registered after the ticket still sees its module run
+    monkeypatch.setattr(native, "run", lambda *a: (_ for _ in ()).throw(AssertionError("native ran")))
+    with torch.inference_mode(), sepconv.set_backend("torch"):
+        layer(x)  # the ticket does not outlive a backend change
+    monkeypatch.setenv("SEPCONV_NATIVE", "0")
+    with torch.inference_mode():
+        layer(x)  # nor turning the kernel off
