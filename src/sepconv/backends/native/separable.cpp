@@ -118,8 +118,44 @@ INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w
   }
 }
 
+// Four neighbouring interior pixels of one row at once (depth multiplier 1): each weight vector is loaded once
+// for the four, which halves the loads per multiply-add of depthwise_pixel. `step` is the input offset between
+// neighbours (stride * channels); rows of the output are `depth` apart.
+template <int V>
+INLINE void depthwise_quad(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
+                           float* __restrict row, const Geometry& g, const Taps& t, int64_t shift, int64_t step,
+                           int64_t act) {
+  using vec = typename Vec<V>::type;
+  const int64_t C = g.channels, K = g.depth;
+  int64_t c = 0;
+  for (; c + V <= C; c += V) {
+    const vec b = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
+    vec a0 = b, a1 = b, a2 = b, a3 = b;
+    for (int64_t s = 0; s < t.count; ++s) {
+      const vec wv = Vec<V>::load(w + t.weight[s] + c);
+      const float* xs = x + t.input[s] + shift + c;
+      a0 += Vec<V>::load(xs) * wv;
+      a1 += Vec<V>::load(xs + step) * wv;
+      a2 += Vec<V>::load(xs + 2 * step) * wv;
+      a3 += Vec<V>::load(xs + 3 * step) * wv;
+    }
+    Vec<V>::store(row + c, activate(a0, act));
+    Vec<V>::store(row + K + c, activate(a1, act));
+    Vec<V>::store(row + 2 * K + c, activate(a2, act));
+    Vec<V>::store(row + 3 * K + c, activate(a3, act));
+  }
+  for (; c < C; ++c) {
+    for (int64_t q = 0; q < 4; ++q) {
+      float a = bias ? bias[c] : 0.f;
+      for (int64_t s = 0; s < t.count; ++s) a += x[t.input[s] + shift + q * step + c] * w[t.weight[s] + c];
+      row[q * K + c] = activate(a, act);
+    }
+  }
+}
+
 // Depthwise output of pixels [p0, p1) (flattened over batch, out_h, out_w) into buf (p1 - p0, depth). Along a
-// row, the pixels whose horizontal taps are all inside the image share one tap list, shifted per pixel.
+// row, the pixels whose horizontal taps are all inside the image share one tap list, shifted per pixel, and run
+// four at a time.
 template <int V>
 INLINE void depthwise_body(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
                            float* __restrict buf, const Geometry& g, int64_t p0, int64_t p1, int64_t act) {
@@ -141,7 +177,13 @@ INLINE void depthwise_body(const float* __restrict x, const float* __restrict w,
           taps_of(g, b, oh, lo, inner);
           have_inner = true;
         }
-        depthwise_pixel<V>(x, w, bias, row, g, inner, (ow - lo) * g.sw * g.channels, act);
+        const int64_t shift = (ow - lo) * g.sw * g.channels;
+        if (g.mult == 1 && ow + 3 <= hi && q + 3 < row_end) {
+          depthwise_quad<V>(x, w, bias, row, g, inner, shift, g.sw * g.channels, act);
+          q += 3;
+        } else {
+          depthwise_pixel<V>(x, w, bias, row, g, inner, shift, act);
+        }
       } else {
         taps_of(g, b, oh, ow, edge);
         depthwise_pixel<V>(x, w, bias, row, g, edge, 0, act);
