@@ -38,6 +38,7 @@ __all__ = ["PLANS", "depthwise_only", "fuses_post_steps", "plan", "run", "separa
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
 TILE_BYTES = 32 * 1024  # the depthwise rows of one tile stay in L1 while the GEMM reads them
+GEMM_ROWS = {0: 4, 1: 6, 2: 8}  # rows per register block of the GEMM (separable.cpp), per vector width
 SPARE_BYTES = 256 * 1024  # outputs from this size on reuse their memory (frozen layers): no page faults
 PLANS = PlanCache()
 
@@ -93,20 +94,21 @@ class _Plan:
         self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
         self.geometry = [dw.out_channels // dw.in_channels, kh, kw, *dw.stride, *dw.dilation, pads[0][0],
                          pads[1][0], *out, n]
-        self.tile = _tile(shape[0] * out[0] * out[1], k, threads)
+        self.tile = _tile(shape[0] * out[0] * out[1], k, threads, GEMM_ROWS[width])
         self.width = width
         self.spare: torch.Tensor | None = None
         frozen = getattr(layer, "_sepconv_frozen", False)
         self.keeps_spare = frozen and 4 * shape[0] * n * out[0] * out[1] >= SPARE_BYTES
 
 
-def _tile(pixels: int, depth: int, threads: int) -> int:
-    """Rows per tile: about :data:`TILE_BYTES` of depthwise output, in a number of tiles that is a multiple of the
-    threads (so that they finish together)."""
-    target = max(8, min(256, TILE_BYTES // (4 * depth)))
+def _tile(pixels: int, depth: int, threads: int, rows: int) -> int:
+    """Rows per tile: about :data:`TILE_BYTES` of depthwise output, a multiple of the GEMM's ``rows`` per block (so
+    that no tile ends in slow narrow blocks), in a number of tiles close to a multiple of the threads."""
+    target = max(rows, min(256, TILE_BYTES // (4 * depth)))
     tiles = -(-max(pixels, 1) // target)
     tiles = -(-tiles // threads) * threads
-    return max(1, -(-pixels // tiles))
+    tile = -(-pixels // tiles)
+    return max(rows, -(-tile // rows) * rows)
 
 
 def _folded(weight: torch.Tensor, bias: torch.Tensor | None,

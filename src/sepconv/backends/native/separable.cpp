@@ -225,20 +225,36 @@ INLINE void micro(const float* __restrict A, int64_t K, const float* __restrict 
   }
 }
 
-// C (rows, N) = act(A (rows, K) B + bias); Bp: (panels, K, 2V), bias: (panels * 2V).
+// Rows [r0, r0 + rows) of C against one panel, in register blocks of MR rows, then 4, 2, 1.
+template <int V, int MR>
+INLINE void panel_rows(const float* __restrict A, int64_t rows, int64_t K, const float* __restrict panel,
+                       const float* __restrict bias, float* __restrict C, int64_t N, int64_t cols, int64_t act) {
+  int64_t r = 0;
+  for (; r + MR <= rows; r += MR) micro<V, MR>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
+  for (; r + 4 <= rows; r += 4) micro<V, 4>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
+  for (; r + 2 <= rows; r += 2) micro<V, 2>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
+  for (; r < rows; ++r) micro<V, 1>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
+}
+
+// C (rows, N) = act(A (rows, K) B + bias); Bp: (panels, K, 2V), bias: (panels * 2V). Small weights (up to
+// 32 KiB, resident in L1): row blocks outside, so that each output row is written whole while in cache; larger
+// weights: panels outside, so that each panel stays in cache for all the rows of the tile.
 template <int V, int MR>
 INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const float* __restrict Bp,
                       const float* __restrict bias, float* __restrict C, int64_t N, int64_t act) {
   const int64_t NR = 2 * V, panels = (N + NR - 1) / NR;
-  for (int64_t pn = 0; pn < panels; ++pn) {
-    const float* panel = Bp + pn * K * NR;
-    const int64_t n0 = pn * NR, cols = std::min<int64_t>(NR, N - n0);
-    int64_t r = 0;
-    for (; r + MR <= rows; r += MR) micro<V, MR>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
-    for (; r + 4 <= rows; r += 4) micro<V, 4>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
-    for (; r + 2 <= rows; r += 2) micro<V, 2>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
-    for (; r < rows; ++r) micro<V, 1>(A + r * K, K, panel, bias + n0, C + r * N + n0, N, cols, act);
+  if (panels * K * NR * 4 <= 32 * 1024) {
+    for (int64_t r0 = 0; r0 < rows; r0 += MR) {
+      const int64_t block = std::min<int64_t>(MR, rows - r0);
+      for (int64_t pn = 0; pn < panels; ++pn)
+        panel_rows<V, MR>(A + r0 * K, block, K, Bp + pn * K * NR, bias + pn * NR, C + r0 * N + pn * NR, N,
+                          std::min<int64_t>(NR, N - pn * NR), act);
+    }
+    return;
   }
+  for (int64_t pn = 0; pn < panels; ++pn)
+    panel_rows<V, MR>(A, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, N,
+                      std::min<int64_t>(NR, N - pn * NR), act);
 }
 
 #define SEPCONV_VARIANTS(TARGET, SUFFIX, V, MR)                                                                \
