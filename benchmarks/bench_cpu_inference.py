@@ -5,7 +5,8 @@ Four parts, each timed interleaved in this one process (every variant once per r
 1. end to end (MobileNet v1 at batch 1 and 8, Xception at batch 1; 2 threads and 1 thread): the model as users
    run it (eager), ``sepconv.optimize``, the same with the native kernel off (oneDNN path), ONNX Runtime on the
    model exported by ``torch.onnx.export(dynamo=True)`` (through ``sepconv.interop.onnx.export_onnx``; intra-op
-   spinning off, so that its idle threads do not steal the next variant's time) and ``torch.compile`` with inductor's ``freezing``;
+   spinning off, so that its idle threads do not steal the next variant's time) and ``torch.compile`` with
+   inductor's ``freezing``;
 2. small problems: the study's ``small_cnn`` depthwise against standard at batch 1 on 1x28x28, and a
    ``SeparableConv2d`` against the ``nn.Conv2d`` it replaces on small inputs where it has >= 4x fewer MACs;
 3. per layer (MobileNet v1's depthwise separable shapes, batch 1 and 8): sepconv against the best standard conv
@@ -177,11 +178,13 @@ def _layer_case(c: int, n: int, size: int, stride: int, batch: int, repeats: int
     with torch.inference_mode():
         fast(xl)
         plan = native.plan(fast, xl)
+        spare = native.kernel.depthwise_only(plan, xl)
+        spare = native.kernel.alias(spare)  # its memory, reused by every timed call
     fns = {
         "standard NCHW": lambda: standard(x), "standard channels_last": lambda: standard_cl(xl),
         "standard prepacked": lambda: prepacked(xl),
         "plain NCHW": lambda: pw(F.relu(F.conv2d(x, dw.weight, dw.bias, stride, 1, 1, c))),
-        "sepconv": lambda: fast(xl), "depthwise step": lambda: native.kernel.depthwise_only(plan, xl)}
+        "sepconv": lambda: fast(xl), "depthwise step": lambda: native.kernel.depthwise_only(plan, xl, spare)}
     ms = {k: v * 1e3 for k, v in interleaved(fns, repeats).items()}
     best = min(ms["standard NCHW"], ms["standard channels_last"], ms["standard prepacked"])
     out = (size + 2 - 3) // stride + 1

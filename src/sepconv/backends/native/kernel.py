@@ -33,7 +33,8 @@ from ..fold import norm_affine, norm_reason
 from ..plan_cache import PlanCache
 from .build import isa, load_error
 
-__all__ = ["PLANS", "depthwise_only", "fuses_post_steps", "plan", "run", "separable_forward", "unsupported_reason"]
+__all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "plan", "run", "separable_forward",
+           "unsupported_reason"]
 
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
@@ -148,16 +149,22 @@ def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
                                              prepared.pw_bias, prepared.geometry, prepared.act_mid,
                                              prepared.act_out, prepared.width, prepared.tile, prepared.spare)
     if prepared.keeps_spare and (prepared.spare is None or prepared.spare.data_ptr() != out.data_ptr()):
-        prepared.spare = out.as_strided(out.shape, out.stride())  # another view: the caller's own stays theirs
+        prepared.spare = alias(out)
     return out
 
 
-def depthwise_only(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
+def alias(t: torch.Tensor) -> torch.Tensor:
+    """Another tensor on ``t``'s memory that is not a view of ``t`` (a view would keep ``t`` itself alive)."""
+    return torch.ops.sepconv_native.alias(t)
+
+
+def depthwise_only(prepared: _Plan, x: torch.Tensor, spare: torch.Tensor | None = None) -> torch.Tensor:
     """The depthwise step of a prepared plan alone (with its bias and activation): ``(B, C*m, H_out, W_out)``
-    channels_last. The benchmarks time it against the copy bandwidth."""
+    channels_last, written into ``spare``'s memory when nothing else holds it. The benchmarks time it against
+    the copy bandwidth (with a ``spare``, so that they time the kernel, not the allocator)."""
     x = x.contiguous(memory_format=torch.channels_last)
     return torch.ops.sepconv_native.depthwise(x, prepared.dw_weight, prepared.dw_bias, prepared.geometry,
-                                              prepared.act_mid, prepared.width)
+                                              prepared.act_mid, prepared.width, spare)
 
 
 def separable_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:

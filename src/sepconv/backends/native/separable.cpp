@@ -352,7 +352,7 @@ at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::opt
 // The depthwise step alone (bias and activation fused): x (B, C, H, W) channels_last -> (B, C * mult, OH, OW)
 // channels_last. geometry as for separable (its last value, N, is ignored).
 at::Tensor depthwise(const at::Tensor& x, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
-                     at::IntArrayRef geometry, int64_t act, int64_t isa) {
+                     at::IntArrayRef geometry, int64_t act, int64_t isa, const std::optional<at::Tensor>& spare) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "sepconv native: x must be a channels_last float32 (B, C, H, W) tensor");
   TORCH_CHECK(geometry.size() == 12, "sepconv native: geometry needs 12 values");
@@ -361,7 +361,7 @@ at::Tensor depthwise(const at::Tensor& x, const at::Tensor& dw_w, const std::opt
              geometry[7], geometry[8], geometry[9], geometry[10]};
   TORCH_CHECK(g.kh * g.kw <= 64, "sepconv native: at most 64 taps");
   TORCH_CHECK(dw_w.is_contiguous() && dw_w.numel() == g.kh * g.kw * g.depth, "sepconv native: depthwise weight");
-  at::Tensor out = at::empty({g.batch, g.depth, g.out_h, g.out_w}, x.options(), at::MemoryFormat::ChannelsLast);
+  at::Tensor out = output_for(spare, {g.batch, g.depth, g.out_h, g.out_w}, x.options());
   const int64_t P = g.batch * g.out_h * g.out_w;
   if (P == 0 || g.depth == 0) return out;
   const Kernels k = kernels_for(isa);
@@ -370,6 +370,12 @@ at::Tensor depthwise(const at::Tensor& x, const at::Tensor& dw_w, const std::opt
   at::parallel_for(0, P, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.depth * g.kh * g.kw)),
                    [&](int64_t p0, int64_t p1) { k.depthwise(xp, dwp, dwb, op + p0 * g.depth, g, p0, p1, act); });
   return out;
+}
+
+// Another tensor on t's memory that is not a view of t (a view would keep t itself alive): what a plan keeps
+// as the spare of its outputs.
+at::Tensor alias(const at::Tensor& t) {
+  return at::empty({0}, t.options()).set_(t.storage(), t.storage_offset(), t.sizes(), t.strides());
 }
 
 // The panel width NR the kernels of `isa` expect (pack the pointwise weights into (ceil(N / NR), K, NR)).
@@ -381,7 +387,10 @@ TORCH_LIBRARY(sepconv_native, m) {
   m.def("separable(Tensor x, Tensor dw_w, Tensor? dw_b, Tensor pw_packed, Tensor pw_b, int[] geometry, "
         "int act_mid, int act_out, int isa, int tile, Tensor? spare=None) -> Tensor");
   m.impl("separable", c10::DispatchKey::CPU, TORCH_FN(separable));
-  m.def("depthwise(Tensor x, Tensor dw_w, Tensor? dw_b, int[] geometry, int act, int isa) -> Tensor");
+  m.def("depthwise(Tensor x, Tensor dw_w, Tensor? dw_b, int[] geometry, int act, int isa, Tensor? spare=None) "
+        "-> Tensor");
   m.impl("depthwise", c10::DispatchKey::CPU, TORCH_FN(depthwise));
   m.def("panel_width(int isa) -> int", TORCH_FN(panel_width));
+  m.def("alias(Tensor t) -> Tensor");
+  m.impl("alias", c10::DispatchKey::CPU, TORCH_FN(alias));
 }
