@@ -229,6 +229,9 @@ def markdown(report: dict) -> str:
             f"{'' if compile_ms is None else f'{compile_ms:.2f}'} | {ms['ONNX Runtime'] / fast:.2f}x | "
             f"{'' if compile_ms is None else f'{compile_ms / fast:.2f}x'} | {gmacs:.1f} | "
             f"{gmacs / peak[str(r['threads'])]['gemm_gmacs']:.0%} |")
+    lines += ["", "The oneDNN-path column is the same optimized model with `SEPCONV_NATIVE=0`. Where torch.compile ran "
+              "in the same process, inductor's set-up slows that path at batch 1 with 2 threads (about 14 ms in a "
+              "run of this script without torch.compile); the other columns are not affected."]
     small = report["small"]
     lines += ["", "## 2. Small problems (batch 1)", "",
               "small_cnn on 1x28x28 (µs): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in small["nets_ms"].items())
@@ -261,7 +264,12 @@ def main() -> None:
     parser.add_argument("--threads", default="2,1")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="MobileNet batch 1 only, no Xception")
+    parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a recorded JSON")
     args = parser.parse_args()
+    if args.render:
+        path = Path(args.render)
+        path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
+        return
     threads = tuple(int(t) for t in args.threads.split(","))
     load_before = os.getloadavg()
     native_state = native.load_error() or f"built ({['baseline', 'AVX2', 'AVX-512'][native.isa()]} variant)"
