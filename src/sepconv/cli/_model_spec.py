@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from ..errors import ArgumentError
 
-__all__ = ["resolve_factory"]
+__all__ = ["build_model", "example_input", "input_shape", "model_args", "resolve_factory"]
 
 
 def _import(module_name: str, spec: str) -> object:
@@ -70,3 +72,71 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     if inspect.isclass(target) and not issubclass(target, nn.Module):
         raise ArgumentError(f"--model {spec!r}: class {attr} is not a torch.nn.Module")
     return target
+
+
+def model_args(text: str | None) -> dict:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ArgumentError(f"--model-args must be a JSON object, got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise ArgumentError(f"--model-args must be a JSON object of keyword arguments, got {text!r}")
+    return value
+
+
+def _call(builder: object, spec: str, kwargs: dict) -> torch.nn.Module:
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(kwargs) - set(parameters)) if parameters and not takes_any else []
+    if unknown:
+        allowed = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise ArgumentError(f"--model-args {unknown} not accepted by --model {spec}; allowed: {allowed}")
+    try:
+        model = builder(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ArgumentError(f"--model {spec} with --model-args {kwargs}: {str(err).splitlines()[0]}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ArgumentError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def build_model(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
+    """The model of ``--model``: a sepconv model name or ``MODULE:FACTORY``, called with ``kwargs``."""
+    from .. import models
+
+    kwargs = kwargs or {}
+    if ":" not in spec:
+        builders = {name: getattr(models, name) for name in models.available()}
+        if spec not in builders:
+            raise ArgumentError(f"--model must be a sepconv model name {sorted(builders)} or MODULE:FACTORY, "
+                                f"got {spec!r}")
+        return _call(builders[spec], spec, kwargs)
+    return _call(resolve_factory(spec), spec, kwargs)
+
+
+def example_input(text: str | None) -> torch.Tensor | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ArgumentError(f"--input-shape must be comma-separated ints, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise ArgumentError(f"--input-shape must hold positive ints, got {text!r}")
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+
+def input_shape(text: str | None, model: nn.Module, spec: str) -> tuple[int, ...]:
+    """The ``(B, C, H, W)`` of ``--input-shape``, else ``(1, *model.input_size)`` for models that declare it."""
+    example = example_input(text)
+    if example is not None:
+        return tuple(example.shape)
+    size = getattr(model, "input_size", None)
+    if size is None:
+        raise ArgumentError(f"--model {spec} declares no input size: give --input-shape B,C,H,W (e.g. 1,3,224,224)")
+    return (1, *size)

@@ -25,8 +25,6 @@ message: a scripted module's submodule types are fixed by its compiled class (pu
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
 import sys
 import zipfile
 from pathlib import Path
@@ -37,7 +35,8 @@ from .. import _checks, program_file
 from .._files import atomic_write
 from ..convert import METHODS, REFITS, convert
 from ..errors import ArgumentError, DataFormatError
-from ._model_spec import resolve_factory
+from . import _model_spec
+from ._model_spec import build_model, example_input
 
 
 class ModelLoadError(DataFormatError):
@@ -79,51 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration batch size (default 32; a program takes its own static batch size)")
 
 
-def _model_args(text: str | None) -> dict:
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ArgumentError(f"--model-args must be a JSON object, got {text!r} ({err.msg})") from None
-    if not isinstance(value, dict):
-        raise ArgumentError(f"--model-args must be a JSON object of keyword arguments, got {text!r}")
-    return value
-
-
-def _call(builder: object, spec: str, kwargs: dict) -> torch.nn.Module:
-    try:
-        parameters = inspect.signature(builder).parameters
-    except (TypeError, ValueError):
-        parameters = {}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    unknown = sorted(set(kwargs) - set(parameters)) if parameters and not takes_any else []
-    if unknown:
-        allowed = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        raise ArgumentError(f"--model-args {unknown} not accepted by --model {spec}; allowed: {allowed}")
-    try:
-        model = builder(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ArgumentError(f"--model {spec} with --model-args {kwargs}: {str(err).splitlines()[0]}") from None
-    if not isinstance(model, torch.nn.Module):
-        raise ArgumentError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
-def _factory(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
-    """The model of ``--model``: a sepconv model name or ``MODULE:FACTORY``, called with ``kwargs``."""
-    from .. import models
-
-    kwargs = kwargs or {}
-    if ":" not in spec:
-        builders = {name: getattr(models, name) for name in models.available()}
-        if spec not in builders:
-            raise ArgumentError(f"--model must be a sepconv model name {sorted(builders)} or MODULE:FACTORY, "
-                                f"got {spec!r}")
-        return _call(builders[spec], spec, kwargs)
-    return _call(resolve_factory(spec), spec, kwargs)
-
-
 def file_kind(path: str) -> str:
     """``'program'`` (torch.export), ``'torchscript'`` or ``'state_dict'`` (anything else) for the file at ``path``."""
     if not Path(path).is_file():
@@ -147,14 +101,14 @@ def load_model(path: str, spec: str | None, model_args: str | None = None) -> to
     if spec is None:
         raise ArgumentError(f"--model is required for a state_dict file ({path}): a sepconv model name or "
                             "MODULE:FACTORY")
-    kwargs = _model_args(model_args)
+    kwargs = _model_spec.model_args(model_args)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors have many types
         raise ModelLoadError(f"{path}: not a weights-only torch file ({type(err).__name__}: {err})"[:300]) from None
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path}: expected a state_dict (dict of tensors), got {type(state).__name__}")
-    model = _factory(spec, kwargs)
+    model = build_model(spec, kwargs)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -176,7 +130,7 @@ def _budget_inputs(args: argparse.Namespace, model: torch.nn.Module, calibration
     A budget counts multiply-adds per image at that shape (strides included); without any shape it would count
     per output position, which picks other layers, so a budget without a shape is refused.
     """
-    example = _example(args.input_shape)
+    example = example_input(args.input_shape)
     if example is not None or args.budget is None or calibration.get("calibration") is not None:
         return example
     _checks.number(args.budget, "budget", low=0, high=1, low_open=True)
@@ -187,18 +141,6 @@ def _budget_inputs(args: argparse.Namespace, model: torch.nn.Module, calibration
     print(f"budget counted on the model's input shape 1x{'x'.join(map(str, size))} (set it with --input-shape)",
           file=sys.stderr)
     return torch.randn(1, *size)
-
-
-def _example(text: str | None) -> torch.Tensor | None:
-    if not text:
-        return None
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise ArgumentError(f"--input-shape must be comma-separated ints, got {text!r}") from None
-    if not shape or min(shape) < 1:
-        raise ArgumentError(f"--input-shape must hold positive ints, got {text!r}")
-    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
 def _calibration(args: argparse.Namespace) -> dict:

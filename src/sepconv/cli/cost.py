@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cost import count, depthwise_cost, seed_rows, separable_cost, spatial_cost, standard_cost
+from ..cost import ModelCost, count, depthwise_cost, seed_rows, separable_cost, spatial_cost, standard_cost
 from ..errors import ArgumentError
 from ._table import print_seed_table, print_table
 
@@ -40,7 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     geometry.add_argument("--mid-channels", type=int, help="spatially separable mid channels (default min(C, N))")
     geometry.add_argument("--bias", action="store_true", help="count biases")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", help="count a reference model per layer (mobilenet_v1, xception, ...)")
+    model.add_argument("--model", help="count a model per layer: a sepconv model name (mobilenet_v1, xception, "
+                                       "small_cnn, ...) or MODULE:FACTORY from your own code (runs it)")
+    model.add_argument("--model-args", default=None, metavar="JSON",
+                       help="keyword arguments of a MODULE:FACTORY --model, as a JSON object")
+    model.add_argument("--input-shape", default=None, metavar="B,C,H,W",
+                       help="input shape to count on (default: the model's own; needed for models without one)")
     model.add_argument("--conv", default=None, choices=("depthwise", "standard", "spatial"),
                        help="the model's convs (default: the model's own; spatial: small_cnn only)")
     model.add_argument("--width-mult", type=float, default=None,
@@ -103,9 +108,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_model(args: argparse.Namespace) -> tuple[object, tuple[int, ...]]:
+    """``--model MODULE:FACTORY``: the user's model and its ``--input-shape`` (or its own ``input_size``)."""
+    from ._model_spec import build_model, input_shape, model_args
+
+    for flag, value in (("--conv", args.conv), ("--width-mult", args.width_mult), ("--resolution", args.resolution)):
+        if value is not None:
+            raise ArgumentError(f"{flag} applies to sepconv's own models; pass your factory's arguments with "
+                                "--model-args and the shape with --input-shape")
+    model = build_model(args.model, model_args(args.model_args)).eval()
+    return model, input_shape(args.input_shape, model, args.model)
+
+
 def _run_model(args: argparse.Namespace) -> int:
     from ..models import create_model
 
+    if ":" in args.model:
+        model, shape = _user_model(args)
+        return _report(args, count(model, shape), shape[1:])
+    if args.model_args is not None:
+        raise ArgumentError("--model-args applies to a MODULE:FACTORY --model; sepconv's models take --conv, "
+                            "--width-mult and --resolution")
     geometry = [flag for flag, value in (("--in", args.in_channels), ("--out", args.out_channels),
                                          ("--kernel", args.kernel), ("--size", args.size)) if value is not None]
     if geometry:
@@ -121,13 +144,25 @@ def _run_model(args: argparse.Namespace) -> int:
         raise ArgumentError(str(err).replace(" takes no argument '", " takes no option '--").replace("_", "-")
                             if "takes no argument" in str(err) else str(err)) from None
     size = model.input_size if args.resolution is None else (model.input_size[0], args.resolution, args.resolution)
-    cost = count(model, (1, *size))
+    if args.input_shape is not None:
+        from ._model_spec import input_shape
+
+        if args.resolution is not None:
+            raise ArgumentError("give --resolution or --input-shape, not both")
+        shape = input_shape(args.input_shape, model, args.model)
+        return _report(args, count(model, shape), shape[1:])
+    return _report(args, count(model, (1, *size)), size)
+
+
+def _report(args: argparse.Namespace, cost: ModelCost, size: tuple[int, ...]) -> int:
+    """Print the per-layer table (or JSON) of ``count``'s result for ``--model``."""
     if args.json:
         print(json.dumps({"model": args.model, "conv": args.conv or "default", **cost.as_dict()}, indent=2))
         return 0
     rows = [(layer.name, layer.kind, layer.params, layer.macs, "x".join(map(str, layer.output_shape[1:])))
             for layer in cost.layers]
     rows.append(("total", "", cost.params, cost.macs, ""))
-    print_table(f"{args.model} ({args.conv or 'default convs'}) on {'x'.join(map(str, size))}",
+    convs = "" if ":" in args.model else f" ({args.conv or 'default convs'})"
+    print_table(f"{args.model}{convs} on {'x'.join(map(str, size))}",
                 ("layer", "kind", "params", "multiply-adds", "output"), rows)
     return 0
