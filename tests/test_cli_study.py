@@ -56,7 +56,7 @@ def test_interrupt_exit_130_points_to_resume(tmp_path: Path, capsys: pytest.Capt
         raise KeyboardInterrupt
 
     monkeypatch.setattr(study, "run_study", interrupted)
-    monkeypatch.setattr("sepconv.cli.study.run_study", interrupted)
+    monkeypatch.setattr("sepconv.study.run_study", interrupted)
     assert main(["study", "--out", str(tmp_path), *TINY]) == 130
     err = capsys.readouterr().err
     assert "continue with --resume" in err and "interrupted" in err

@@ -7,7 +7,8 @@
   (:func:`sepconv.fuse`, :func:`sepconv.set_backend`) and ONNX export;
 - the trade-off study (:mod:`sepconv.study`) and image filtering (:mod:`sepconv.filters`).
 
-Optional dependencies (keras, triton, onnx, matplotlib, scikit-learn) are imported only where used.
+Every name loads on first use (``import sepconv`` does not import torch); optional dependencies (keras, triton,
+onnx, matplotlib, scikit-learn) are imported only where used.
 
 Example:
     >>> import torch, sepconv
@@ -18,75 +19,73 @@ Example:
 __version__ = "0.1.0"
 
 # isort: split
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import backends, cost, factorize, functional, models
-from .backends import get_backend, set_backend
-from .convert import ConversionReport, convert
-from .cost import count
-from .errors import (
-    ArgumentError,
-    DataFormatError,
-    DeviceMismatchError,
-    DtypeMismatchError,
-    NotSeparableError,
-    SepConvError,
-    ShapeError,
-    UnsupportedConfigError,
-    UnsupportedLayerError,
-)
-from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
-from .fusion import fuse
-from .layers import (
-    DepthwiseConv1d,
-    DepthwiseConv2d,
-    DepthwiseConv3d,
-    PaddedConv2d,
-    SeparableConv1d,
-    SeparableConv2d,
-    SeparableConv3d,
-    SpatiallySeparableConv2d,
-)
-from .models.small_cnn import small_cnn
-from .optimize import optimize
-from .plan import apply_plan
+from . import _lazy
 
-# The applications (the study, image filtering, Keras/ONNX interop) load on first use, so that `import sepconv`
-# pulls in neither matplotlib nor onnx nor the study: public name -> (module, attribute or None for the module).
-_LAZY: dict[str, tuple[str, str | None]] = {
-    "study": ("sepconv.study", None),
+# Every public name loads on first use, so that `import sepconv` imports neither torch nor matplotlib nor onnx
+# (the command line parses and prints its help before torch is loaded): public name -> (module, attribute or None
+# for the module). Submodules (``sepconv.layers``, ``sepconv.cost``...) load on first access too.
+_lazy.install(__name__, {
+    **{name: ("sepconv.errors", name) for name in (
+        "ArgumentError", "DataFormatError", "DeviceMismatchError", "DtypeMismatchError", "NotSeparableError",
+        "SepConvError", "ShapeError", "UnsupportedConfigError", "UnsupportedLayerError")},
+    **{name: ("sepconv.layers", name) for name in (
+        "DepthwiseConv1d", "DepthwiseConv2d", "DepthwiseConv3d", "PaddedConv2d", "SeparableConv1d",
+        "SeparableConv2d", "SeparableConv3d", "SpatiallySeparableConv2d")},
+    **{name: ("sepconv.factorize", name) for name in (
+        "depthwise_svd", "factor_kernel", "low_rank", "separable_rank", "spatial_svd")},
+    "get_backend": ("sepconv.backends", "get_backend"),
+    "set_backend": ("sepconv.backends", "set_backend"),
+    "ConversionReport": ("sepconv.convert", "ConversionReport"),
+    "convert": ("sepconv.convert", "convert"),
+    "count": ("sepconv.cost", "count"),
+    "fuse": ("sepconv.fusion", "fuse"),
+    "small_cnn": ("sepconv.models.small_cnn", "small_cnn"),
+    "optimize": ("sepconv.optimize", "optimize"),
+    "apply_plan": ("sepconv.plan", "apply_plan"),
     "data": ("sepconv.study.data", None),
     "StudyConfig": ("sepconv.study", "StudyConfig"),
     "run_study": ("sepconv.study", "run_study"),
-    "filters": ("sepconv.filters", None),
     "filter2d": ("sepconv.filters", "filter2d"),
     "named_kernels": ("sepconv.filters.named", None),
     "get_kernel": ("sepconv.filters.named", "get_kernel"),
-    "interop": ("sepconv.interop", None),
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Load the lazy public names of :data:`_LAZY` on first access."""
-    if name not in _LAZY:
-        raise AttributeError(f"module 'sepconv' has no attribute {name!r}")
-    module_name, attribute = _LAZY[name]
-    module = importlib.import_module(module_name)
-    value = module if attribute is None else getattr(module, attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+})
 
 if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
-    from . import filters, interop, study
+    from . import backends, cost, factorize, filters, functional, interop, models, study
+    from .backends import get_backend, set_backend
+    from .convert import ConversionReport, convert
+    from .cost import count
+    from .errors import (
+        ArgumentError,
+        DataFormatError,
+        DeviceMismatchError,
+        DtypeMismatchError,
+        NotSeparableError,
+        SepConvError,
+        ShapeError,
+        UnsupportedConfigError,
+        UnsupportedLayerError,
+    )
+    from .factorize import depthwise_svd, factor_kernel, low_rank, separable_rank, spatial_svd
     from .filters import filter2d
     from .filters import named as named_kernels
     from .filters.named import get_kernel
+    from .fusion import fuse
+    from .layers import (
+        DepthwiseConv1d,
+        DepthwiseConv2d,
+        DepthwiseConv3d,
+        PaddedConv2d,
+        SeparableConv1d,
+        SeparableConv2d,
+        SeparableConv3d,
+        SpatiallySeparableConv2d,
+    )
+    from .models.small_cnn import small_cnn
+    from .optimize import optimize
+    from .plan import apply_plan
     from .study import StudyConfig, run_study
     from .study import data as data
 

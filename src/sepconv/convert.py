@@ -69,7 +69,9 @@ from .calibrate.capture import Tap, eval_mode, run
 from .calibrate.compare import OutputComparison
 from .calibrate.measure import LayerTrace, measure
 from .calibrate.progress import CalibrationProgress
-from .calibrate.refit import REFITS, RefitResult, Target, refit_layers
+from .calibrate.refit import RefitResult, Target, refit_layers
+from .choices import CONVERSION_METHODS as METHODS
+from .choices import REFITS
 from .errors import ArgumentError
 from .factorize import depthwise_decomposition, spatial_decomposition
 from .layers.depthwise import DepthwiseConvNd
@@ -79,7 +81,6 @@ from .plan import FORMAT, VERSION, build_layer, layer_entry
 
 __all__ = ["METHODS", "REFITS", "ConversionReport", "LayerReport", "convert"]
 
-METHODS = ("depthwise", "spatial")
 _COMPOSITE = (SeparableConvNd, SpatiallySeparableConv2d)
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..choices import REFITS
 from ..errors import UnsupportedConfigError
 from .alternating import refit_first
 from .batches import CalibrationData
@@ -44,7 +45,6 @@ from .project import first_matrix, project, set_first_matrix
 
 __all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers"]
 
-REFITS = ("pointwise", "alternating", "none")
 ROUNDS = 3  # second-step solves of 'alternating' (with a first-step update between two)
 
 

@@ -26,7 +26,6 @@ import numpy as np
 
 from .._files import atomic_write
 from ..errors import ArgumentError, DataFormatError
-from ..filters.engines import opencv
 
 __all__ = ["DEEP_FORMATS", "ImageFile", "check_writable", "read_image", "write_image"]
 
@@ -98,6 +97,8 @@ def _from_pillow(img: Any, path: Path) -> ImageFile:
 
 
 def _read_deep_colour(path: Path) -> ImageFile:
+    from ..filters.engines import opencv
+
     cv2 = opencv()
     if cv2 is None:
         raise DataFormatError(
@@ -148,6 +149,8 @@ def write_image(image: ImageFile, path: Path) -> list[str]:
 
 def _save(values: np.ndarray, tmp: Path, file_format: str) -> None:
     if values.dtype == np.uint16 and values.ndim == 3:  # 16-bit colour: Pillow cannot, OpenCV can
+        from ..filters.engines import opencv
+
         cv2 = opencv()
         order = [2, 1, 0, 3][: values.shape[2]] if values.shape[2] in (3, 4) else list(range(values.shape[2]))
         if cv2 is None or not cv2.imwrite(str(tmp), np.ascontiguousarray(values[..., order])):

@@ -28,15 +28,16 @@ import argparse
 import sys
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .. import _checks, program_file
 from .._files import atomic_write
-from ..convert import METHODS, REFITS, convert
+from ..choices import CONVERSION_METHODS, REFITS
 from ..errors import ArgumentError, DataFormatError
-from . import _model_spec
-from ._model_spec import build_model, example_input
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and the library load inside the functions that use them: the help and argument errors answer at once.
 
 
 class ModelLoadError(DataFormatError):
@@ -58,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "that code, so name only modules you trust")
     parser.add_argument("--model-args", default=None, metavar="JSON",
                         help='keyword arguments of --model as a JSON object, e.g. \'{"num_classes": 10}\'')
-    parser.add_argument("--method", choices=METHODS, default="depthwise")
+    parser.add_argument("--method", choices=CONVERSION_METHODS, default="depthwise",
+                        help="depthwise: depthwise then 1x1; spatial: kx1 then 1xk (default: depthwise)")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--budget", type=float, help="MAC budget relative to the original, in (0, 1]")
     group.add_argument("--rank", type=int, help="one rank for every layer")
@@ -94,6 +96,11 @@ def file_kind(path: str) -> str:
 
 def load_model(path: str, spec: str | None, model_args: str | None = None) -> torch.nn.Module:
     """Build ``spec``'s model (with ``model_args``, a JSON object) and load the state_dict at ``path``."""
+    import torch
+
+    from ._model_spec import build_model
+    from ._model_spec import model_args as parse_model_args
+
     kind = file_kind(path)
     if kind == "torchscript":
         raise ModelLoadError(f"{path} is a TorchScript file: its submodule types are fixed by compiled code, so convs "
@@ -101,7 +108,7 @@ def load_model(path: str, spec: str | None, model_args: str | None = None) -> to
     if spec is None:
         raise ArgumentError(f"--model is required for a state_dict file ({path}): a sepconv model name or "
                             "MODULE:FACTORY")
-    kwargs = _model_spec.model_args(model_args)
+    kwargs = parse_model_args(model_args)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors have many types
@@ -118,6 +125,8 @@ def load_model(path: str, spec: str | None, model_args: str | None = None) -> to
 
 def load_program(path: str) -> torch.export.ExportedProgram:
     """Load the ``torch.export`` program at ``path``, refusing archives whose loading would unpickle content."""
+    from .. import program_file
+
     try:
         return program_file.load_program(path)
     except DataFormatError as err:
@@ -130,6 +139,11 @@ def _budget_inputs(args: argparse.Namespace, model: torch.nn.Module, calibration
     A budget counts multiply-adds per image at that shape (strides included); without any shape it would count
     per output position, which picks other layers, so a budget without a shape is refused.
     """
+    import torch
+
+    from .. import _checks
+    from ._model_spec import example_input
+
     example = example_input(args.input_shape)
     if example is not None or args.budget is None or calibration.get("calibration") is not None:
         return example
@@ -157,7 +171,10 @@ def _calibration(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
+
+    from ..convert import convert
 
     out = Path(args.out_file)
     out.parent.mkdir(parents=True, exist_ok=True)

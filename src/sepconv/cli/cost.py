@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from ..cost import ModelCost, count, depthwise_cost, seed_rows, separable_cost, spatial_cost, standard_cost
+from ..choices import CONV_KINDS
 from ..errors import ArgumentError
 from ._table import print_seed_table, print_table
+
+if TYPE_CHECKING:
+    from ..cost import ModelCost
+
+# sepconv.cost (and torch) load in the functions that count: the help and argument errors answer at once.
 
 HELP = "count parameters and multiply-adds: the seeds' table, any conv geometry (--in/--out/--kernel) or a model"
 
@@ -46,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="keyword arguments of a MODULE:FACTORY --model, as a JSON object")
     model.add_argument("--input-shape", default=None, metavar="B,C,H,W",
                        help="input shape to count on (default: the model's own; needed for models without one)")
-    model.add_argument("--conv", default=None, choices=("depthwise", "standard", "spatial"),
+    model.add_argument("--conv", default=None, choices=CONV_KINDS,
                        help="the model's convs (default: the model's own; spatial: small_cnn only)")
     model.add_argument("--width-mult", type=float, default=None,
                        help="width multiplier (mobilenet_v1 only; default: the model's, 1.0)")
@@ -57,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _geometry(args: argparse.Namespace) -> tuple[list[tuple[str, object]], dict]:
     missing = [f"--{n}" for n in ("in", "out", "kernel")
                if getattr(args, {"in": "in_channels", "out": "out_channels"}.get(n, n)) is None]
+    from ..cost import depthwise_cost, separable_cost, spatial_cost, standard_cost
+
     if missing:
         raise ArgumentError(f"a conv geometry needs --in, --out and --kernel; missing {', '.join(missing)}")
     flags = {"in_channels": "--in", "out_channels": "--out", "depth_multiplier": "--depth-multiplier",
@@ -84,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         return _run_model(args)
     if args.in_channels is None and args.out_channels is None and args.kernel is None:
+        from ..cost import seed_rows
+
         rows = seed_rows()
         if args.json:
             print(json.dumps({"seeds": [{"example": r.example, "standard": r.standard, "separable": r.separable,
@@ -121,6 +131,7 @@ def _user_model(args: argparse.Namespace) -> tuple[object, tuple[int, ...]]:
 
 
 def _run_model(args: argparse.Namespace) -> int:
+    from ..cost import count
     from ..models import create_model
 
     if ":" in args.model:

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..choices import CONV_KINDS
 from ..errors import ArgumentError
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a sepconv model name (mobilenet_v1, xception, small_cnn, ...) or "
                                       "MODULE:FACTORY from your own code (runs it)")
     parser.add_argument("out", help="output .onnx file")
-    parser.add_argument("--conv", default=None, choices=("depthwise", "standard", "spatial"),
+    parser.add_argument("--conv", default=None, choices=CONV_KINDS,
                         help="kind of the model's convs (default: the model's own; spatial: small_cnn only)")
     parser.add_argument("--width-mult", type=float, default=None,
                         help="width multiplier (mobilenet_v1 only; default: the model's, 1.0)")

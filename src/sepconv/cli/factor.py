@@ -21,15 +21,16 @@ import argparse
 import ast
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .._checks import number
 from ..errors import ArgumentError, DataFormatError, ShapeError
-from ..factorize import factor_kernel, low_rank, separable_rank
-from ..filters.named import get_kernel
-from ._factor_plot import plot_factors
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and the factorization load in the functions that use them: the help and argument errors answer at once.
 
 HELP = "factor a 2D kernel into separable (column x row) terms: a name, a literal or a .npy file"
 
@@ -57,6 +58,10 @@ def load_kernel(spec: str) -> torch.Tensor:
         >>> load_kernel("[[1, 2], [2, 4]]").dtype, load_kernel("box:2").shape
         (torch.float64, torch.Size([2, 2]))
     """
+    import torch
+
+    from ..filters.named import get_kernel
+
     text = spec.strip()
     if text.startswith("["):
         try:
@@ -76,6 +81,8 @@ def load_kernel(spec: str) -> torch.Tensor:
 
 
 def _load_npy(text: str) -> torch.Tensor:
+    import torch
+
     if not Path(text).is_file():
         raise FileNotFoundError(f"kernel file {text!r} does not exist")
     try:
@@ -107,6 +114,8 @@ class Factors:
     rank: int
 
     def reconstruct(self) -> torch.Tensor:
+        import torch
+
         return torch.einsum("ki,kj->ij", self.columns.double(), self.rows.double())
 
 
@@ -114,10 +123,13 @@ def factors(kernel: torch.Tensor, rank: int | None, rtol: float | None) -> tuple
     """The terms to report and notes for the user (a ``rank`` above the kernel's own is capped).
 
     Example:
-        >>> result, notes = factors(get_kernel("sobel-x"), 2, None)
+        >>> result, notes = factors(load_kernel("sobel-x"), 2, None)
         >>> result.terms, result.columns.tolist(), notes[0][:22]
         (1, [[1.0, 2.0, 1.0]], 'note: --rank 2 is abov')
     """
+    from .._checks import number
+    from ..factorize import factor_kernel, low_rank, separable_rank
+
     numerical = int(separable_rank(kernel))
     notes = []
     if rank is not None:
@@ -149,6 +161,8 @@ def _cost_line(kh: int, kw: int, terms: int) -> str:
 
 def report(name: str, kernel: torch.Tensor, result: Factors, notes: list[str]) -> list[str]:
     """The lines ``sepconv factor`` prints."""
+    from ..factorize import low_rank
+
     kh, kw = kernel.shape
     rank = result.rank
     kind = {0: "all zeros", 1: "exactly separable"}.get(rank, f"exactly a sum of {rank} separable terms")
@@ -171,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     result, notes = factors(kernel, args.rank, args.rtol)
     print("\n".join(report(args.kernel, kernel, result, notes)))
     if args.plot:
+        from ._factor_plot import plot_factors
+
         plot_factors(kernel, result.columns, result.rows, result.reconstruct(), result.error, args.plot,
                      title=args.kernel)
         print(f"  plot written to {args.plot}")

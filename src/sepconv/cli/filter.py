@@ -22,14 +22,20 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from ..choices import BORDERS, FILTER_MODES, KERNELS
 from ..errors import ArgumentError
-from ..filters import BORDERS, MODES, FilterPlan, filter2d, plan
-from ..filters.named import available_kernels, get_kernel, is_derivative
 from ._image_file import ImageFile, check_writable, read_image, write_image
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..filters import FilterPlan
+
+# torch and the filters load in the functions that use them: the help and argument errors answer at once.
 
 HELP = "filter an image with a 2D kernel, separating it automatically (--explain shows how)"
 SCALES = ("clip", "abs", "stretch", "signed")
@@ -49,10 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", metavar="OUT", nargs="?",
                         help="output image, same size and depth (16-bit: .png or .tif); optional with --explain")
     parser.add_argument("--kernel", required=True,
-                        help=f"kernel name ({', '.join(available_kernels())}; sizes and sigmas as in "
+                        help=f"kernel name ({', '.join(KERNELS)}; sizes and sigmas as in "
                              "gaussian:7:1.5, box:5, log:9:1.4) or rows like '1,2,1;0,0,0;-1,-2,-1' (required)")
     parser.add_argument("--border", default="reflect", choices=BORDERS, help="border mode (default: reflect)")
-    parser.add_argument("--mode", default="correlate", choices=MODES,
+    parser.add_argument("--mode", default="correlate", choices=FILTER_MODES,
                         help="correlate (as cv2.filter2D) or convolve (kernel flipped) (default: correlate)")
     parser.add_argument("--rank", type=int, default=None,
                         help="separable terms to use; below the kernel's rank approximates, above it is capped "
@@ -85,6 +91,8 @@ def parse_kernel(text: str) -> str | np.ndarray:
 
 def _kernel(text: str) -> torch.Tensor | np.ndarray:
     """The ``--kernel`` value as numbers; errors name the option and the value."""
+    from ..filters.named import get_kernel
+
     kernel = parse_kernel(text)
     if not isinstance(kernel, str):
         return kernel
@@ -98,13 +106,15 @@ def default_scale(text: str, kernel: torch.Tensor | np.ndarray) -> str:
     """``'signed'`` for derivative kernels and kernels that sum to zero (signed responses), else ``'clip'``.
 
     Example:
-        >>> [default_scale(name, get_kernel(name)) for name in ("log:9:1.4", "sobel-y", "box", "gaussian:5:1")]
+        >>> [default_scale(name, _kernel(name)) for name in ("log:9:1.4", "sobel-y", "box", "gaussian:5:1")]
         ['signed', 'signed', 'clip', 'clip']
         >>> [default_scale(text, parse_kernel(text)) for text in ("1,0,-1", "0,-1,0;-1,5,-1")]  # sums 0 and 1
         ['signed', 'clip']
     """
-    k = torch.as_tensor(kernel, dtype=torch.float64)
-    zero_sum = abs(float(k.sum())) <= 1e-6 * float(k.abs().sum())
+    from ..filters.named import is_derivative
+
+    k = np.asarray(kernel, dtype=np.float64)
+    zero_sum = abs(float(k.sum())) <= 1e-6 * float(np.abs(k).sum())
     return "signed" if zero_sum or (isinstance(parse_kernel(text), str) and is_derivative(text)) else "clip"
 
 
@@ -187,6 +197,7 @@ def explain(p: FilterPlan, name: str = "") -> str:
     """Human-readable account of a :class:`~sepconv.filters.FilterPlan`: what runs, and why.
 
     Example:
+        >>> from sepconv.filters import plan
         >>> print(explain(plan("sobel-x", engine="torch"), "sobel-x"))  # doctest: +NORMALIZE_WHITESPACE
         kernel sobel-x: 3x3, rank 1 (exactly separable)
           term 1: column [1, 2, 1] x row [-1, 0, 1]
@@ -207,6 +218,8 @@ def _written(path: Path, image: ImageFile, p: FilterPlan, scale: str, seconds: f
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..filters import filter2d, plan
+
     output = _check_output(args.output, args.explain)
     kernel = _kernel(args.kernel)
     image = read_image(Path(args.input))

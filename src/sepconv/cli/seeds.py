@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from ..cost import SeedRow, count
-from ..layers import SeparableConv2d, SpatiallySeparableConv2d
 from ._table import print_seed_table
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..cost import SeedRow
 
 HELP = "reproduce the seed articles' parameter and multiplication counts with real layers"
 
@@ -23,6 +25,8 @@ def _weights(module: nn.Module) -> int:
 
 def _per_position(module: nn.Module, size: int = 8) -> int:
     """Multiply-adds per output position of a ``'same'``-padded layer, counted on a forward pass."""
+    from ..cost import count
+
     return count(module, (1, 1, size, size)).macs // (size * size)
 
 
@@ -31,6 +35,11 @@ def seed_rows() -> list[SeedRow]:
 
     :func:`sepconv.cost.seed_rows` gives the same numbers from the formulas (``sepconv cost``).
     """
+    from torch import nn
+
+    from ..cost import SeedRow, count
+    from ..layers import SeparableConv2d, SpatiallySeparableConv2d
+
     rows = [
         SeedRow("5x5 kernel: parameters", _weights(nn.Conv2d(1, 1, 5, bias=False)),
                 _weights(SpatiallySeparableConv2d(1, 1, 5, bias=False))),

@@ -14,10 +14,11 @@ import json
 import os
 import sys
 
+from ..choices import DEFAULT_STUDY_VARIANTS, IMAGES_SEEN, MAX_AUTO_THREADS, MAX_EPOCHS, MIN_EPOCHS, STUDY_VARIANTS
 from ..errors import ArgumentError
-from ..study import DEFAULT_VARIANTS, VARIANTS, StudyConfig, plan_study, run_study, table_rows
-from ..study.budget import IMAGES_SEEN, MAX_AUTO_THREADS, MAX_EPOCHS, MIN_EPOCHS
-from ..study.report import finite
+from ..study.config import StudyConfig
+
+# The study itself (and torch) loads in run(): the help and argument errors answer at once.
 
 HELP = "train standard and separable variants of one network and compare accuracy, parameters, MACs, latency"
 
@@ -44,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=default.data,
                         help="digits (default, bundled) | mnist:DIR | cifar10:DIR | folder:DIR | npz:FILE")
     parser.add_argument("--out", default=str(default.out), help="run folder (default %(default)s)")
-    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                        help=f"comma-separated, from: {', '.join(VARIANTS)} (default %(default)s)")
+    parser.add_argument("--variants", default=",".join(DEFAULT_STUDY_VARIANTS),
+                        help=f"comma-separated, from: {', '.join(STUDY_VARIANTS)} (default %(default)s)")
     parser.add_argument("--epochs", type=_auto_int, default=None, metavar="N|auto",
                         help=f"epochs per run (default auto: about {IMAGES_SEEN:,} training images seen, "
                              f"{MIN_EPOCHS} to {MAX_EPOCHS} epochs; 15 on digits)")
@@ -113,6 +114,8 @@ def print_table(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..study.report import table_rows
+
     header, rows = table_rows(results["summary"])
     table = Table(title=f"sepconv study — {results['data']['summary']}")
     for i, column in enumerate(header):
@@ -123,6 +126,9 @@ def print_table(results: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..study import plan_study, run_study
+    from ..study.report import finite
+
     config = config_from_args(args)
     if args.estimate:
         print(plan_study(config)["text"])

@@ -17,11 +17,30 @@ Example:
     1
 """
 
-from .apply import filter2d
-from .borders import BORDERS, border_index, pad2d
-from .named import available_kernels, get_kernel
-from .planning import ENGINES, METHODS, MODES, FilterPlan, plan
-from .presets import box, gaussian, laplacian, laplacian_of_gaussian, prewitt, scharr, sobel, unsharp_mask
+from typing import TYPE_CHECKING
+
+from .. import _lazy
+
+# Names load on first use, so that the command line reads the choices without importing torch.
+_lazy.install(__name__, {
+    "filter2d": ("sepconv.filters.apply", "filter2d"),
+    "BORDERS": ("sepconv.choices", "BORDERS"),
+    "border_index": ("sepconv.filters.borders", "border_index"),
+    "pad2d": ("sepconv.filters.borders", "pad2d"),
+    "available_kernels": ("sepconv.filters.named", "available_kernels"),
+    "get_kernel": ("sepconv.filters.named", "get_kernel"),
+    **{name: ("sepconv.filters.planning", name) for name in ("ENGINES", "METHODS", "MODES", "FilterPlan", "plan")},
+    **{name: ("sepconv.filters.presets", name) for name in (
+        "box", "gaussian", "laplacian", "laplacian_of_gaussian", "prewitt", "scharr", "sobel", "unsharp_mask")},
+})
+
+if TYPE_CHECKING:
+    from ..choices import BORDERS
+    from .apply import filter2d
+    from .borders import border_index, pad2d
+    from .named import available_kernels, get_kernel
+    from .planning import ENGINES, METHODS, MODES, FilterPlan, plan
+    from .presets import box, gaussian, laplacian, laplacian_of_gaussian, prewitt, scharr, sobel, unsharp_mask
 
 __all__ = [
     "BORDERS",

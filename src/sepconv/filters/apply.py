@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from .._checks import number
+from ..choices import BORDERS
 from ..errors import ArgumentError, ShapeError
-from .borders import BORDERS
 from .engines import _filter_cv2, all_finite, filter_torch, needs_finite_check, opencv
 from .planning import _plan_for
 

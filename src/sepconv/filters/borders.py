@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import torch
 
-BORDERS = ("reflect", "reflect101", "replicate", "constant", "wrap")
-
 
 def border_index(n: int, before: int, after: int, border: str) -> torch.Tensor:
     """Source index of each position ``-before .. n + after - 1`` of a padded axis of length ``n``.

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 
 from .._checks import number
+from ..choices import DERIVATIVE_KERNELS, KERNEL_ALIASES, KERNELS
 from ..errors import ArgumentError
 
 __all__ = [
@@ -126,24 +127,23 @@ def _fixed(column: list[float], row: list[float]) -> Callable[[], torch.Tensor]:
     return lambda: _outer(column, row)
 
 
-_REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], tuple[type, ...], str]] = {
-    "sobel-x": (_fixed(*_SOBEL), (), "Sobel, d/dx: [1,2,1] column x [-1,0,1] row"),
-    "sobel-y": (_fixed(_SOBEL[1], _SOBEL[0]), (), "Sobel, d/dy: [-1,0,1] column x [1,2,1] row"),
-    "scharr-x": (_fixed(*_SCHARR), (), "Scharr, d/dx: [3,10,3] column x [-1,0,1] row"),
-    "scharr-y": (_fixed(_SCHARR[1], _SCHARR[0]), (), "Scharr, d/dy"),
-    "prewitt-x": (_fixed(*_PREWITT), (), "Prewitt, d/dx: [1,1,1] column x [-1,0,1] row"),
-    "prewitt-y": (_fixed(_PREWITT[1], _PREWITT[0]), (), "Prewitt, d/dy"),
-    "gaussian": (gaussian, (int, float), "gaussian[:SIZE[:SIGMA]], normalised (default 5, 1.0)"),
-    "box": (box, (int,), "box[:SIZE], mean filter (default 3)"),
-    "laplacian": (lambda: laplacian(4), (), "3x3 Laplacian, 4-neighbour (rank 2)"),
-    "laplacian8": (lambda: laplacian(8), (), "3x3 Laplacian, 8-neighbour (rank 2)"),
-    "log": (laplacian_of_gaussian, (int, float), "log[:SIZE[:SIGMA]], Laplacian of Gaussian (default 9, 1.4)"),
-    "example-3x3": (_fixed(*_EXAMPLE_3X3), (), "the articles' 3x3 example: [3,4,5] column x [1,2,3] row"),
+#: name -> (builder, types of its ``:``-separated parameters); descriptions in :data:`sepconv.choices.KERNELS`.
+_REGISTRY: dict[str, tuple[Callable[..., torch.Tensor], tuple[type, ...]]] = {
+    "sobel-x": (_fixed(*_SOBEL), ()),
+    "sobel-y": (_fixed(_SOBEL[1], _SOBEL[0]), ()),
+    "scharr-x": (_fixed(*_SCHARR), ()),
+    "scharr-y": (_fixed(_SCHARR[1], _SCHARR[0]), ()),
+    "prewitt-x": (_fixed(*_PREWITT), ()),
+    "prewitt-y": (_fixed(_PREWITT[1], _PREWITT[0]), ()),
+    "gaussian": (gaussian, (int, float)),
+    "box": (box, (int,)),
+    "laplacian": (lambda: laplacian(4), ()),
+    "laplacian8": (lambda: laplacian(8), ()),
+    "log": (laplacian_of_gaussian, (int, float)),
+    "example-3x3": (_fixed(*_EXAMPLE_3X3), ()),
 }
-_ALIASES = {"sobel": "sobel-x", "scharr": "scharr-x", "prewitt": "prewitt-x", "mean": "box"}
-# Derivative kernels: their continuous form integrates to zero (the sampled, truncated LoG nearly does), so their
-# responses are signed around zero.
-DERIVATIVES = ("sobel-x", "sobel-y", "scharr-x", "scharr-y", "prewitt-x", "prewitt-y", "laplacian", "laplacian8", "log")
+_ALIASES = KERNEL_ALIASES
+DERIVATIVES = DERIVATIVE_KERNELS
 
 
 def is_derivative(name: str) -> bool:
@@ -159,7 +159,7 @@ def is_derivative(name: str) -> bool:
 
 def available_kernels() -> dict[str, str]:
     """Names accepted by :func:`get_kernel` (aliases excluded) with a one-line description each."""
-    return {name: entry[2] for name, entry in _REGISTRY.items()}
+    return dict(KERNELS)
 
 
 def get_kernel(
@@ -187,7 +187,7 @@ def get_kernel(
     head = _ALIASES.get(head, head)
     if head not in _REGISTRY:
         raise ArgumentError(f"unknown kernel {name!r}; known: {', '.join(sorted([*_REGISTRY, *_ALIASES]))}")
-    build, types, _ = _REGISTRY[head]
+    build, types = _REGISTRY[head]
     if len(params) > len(types):
         raise ArgumentError(f"kernel {head!r} takes at most {len(types)} parameter(s), got {name!r}")
     values = []

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..choices import FILTER_MODES
 from ..errors import ArgumentError, ShapeError
 from ..factorize import factor_kernel, low_rank, rank_tolerance, separable_rank
 from . import named
 from .cost_model import _costs, _symmetric
 from .engines import opencv
 
-MODES = ("correlate", "convolve")
+MODES = FILTER_MODES
 METHODS = ("auto", "separable", "direct", "fft")
 ENGINES = ("auto", "cv2", "torch")
 

@@ -17,9 +17,25 @@ Example:
     True
 """
 
-from .config import DEFAULT_VARIANTS, VARIANTS, StudyConfig
-from .plan import plan_study
-from .report import summarize, table_rows
-from .runner import run_study
+from typing import TYPE_CHECKING
+
+from .. import _lazy
+
+# Names load on first use, so that the command line reads the study's choices without importing torch.
+_lazy.install(__name__, {
+    "DEFAULT_VARIANTS": ("sepconv.choices", "DEFAULT_STUDY_VARIANTS"),
+    "VARIANTS": ("sepconv.choices", "STUDY_VARIANTS"),
+    "StudyConfig": ("sepconv.study.config", "StudyConfig"),
+    "plan_study": ("sepconv.study.plan", "plan_study"),
+    "summarize": ("sepconv.study.report", "summarize"),
+    "table_rows": ("sepconv.study.report", "table_rows"),
+    "run_study": ("sepconv.study.runner", "run_study"),
+})
+
+if TYPE_CHECKING:
+    from .config import DEFAULT_VARIANTS, VARIANTS, StudyConfig
+    from .plan import plan_study
+    from .report import summarize, table_rows
+    from .runner import run_study
 
 __all__ = ["DEFAULT_VARIANTS", "VARIANTS", "StudyConfig", "plan_study", "run_study", "summarize", "table_rows"]

@@ -42,16 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import IMAGES_SEEN, MAX_AUTO_THREADS, MAX_EPOCHS, MIN_EPOCHS
 from ..errors import ArgumentError
 
 __all__ = ["IMAGES_SEEN", "MAX_AUTO_THREADS", "MAX_EPOCHS", "MIN_EPOCHS", "Eta", "amp_dtype", "auto_epochs",
            "auto_finetune_epochs", "auto_threads", "available_cores", "format_seconds", "measure_step_seconds",
            "resolve_device", "threads"]
 
-#: training images shown to each network by the automatic epoch count.
-IMAGES_SEEN = 30_000
-MIN_EPOCHS, MAX_EPOCHS = 3, 15
-MAX_AUTO_THREADS = 4
 _SMALL_IMAGE_PIXELS = 16 * 16
 
 

@@ -6,29 +6,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .. import _checks
+from ..choices import DEFAULT_STUDY_VARIANTS as DEFAULT_VARIANTS
+from ..choices import STUDY_VARIANTS as VARIANTS
 from ..errors import ArgumentError
-from .budget import auto_epochs, auto_finetune_epochs, auto_threads, available_cores, resolve_device
-from .data import parse_spec
 
-#: name -> (conv kind, placement, description). ``convert`` starts from the trained ``standard`` run of each seed.
-VARIANTS: dict[str, tuple[str, str, str]] = {
-    "standard": ("standard", "all", "every conv standard"),
-    "spatial": ("spatial", "all", "every stage conv spatially separable (k x 1 then 1 x k)"),
-    "spatial-early": ("spatial", "early", "spatially separable in the first half of the stage convs"),
-    "spatial-late": ("spatial", "late", "spatially separable in the second half of the stage convs"),
-    "depthwise": ("depthwise", "all", "every stage conv depthwise separable (depthwise then 1x1)"),
-    "depthwise-early": ("depthwise", "early", "depthwise separable in the first half of the stage convs"),
-    "depthwise-late": ("depthwise", "late", "depthwise separable in the second half of the stage convs"),
-    "convert": ("convert", "all", "the trained standard net converted by sepconv.convert(method='depthwise', "
-                "budget=convert_budget, calibration=512 unlabelled training images), then fine-tuned with "
-                "knowledge distillation from the original"),
-}
-
-
-#: what ``sepconv study`` and ``make demo`` run unless told otherwise.
-DEFAULT_VARIANTS = ("standard", "spatial", "depthwise", "depthwise-early", "depthwise-late", "convert")
-
+# The checks and the automatic choices (which need torch) load in the methods that use them, so that the command
+# line reads the defaults of a bare StudyConfig without importing torch.
 
 #: config fields that must match for ``resume`` to continue a run folder (compared after the automatic choices).
 _SAME_ON_RESUME = ("data", "epochs", "batch_size", "lr", "weight_decay", "seed", "widths", "stem", "kernel_size",
@@ -92,6 +75,10 @@ class StudyConfig:
 
     def check(self) -> StudyConfig:
         """Validate every field; raises :class:`~sepconv.errors.ArgumentError` naming the bad one."""
+        from .. import _checks
+        from .budget import available_cores, resolve_device
+        from .data import parse_spec
+
         parse_spec(self.data)
         for name in ("batch_size", "seeds", "stem", "kernel_size", "latency_reps"):
             _checks.positive_int(getattr(self, name), name)
@@ -151,6 +138,8 @@ class StudyConfig:
             >>> c.epochs, c.finetune_epochs, c.threads, c.device
             (15, 5, 1, 'cpu')
         """
+        from .budget import auto_epochs, auto_finetune_epochs, auto_threads, resolve_device
+
         epochs = self.epochs or auto_epochs(n_train)
         device = resolve_device(self.device)
         return replace(self, epochs=epochs, finetune_epochs=self.finetune_epochs or auto_finetune_epochs(epochs),
