@@ -61,13 +61,6 @@ print(light, callable(sepconv.convert), callable(sepconv.optimize), sepconv.Sepa
     assert result.stdout.split() == ["True", "True", "True", "SeparableConv2d", "sepconv.layers", "True"]
 
 
-def test_unknown_attribute_is_an_attribute_error() -> None:
-    import sepconv
-
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        sepconv.nope  # noqa: B018
-
-
 def test_ctrl_c_while_torch_loads_is_one_line() -> None:
     """A KeyboardInterrupt raised while the command imports torch: exit 130, one line, no traceback."""
     result = _python("""

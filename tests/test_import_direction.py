@@ -19,7 +19,7 @@ PACKAGE = SRC / "sepconv"
 
 # tier -> module name prefixes (relative to sepconv); the longest matching prefix wins
 TIERS: dict[int, tuple[str, ...]] = {
-    0: ("errors", "_checks", "padding", "_files"),
+    0: ("errors", "_checks", "padding", "_files", "_lazy", "choices"),
     1: ("functional", "factorize"),
     2: ("backends",),
     3: ("layers",),
@@ -103,8 +103,9 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
 
 
 def test_import_sepconv_stays_light() -> None:
-    """``import sepconv`` loads neither matplotlib, onnx, keras, triton, the study nor the filters."""
-    code = ("import sys, sepconv; heavy = ['matplotlib', 'onnx', 'onnxruntime', 'keras', 'triton', 'cv2', "
+    """``import sepconv`` loads neither torch, numpy, matplotlib, onnx, keras, triton, the study nor the filters."""
+    code = ("import sys, sepconv; heavy = ['torch', 'numpy', 'matplotlib', 'onnx', 'onnxruntime', 'keras', 'triton', "
+            "'cv2', "
             "'sepconv.study', 'sepconv.filters', 'sepconv.interop', 'sklearn']; "
             "print([m for m in heavy if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

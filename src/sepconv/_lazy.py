@@ -47,7 +47,7 @@ class _LazyPackage(types.ModuleType):
         super().__setattr__(name, value)
 
     def __dir__(self) -> list[str]:
-        return sorted(set(self.__dict__) | set(self._lazy_table))
+        return sorted(set(self.__dict__) | set(self._lazy_table) | set(self.__dict__.get("__all__", ())))
 
 
 def install(package_name: str, table: Table) -> None:

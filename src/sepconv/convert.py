@@ -136,27 +136,40 @@ class ConversionReport:
         """JSON text of :meth:`to_dict`."""
         return json.dumps(self.to_dict(), indent=indent)
 
-    def table(self) -> object:
-        """A :class:`rich.table.Table` of the layers and totals (with calibration: errors before -> after refit)."""
-        from rich.table import Table
-
+    def table_data(self) -> tuple[str, list[str], list[list[str] | None], str]:
+        """Title, columns, rows (``None``: the line before the model's totals) and caption of the report's table."""
         calibrated = self.calibration is not None
-        table = Table(title=f"sepconv convert --method {self.method}"
-                      + (f" --budget {self.budget}" if self.budget is not None else ""), caption=self._caption())
+        title = f"sepconv convert --method {self.method}" + (f" --budget {self.budget}" if self.budget is not None
+                                                              else "")
         columns = ["layer", "method", "rank", "params", "params new", "MACs", "MACs new", "weight err", "output err"]
-        for name in columns + (["calib err before -> after"] if calibrated else []):
-            table.add_column(name, justify="left" if name in ("layer", "method") else "right")
+        columns += ["calib err before -> after"] if calibrated else []
+        rows: list[list[str] | None] = []
         for row in self.layers:
             cells = [row.name, row.method, "-" if row.rank is None else f"{row.rank}/{row.max_rank}",
                      f"{row.params_before:,}", f"{row.params_after:,}", f"{row.macs_before:,}",
                      f"{row.macs_after:,}", _fmt(row.weight_error), _fmt(row.output_error)]
-            table.add_row(*cells, *([_arrow(row.calib_error_before, row.calib_error_after)] if calibrated else []))
-        table.add_section()
+            rows.append(cells + ([_arrow(row.calib_error_before, row.calib_error_after)] if calibrated else []))
+        rows.append(None)
         cells = ["model", "", "", f"{self.params_before:,}", f"{self.params_after:,}", f"{self.macs_before:,}",
                  f"{self.macs_after:,} ({self.mac_ratio:.1%})", "", _fmt(self.output_error)]
         calib = self.calibration or {}
-        table.add_row(*cells, *([_arrow(calib.get("output_error_before"), calib.get("output_error_after"))]
-                                if calibrated else []))
+        rows.append(cells + ([_arrow(calib.get("output_error_before"), calib.get("output_error_after"))]
+                             if calibrated else []))
+        return title, columns, rows, self._caption()
+
+    def table(self) -> object:
+        """A :class:`rich.table.Table` of the layers and totals (with calibration: errors before -> after refit)."""
+        from rich.table import Table
+
+        title, columns, rows, caption = self.table_data()
+        table = Table(title=title, caption=caption)
+        for name in columns:
+            table.add_column(name, justify="left" if name in ("layer", "method") else "right")
+        for row in rows:
+            if row is None:
+                table.add_section()
+            else:
+                table.add_row(*row)
         return table
 
     def _caption(self) -> str:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from .._files import atomic_write
 from ..choices import CONVERSION_METHODS, REFITS
 from ..errors import ArgumentError, DataFormatError
+from ._table import print_table
 
 if TYPE_CHECKING:
     import torch
@@ -172,7 +173,6 @@ def _calibration(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
 
     from ..convert import convert
 
@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
                                 f"{str(err).splitlines()[0]}") from None
         atomic_write(out, lambda tmp: torch.save(new_model.state_dict(), tmp))
     atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(report.to_json()))
-    Console().print(report.table())
+    title, columns, rows, caption = report.table_data()
+    print_table(title, columns, rows, caption=caption)
     print(f"wrote {out} and {out}.json")
     return 0

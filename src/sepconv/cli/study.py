@@ -17,6 +17,7 @@ import sys
 from ..choices import DEFAULT_STUDY_VARIANTS, IMAGES_SEEN, MAX_AUTO_THREADS, MAX_EPOCHS, MIN_EPOCHS, STUDY_VARIANTS
 from ..errors import ArgumentError
 from ..study.config import StudyConfig
+from ._table import print_table
 
 # The study itself (and torch) loads in run(): the help and argument errors answer at once.
 
@@ -109,20 +110,12 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
                        overwrite=args.overwrite, threads=args.threads, device=args.device, amp=args.amp).check()
 
 
-def print_table(results: dict) -> None:
-    """Print the results table with rich (plain text when not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-
+def print_results(results: dict) -> None:
+    """Print the results table (whole at any terminal width: a vertical layout where it does not fit)."""
     from ..study.report import table_rows
 
     header, rows = table_rows(results["summary"])
-    table = Table(title=f"sepconv study — {results['data']['summary']}")
-    for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    Console(width=max(Console().width, 140)).print(table)
+    print_table(f"sepconv study — {results['data']['summary']}", header, rows)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(finite(results), indent=1, allow_nan=False))
         else:
-            print_table(results)
+            print_results(results)
             print(f"report: {os.path.join(str(config.out), 'report.md')}; plots: "
                   f"{', '.join(results.get('plots', {}).values()) or 'none'}")
     return 0
