@@ -36,8 +36,9 @@ def test_cost_model_table(width: int | None, monkeypatch: pytest.MonkeyPatch,
     text = _run(["cost", "--model", "mobilenet_v1"], width, monkeypatch, capsys)
     totals = json.loads(_json(["cost", "--model", "mobilenet_v1", "--json"], monkeypatch, capsys))
     assert f"{totals['macs']:,}" in text and f"{totals['params']:,}" in text
-    for layer in totals["layers"]:
-        assert layer["name"] in text and f"{layer['macs']:,}" in text
+    for layer in totals["modules"]:  # every module, by its own name in the tree, with its numbers whole
+        assert f"{layer['name'].rsplit('.', 1)[-1]} ({layer['kind']})" in text or layer["kind"] == "Identity"
+        assert f"{layer['macs']:,}" in text and f"{layer['total_params']:,}" in text
 
 
 def _json(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-
-import torch
-from torch import nn
+from dataclasses import dataclass
 
 from . import _checks
-from .errors import ArgumentError, ShapeError
+from .errors import ShapeError
 from .functional import spatial_steps
+from .model_cost import LayerCost, ModelCost, count
 from .padding import output_size, resolve_padding
 
 __all__ = [
@@ -208,111 +206,3 @@ def seed_rows() -> list[SeedRow]:
     ]
 
 
-@dataclass(frozen=True)
-class LayerCost:
-    """One counted layer of a model.
-
-    Attributes:
-        name: the module's qualified name in the model (``''`` for the model itself).
-        kind: the module's class name.
-        params: parameters owned directly by the module.
-        macs: multiply-adds of the module's own computation for the whole input (batch included).
-        output_shape: the module's output shape.
-    """
-
-    name: str
-    kind: str
-    params: int
-    macs: int
-    output_shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ModelCost:
-    """Per-layer and total counts returned by :func:`count`.
-
-    Attributes:
-        layers: counted modules in call order (modules with parameters or multiply-adds).
-        params: all unique parameters of the model.
-        macs: sum of the layers' multiply-adds.
-        input_shape: the input shape counted.
-    """
-
-    layers: list[LayerCost] = field(default_factory=list)
-    params: int = 0
-    macs: int = 0
-    input_shape: tuple[int, ...] = ()
-
-    def as_dict(self) -> dict:
-        """JSON-friendly dict (lists instead of tuples)."""
-        return asdict(self)
-
-
-def _module_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
-    """Multiply-adds of one conv or linear module's own computation (0 for anything else)."""
-    weight = getattr(module, "weight", None)
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
-    if not isinstance(weight, torch.Tensor) or weight.dim() < 3:
-        return 0
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):  # weight (C, N / groups, *k), per input element
-        x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-        return 0 if x is None else x.numel() * math.prod(weight.shape[1:])
-    if isinstance(module, nn.modules.conv._ConvNd) or hasattr(module, "depth_multiplier"):
-        return output.numel() * math.prod(weight.shape[1:])
-    return 0
-
-
-def count(model: nn.Module, input_shape: Sequence[int]) -> ModelCost:
-    """Count parameters and multiply-adds of ``model`` layer by layer with one forward pass on zeros.
-
-    Convolutions (``nn.Conv*d``, sepconv's depthwise layers and everything built from them) and
-    ``nn.Linear`` count ``output elements x (in_channels / groups) x kernel elements`` multiply-adds; bias
-    additions, norms and activations count none (as ``torch.utils.flop_counter``, which counts 2 FLOPs
-    per multiply-add). The forward pass runs under ``torch.no_grad`` in the model's current mode on its
-    device and dtype; the mode is left unchanged.
-
-    Args:
-        model: any ``nn.Module``.
-        input_shape: the full input shape, batch included, e.g. ``(1, 3, 224, 224)``.
-
-    Returns:
-        :class:`ModelCost` with per-layer rows and totals.
-
-    Example:
-        >>> import sepconv
-        >>> cost = count(sepconv.SeparableConv2d(3, 256, 5, bias=False), (1, 3, 12, 12))
-        >>> [(layer.name, layer.params, layer.macs) for layer in cost.layers]
-        [('depthwise', 75, 4800), ('pointwise', 768, 49152)]
-        >>> cost.params, cost.macs
-        (843, 53952)
-    """
-    if not isinstance(model, nn.Module):
-        raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or not input_shape:
-        raise ArgumentError(f"input_shape must be a non-empty sequence of positive ints, got {input_shape!r}")
-    shape = _checks.int_tuple(tuple(input_shape), len(input_shape), "input_shape")
-    reference = next(iter(model.parameters()), None)
-    device = reference.device if reference is not None else torch.device("cpu")
-    dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
-    rows: list[LayerCost] = []
-    names = {module: name for name, module in model.named_modules()}
-
-    def hook(module: nn.Module, _inputs: tuple, output: object) -> None:
-        own = sum(p.numel() for p in module.parameters(recurse=False))
-        macs = _module_macs(module, _inputs, output) if isinstance(output, torch.Tensor) else 0
-        if own or macs:
-            out_shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
-            rows.append(LayerCost(names[module], type(module).__name__, own, macs, out_shape))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(shape, device=device, dtype=dtype))
-    except (RuntimeError, IndexError) as err:  # torch's own shape errors, deep inside the user's model
-        raise ShapeError(f"input_shape {tuple(shape)} does not fit the model: {str(err).splitlines()[0]}") from err
-    finally:
-        for handle in handles:
-            handle.remove()
-    params = sum(p.numel() for p in model.parameters())
-    return ModelCost(rows, params, sum(r.macs for r in rows), shape)

@@ -1,8 +1,8 @@
 """Tables of the CLI commands: never a truncated number, whatever the terminal's width or when piped.
 
 A table is printed whole, at its natural width, when it fits the terminal (``$COLUMNS`` where set; piped or
-redirected output has no width limit). Where it does not fit, each row becomes a block of ``column: value`` lines, so
-that an 80- or 60-column terminal still shows every digit.
+redirected output has no width limit). Where it does not fit, it loses its borders; where it still does not fit,
+each row becomes a block of ``column: value`` lines, so that an 80- or 60-column terminal still shows every digit.
 
 Example:
     >>> print_table("costs", ("layer", "MACs"), [("conv1", 1234567), None, ("total", 1234567)],
@@ -15,13 +15,14 @@ Example:
     ├───────┼───────────┤
     │ total │ 1,234,567 │
     └───────┴───────────┘
-    >>> print_table("costs", ("layer", "multiply-adds per image"), [("conv1", 1234567), ("conv2", "")], width=20)
+    >>> print_table("costs", ("layer", "multiply-adds", "params"), [("conv1", 1234567, 10), ("conv2", 5, 0)],
+    ...             width=30)
     costs
     conv1
-      multiply-adds per
-      image:
-        1,234,567
+      multiply-adds: 1,234,567
+      params: 10
     conv2
+      multiply-adds: 5, params: 0
 """
 
 from __future__ import annotations
@@ -56,51 +57,65 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
 
     Args:
         title, columns, rows: the table; a row ``None`` draws a section line.
-        caption: a line under the table.
+        caption: lines under the table (totals, units), wrapped to the width.
         width: the columns available (default: the terminal's, no limit when the output is not a terminal).
         file: where to print (default stdout).
     """
+    from rich import box
     from rich.console import Console
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     file = file or sys.stdout
     width = width if width is not None else terminal_width(file)
-    table = Table(title=title, caption=caption)
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i > 0)
-    for row in rows:
-        if row is None:
-            table.add_section()
-        else:
-            table.add_row(*(_cell(v) for v in row))
     unlimited = Console(width=10_000)
-    natural = Measurement.get(unlimited, unlimited.options, table).maximum
-    if width is None or natural <= width:
-        Console(file=file, width=natural if width is None else width, soft_wrap=False).print(table)
-        return
+    for boxed in (True, False):  # boxed, then without borders, then one block per row
+        table = Table(title=Text(title), caption=Text(caption or ""), caption_justify="left",
+                      **({} if boxed else {"box": box.SIMPLE_HEAD, "padding": (0, 1), "pad_edge": False}))
+        for i, column in enumerate(columns):  # Text(): brackets in cells ("[843]") are not rich markup
+            table.add_column(Text(column), justify="left" if i == 0 else "right", no_wrap=i > 0)
+        for row in rows:
+            if row is None:
+                table.add_section()
+            else:
+                table.add_row(*(Text(_cell(v)) for v in row))
+        natural = Measurement.get(unlimited, unlimited.options, table).maximum
+        if width is None or natural <= width:
+            Console(file=file, width=natural if width is None else width, soft_wrap=False).print(table)
+            return
     print(_vertical(title, columns, rows, caption, width), file=file)
 
 
 def _vertical(title: str, columns: Sequence[str], rows: Sequence[Sequence[object] | None], caption: str | None,
               width: int) -> str:
-    """One block per row: the first cell, then ``column: value`` lines (long text wraps, numbers stay whole)."""
+    """One block per row: the first cell, then ``column: value`` pieces joined on as few lines as fit (a piece is
+    never split, so numbers stay whole; a piece too wide for a line puts its value on a line of its own)."""
     lines = textwrap.wrap(title, width) or [""]
     for row in rows:
         if row is None:
             continue
         head = _cell(row[0])
         lines.append(head)
-        indent = " " * (len(head) - len(head.lstrip()) + 2)  # a sub-row ("  depthwise step") indents its fields
+        tree = head[:len(head) - len(head.lstrip(" │├└─"))]  # sub-rows ("  step", "├─ conv") indent their fields
+        indent = tree.replace("├─", "│ ").replace("└─", "  ") + "  "
+        line = ""
         for name, value in zip(columns[1:], row[1:]):
             text = _cell(value)
-            if len(f"{indent}{name}: {text}") <= width:
-                lines.append(f"{indent}{name}: {text}")
-            elif text:  # the name wraps; the value gets a line of its own, whole
-                lines += [*textwrap.wrap(f"{name}:", width, initial_indent=indent, subsequent_indent=indent),
-                          f"{indent}  {text}"]
-    if caption:
-        lines += textwrap.wrap(caption, width)
+            if not text:
+                continue
+            piece = f"{name}: {text}"
+            if line and len(indent) + len(line) + 2 + len(piece) > width:
+                lines.append(indent + line)
+                line = ""
+            if len(indent) + len(piece) > width:  # too wide alone: the name, then the value whole on its own line
+                lines += [f"{indent}{name}:", f"{indent}  {text}"]
+                continue
+            line = f"{line}, {piece}" if line else piece
+        if line:
+            lines.append(indent + line)
+    for line in (caption or "").splitlines():
+        lines += textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False)
     return "\n".join(lines)
 
 

@@ -166,14 +166,12 @@ def _run_model(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, cost: ModelCost, size: tuple[int, ...]) -> int:
-    """Print the per-layer table (or JSON) of ``count``'s result for ``--model``."""
+    """Print the per-module table and the totals (or JSON) of ``count``'s result for ``--model``."""
     if args.json:
         print(json.dumps({"model": args.model, "conv": args.conv or "default", **cost.as_dict()}, indent=2))
         return 0
-    rows = [(layer.name, layer.kind, layer.params, layer.macs, "x".join(map(str, layer.output_shape[1:])))
-            for layer in cost.layers]
-    rows.append(("total", "", cost.params, cost.macs, ""))
     convs = "" if ":" in args.model else f" ({args.conv or 'default convs'})"
     print_table(f"{args.model}{convs} on {'x'.join(map(str, size))}",
-                ("layer", "kind", "params", "multiply-adds", "output"), rows)
+                ("layer (type)", "output shape", "params", "multiply-adds", "share"), cost.table_rows(),
+                caption="\n".join(["[n]: a container's total, its submodules included", *cost.totals()]))
     return 0
