@@ -61,10 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _geometry(args: argparse.Namespace) -> tuple[list[tuple[str, object]], dict]:
-    missing = [f"--{n}" for n in ("in", "out", "kernel")
-               if getattr(args, {"in": "in_channels", "out": "out_channels"}.get(n, n)) is None]
     from ..cost import depthwise_cost, separable_cost, spatial_cost, standard_cost
 
+    missing = [f"--{n}" for n in ("in", "out", "kernel")
+               if getattr(args, {"in": "in_channels", "out": "out_channels"}.get(n, n)) is None]
     if missing:
         raise ArgumentError(f"a conv geometry needs --in, --out and --kernel; missing {', '.join(missing)}")
     flags = {"in_channels": "--in", "out_channels": "--out", "depth_multiplier": "--depth-multiplier",
