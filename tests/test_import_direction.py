@@ -19,7 +19,7 @@ PACKAGE = SRC / "sepconv"
 
 # tier -> module name prefixes (relative to sepconv); the longest matching prefix wins
 TIERS: dict[int, tuple[str, ...]] = {
-    0: ("errors", "_checks", "padding", "_files", "_lazy", "choices"),
+    0: ("errors", "_checks", "padding", "_files", "_lazy", "choices", "_rich_table"),
     1: ("functional", "factorize"),
     2: ("backends",),
     3: ("layers",),

@@ -51,3 +51,12 @@ def test_bad_specs(spec: str) -> None:
 def test_non_string() -> None:
     with pytest.raises(SepConvError, match="non-empty string"):
         get_kernel(3)  # type: ignore[arg-type]
+
+
+def test_builders_and_the_torch_free_names_agree() -> None:
+    """The CLI lists ``sepconv.choices.KERNELS`` without torch: it must name exactly the kernels that build."""
+    from sepconv import choices
+    from sepconv.filters import named
+
+    assert set(named._REGISTRY) == set(choices.KERNELS)
+    assert set(choices.KERNEL_ALIASES.values()) | set(choices.DERIVATIVE_KERNELS) <= set(choices.KERNELS)

@@ -63,6 +63,7 @@ import torch
 from torch import nn
 
 from . import _checks
+from ._rich_table import rich_table
 from .calibrate.allocation import error_curve
 from .calibrate.batches import CalibrationData
 from .calibrate.capture import Tap, eval_mode, run
@@ -157,21 +158,6 @@ class ConversionReport:
                              if calibrated else []))
         return title, columns, rows, self._caption()
 
-    def table(self) -> object:
-        """A :class:`rich.table.Table` of the layers and totals (with calibration: errors before -> after refit)."""
-        from rich.table import Table
-
-        title, columns, rows, caption = self.table_data()
-        table = Table(title=title, caption=caption)
-        for name in columns:
-            table.add_column(name, justify="left" if name in ("layer", "method") else "right")
-        for row in rows:
-            if row is None:
-                table.add_section()
-            else:
-                table.add_row(*row)
-        return table
-
     def _caption(self) -> str:
         caption = f"MACs {self.macs_unit}"
         calib = self.calibration
@@ -187,7 +173,8 @@ class ConversionReport:
         from rich.console import Console
 
         console = Console(width=140, record=True, file=_Null())
-        console.print(self.table())
+        title, columns, rows, caption = self.table_data()
+        console.print(rich_table(title, columns, rows, caption=caption))
         return console.export_text()
 
 

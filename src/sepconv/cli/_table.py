@@ -34,9 +34,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import IO
 
-
-def _cell(value: object) -> str:
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+from .._rich_table import cell, rich_table
 
 
 def terminal_width(file: IO[str] | None = None) -> int | None:
@@ -61,25 +59,14 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         width: the columns available (default: the terminal's, no limit when the output is not a terminal).
         file: where to print (default stdout).
     """
-    from rich import box
     from rich.console import Console
     from rich.measure import Measurement
-    from rich.table import Table
-    from rich.text import Text
 
     file = file or sys.stdout
     width = width if width is not None else terminal_width(file)
     unlimited = Console(width=10_000)
-    for boxed in (True, False):  # boxed, then without borders, then one block per row
-        table = Table(title=Text(title), caption=Text(caption or ""), caption_justify="left",
-                      **({} if boxed else {"box": box.SIMPLE_HEAD, "padding": (0, 1), "pad_edge": False}))
-        for i, column in enumerate(columns):  # Text(): brackets in cells ("[843]") are not rich markup
-            table.add_column(Text(column), justify="left" if i == 0 else "right", no_wrap=i > 0)
-        for row in rows:
-            if row is None:
-                table.add_section()
-            else:
-                table.add_row(*(Text(_cell(v)) for v in row))
+    for compact in (False, True):  # with borders, then without, then one block per row
+        table = rich_table(title, columns, rows, caption=caption, compact=compact)
         natural = Measurement.get(unlimited, unlimited.options, table).maximum
         if width is None or natural <= width:
             Console(file=file, width=natural if width is None else width, soft_wrap=False).print(table)
@@ -95,13 +82,13 @@ def _vertical(title: str, columns: Sequence[str], rows: Sequence[Sequence[object
     for row in rows:
         if row is None:
             continue
-        head = _cell(row[0])
+        head = cell(row[0])
         lines.append(head)
         tree = head[:len(head) - len(head.lstrip(" │├└─"))]  # sub-rows ("  step", "├─ conv") indent their fields
         indent = tree.replace("├─", "│ ").replace("└─", "  ") + "  "
         line = ""
         for name, value in zip(columns[1:], row[1:]):
-            text = _cell(value)
+            text = cell(value)
             if not text:
                 continue
             piece = f"{name}: {text}"
