@@ -7,9 +7,12 @@ CUDA events, the median of:
 - ``torch_dw_pw``: PyTorch's two-kernel composition, depthwise conv (+ folded BN bias) + ReLU, 1x1 conv + bias
   + ReLU, channels_last;
 - ``torch_compile``: ``torch.compile`` of that composition;
-- ``fused``: :func:`sepconv.backends.triton.fused_separable_conv2d` with the same epilogues.
+- ``fused``: the prepared launch (:class:`sepconv.backends.triton.Launch`, as a frozen layer keeps it) with the
+  same epilogues.
 
-Inputs rotate through enough copies to exceed twice the L2 cache, so every call reads from HBM. For the fused
+Two times per variant: device time (``triton.testing.do_bench``: L2 flushed before every call, CUDA events,
+median; interleaved rounds), on which the ratios are computed, and the eager call with its host overhead (events
+around one call, inputs rotating through copies larger than twice the L2 cache). For the fused
 kernel it reports the achieved HBM bandwidth (bytes of input + output + weights over the time) and the fraction
 of the roofline floor (those bytes over the copy bandwidth measured in the same run). It checks the fused output
 against the PyTorch composition before timing. Results go to ``benchmarks/results/`` as Markdown and JSON with
@@ -19,6 +22,7 @@ Usage (a CUDA device and Triton are required)::
 
     python benchmarks/bench_triton.py                       # everything: fp16+bf16, batch 1/32/256
     python benchmarks/bench_triton.py --dtype fp16 --batch 32 --no-compile --repeats 20   # quick look
+    python benchmarks/bench_triton.py --configs tuned.json      # with a tune_triton.py result
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import os
 import platform
 import statistics
 import sys
+import time as _time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,8 +61,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="indices into the 13 MobileNet v1 layers (default: all)")
     p.add_argument("--kernel-size", type=int, default=3)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=50, help="timed calls per variant (interleaved)")
+    p.add_argument("--repeats", type=int, default=50, help="timed eager calls per variant (interleaved)")
+    p.add_argument("--gpu-rounds", type=int, default=5, help="interleaved do_bench rounds per variant")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (compiling every shape is slow)")
+    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
+                   help="torch.compile mode ('default', 'max-autotune-no-cudagraphs', ...)")
+    p.add_argument("--compile-budget-s", type=float, default=float("inf"),
+                   help="stop compiling new shapes after this many seconds (later cases report n/a)")
+    p.add_argument("--configs", type=Path, help="a tune_triton.py result to use instead of triton_configs.py")
     p.add_argument("--precision", choices=("ieee", "tf32", "tf32x3"), default="tf32", help="fp32 only")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
@@ -74,6 +85,19 @@ def copy_bandwidth(nbytes: int = 2**30, repeats: int = 20) -> float:
     dst = torch.empty_like(src)
     times = time_calls([lambda: dst.copy_(src)], warmup=3, repeats=repeats)[0]
     return 2 * nbytes / statistics.median(times)
+
+
+def gpu_times(fns: list[Callable[[], object]], rounds: int, rep_ms: float = 10.0) -> list[float]:
+    """Device time per call of each ``fn``: ``triton.testing.do_bench`` (L2 flushed before every call, CUDA events,
+    median), interleaved over ``rounds`` rounds; the median over the rounds. Host overhead is hidden behind the
+    flush, so this is what the GPU spends (what a CUDA graph replay would cost)."""
+    from triton.testing import do_bench
+
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            out[i].append(do_bench(fn, warmup=1, rep=rep_ms, return_mode="median") / 1e3)
+    return [statistics.median(t) for t in out]
 
 
 def time_calls(fns: list[Callable[[], object]], warmup: int, repeats: int) -> list[list[float]]:
@@ -142,9 +166,22 @@ def run(args: argparse.Namespace) -> int:
     }
     print(f"# {props.name}: L2 {l2 / 2**20:.0f} MiB, copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
     torch.backends.cudnn.benchmark = True
-    compiled = None if args.no_compile else torch.compile(torch_dw_pw, dynamic=False)
+    meta["compile_mode"] = None if args.no_compile else args.compile_mode
+    compiled = None if args.no_compile else torch.compile(torch_dw_pw, dynamic=False, mode=args.compile_mode)
     if compiled is not None:
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+    if args.configs is not None:
+        from sepconv.backends import triton_configs
+
+        tuned = json.loads(args.configs.read_text())
+        triton_configs.CONFIGS.update({k: tuple(v) for k, v in tuned["configs"].items()})
+        meta["configs"] = f"{args.configs.name}: {len(tuned['configs'])} tuned geometries ({tuned['meta']['device']})"
+    else:
+        from sepconv.backends import triton_configs
+
+        meta["configs"] = f"triton_configs.py: {len(triton_configs.CONFIGS)} geometries ({triton_configs.DEVICE})"
+    compile_spent = 0.0
+    compiled_shapes: set[tuple] = set()
     k = args.kernel_size
     rows = []
     for dname in args.dtype:
@@ -160,9 +197,11 @@ def run(args: argparse.Namespace) -> int:
                 wpw = c["pw"].reshape(cout, cin).t().contiguous()
                 pw_b = c["pw_b"].float()
 
-                def fused(c=c, stride=stride, rot=rot, wdw=wdw, shift=shift, wpw=wpw, pw_b=pw_b, pad=pad):
-                    return K.launch(rot.next(), wdw, shift, wpw, pw_b, (k, k), stride, pad, "relu", "relu",
-                                    args.precision)
+                prepared = K.Launch(c["x"], wdw, shift, wpw, pw_b, (k, k), stride, pad, "relu", "relu",
+                                    args.precision)  # as a frozen layer's ticket keeps it
+
+                def fused(rot=rot, prepared=prepared):
+                    return prepared(rot.next())
 
                 fns = {
                     "cudnn_standard": lambda c=c, stride=stride, rot=rot, pad=pad: F.relu(
@@ -171,35 +210,48 @@ def run(args: argparse.Namespace) -> int:
                         rot.next(), c["dw"], c["dw_b"], c["pw"], c["pw_b"], stride, pad),
                     "fused": fused,
                 }
-                if compiled is not None:
+                shape_key = (dname, batch, size, cin, cout, stride)
+                if compiled is not None and (shape_key in compiled_shapes or compile_spent < args.compile_budget_s):
                     fns["torch_compile"] = lambda c=c, stride=stride, rot=rot, pad=pad: compiled(
                         rot.next(), c["dw"], c["dw_b"], c["pw"], c["pw_b"], stride, pad)
+                    t0 = _time.monotonic()
+                    try:
+                        fns["torch_compile"]()
+                        torch.cuda.synchronize()
+                        compiled_shapes.add(shape_key)
+                    except Exception as err:  # a failed compile is reported, not fatal
+                        print(f"torch.compile failed on layer {li}: {type(err).__name__}: {str(err)[:200]}",
+                              flush=True)
+                        del fns["torch_compile"]
+                    compile_spent += _time.monotonic() - t0
                 ref = torch_dw_pw(c["x"], c["dw"], c["dw_b"], c["pw"], c["pw_b"], stride, pad).float()
                 reason = K.unsupported_reason(c["x"], c["dw"], c["pw"], c["dw_b"], c["pw_b"], stride, pad)
                 if reason is not None:
                     print(f"bench_triton: layer {li} not supported by the fused kernel: {reason}", file=sys.stderr)
                     return 1
-                got = K.fused_separable_conv2d(c["x"], c["dw"], c["pw"], c["dw_b"], c["pw_b"], stride, pad,
-                                               depthwise_activation="relu", activation="relu",
-                                               precision=args.precision).float()
+                got = prepared(c["x"]).float()
                 err = ((got - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
                 names = list(fns)
                 times = dict(zip(names, time_calls([fns[n] for n in names], args.warmup, args.repeats)))
-                med = {n: statistics.median(t) for n, t in times.items()}
+                eager = {n: statistics.median(t) for n, t in times.items()}
+                med = dict(zip(names, gpu_times([fns[n] for n in names], args.gpu_rounds)))
                 ho = -(-size // stride)
                 nbytes = (c["x"].numel() + batch * cout * ho * ho + c["dw"].numel() + c["pw"].numel()
                           + cin + cout) * c["x"].element_size()
                 row = {
                     "dtype": dname, "batch": batch, "layer": li, "size": size, "cin": cin, "cout": cout,
-                    "stride": stride, "rel_err": err, "median_s": med, "bytes": nbytes,
+                    "stride": stride, "rel_err": err, "median_s": med, "eager_s": eager, "bytes": nbytes,
                     "fused_GBps": nbytes / med["fused"] / 1e9, "roofline_fraction": nbytes / bw / med["fused"],
                 }
                 rows.append(row)
-                line = "  ".join(f"{n} {med[n] * 1e6:9.1f}us" for n in names)
+                line = "  ".join(f"{n} {med[n] * 1e6:7.1f}us ({eager[n] * 1e6:.0f})" for n in names)
                 print(f"{dname} b={batch:<3} L{li:<2} {size}x{size} {cin}->{cout} s{stride}  {line}  "
                       f"fused {row['fused_GBps']:.0f} GB/s ({row['roofline_fraction']:.0%} roofline) "
                       f"err {err:.1e}", flush=True)
+                meta["compile_seconds"] = round(compile_spent, 1)
+                write(args.out, meta, rows, quiet=True)  # after every case: a run stopped early keeps its rows
     write(args.out, meta, rows)
+    print("\n".join(summary(rows)))
     return 0
 
 
@@ -208,30 +260,36 @@ def geomean(values: list[float]) -> float:
 
 
 def summary(rows: list[dict]) -> list[str]:
-    lines = ["| dtype | batch | fused vs torch_dw_pw | fused vs torch_compile | fused vs cudnn_standard "
-             "| median roofline fraction |", "| --- | --- | --- | --- | --- | --- |"]
+    """Geometric means of the speed-ups of the fused kernel, on device time and on eager calls (host included)."""
+    others = ("torch_dw_pw", "torch_compile", "cudnn_standard")
+    lines = ["| dtype | batch | " + " | ".join(f"fused vs {o}" for o in others)
+             + " | eager: fused vs torch_dw_pw | median roofline fraction |", "| --- | --- |" + " --- |" * 5]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dtype"], r["batch"]), []).append(r)
     for (dname, batch), rs in groups.items():
         ratios = []
-        for other in ("torch_dw_pw", "torch_compile", "cudnn_standard"):
-            vals = [r["median_s"][other] / r["median_s"]["fused"] for r in rs if other in r["median_s"]]
-            ratios.append(f"{geomean(vals):.2f}x" if vals else "n/a")
+        for field, names in (("median_s", others), ("eager_s", ("torch_dw_pw",))):
+            for other in names:
+                vals = [r[field][other] / r[field]["fused"] for r in rs if other in r[field]]
+                ratios.append(f"{geomean(vals):.2f}x" if vals else "n/a")
         roof = statistics.median(r["roofline_fraction"] for r in rs)
         lines.append(f"| {dname} | {batch} | {' | '.join(ratios)} | {roof:.0%} |")
     return lines
 
 
-def write(out: Path, meta: dict, rows: list[dict]) -> None:
+def write(out: Path, meta: dict, rows: list[dict], quiet: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"triton_{meta['device'].replace(' ', '_')}_{meta['date'][:10]}"
     md = [f"# Fused Triton depthwise-separable kernel: {meta['device']}", "",
-          "Run: " + ", ".join(f"{k} {v}" for k, v in meta.items()), "", "Geometric means over the layers:", "",
-          *summary(rows), "", "| dtype | batch | layer | shape | " + " | ".join(VARIANTS)
+          "Run: " + ", ".join(f"{k} {v}" for k, v in meta.items()), "",
+          "Device time per call (do_bench: L2 flushed, CUDA events, median of interleaved rounds); in brackets the "
+          "median eager call with host overhead (events around one call, synchronised). Geometric means over the "
+          "layers:", "", *summary(rows), "", "| dtype | batch | layer | shape | " + " | ".join(VARIANTS)
           + " | fused GB/s | roofline | rel err |", "|" + " --- |" * (len(VARIANTS) + 7)]
     for r in rows:
-        times = " | ".join(f"{r['median_s'][v] * 1e6:.1f} us" if v in r["median_s"] else "n/a" for v in VARIANTS)
+        times = " | ".join(f"{r['median_s'][v] * 1e6:.1f} us ({r['eager_s'][v] * 1e6:.0f})" if v in r["median_s"]
+                           else "n/a" for v in VARIANTS)
         md.append(f"| {r['dtype']} | {r['batch']} | {r['layer']} | {r['size']}² {r['cin']}→{r['cout']} "
                   f"s{r['stride']} | {times} | {r['fused_GBps']:.0f} | {r['roofline_fraction']:.0%} "
                   f"| {r['rel_err']:.1e} |")
@@ -240,7 +298,8 @@ def write(out: Path, meta: dict, rows: list[dict]) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
-        print(f"wrote {path}")
+        if not quiet:
+            print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

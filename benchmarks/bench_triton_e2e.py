@@ -1,8 +1,12 @@
 """End to end on a GPU: ``mobilenet_v1`` in eval mode with the fused Triton backend against PyTorch (cuDNN).
 
-Interleaved CUDA-event timings, medians; checks that both backends give the same logits first. Not a test.
+For each ``dtype:batch`` case it checks that both backends give the same logits (BatchNorm statistics set from a
+batch first, so that half-precision activations do not vanish in a random network), then times, interleaved, with
+CUDA events and medians: eager calls (host overhead included, as a user's loop runs them) and CUDA graph replays
+(device time only, as ``torch.cuda.graphs`` or ``torch.compile(mode="reduce-overhead")`` would run them). One JSON
+line per case. Not a test.
 
-Usage: ``python benchmarks/bench_triton_e2e.py [--dtype fp16] [--batch 256] [--repeats 30]``
+Usage: ``python benchmarks/bench_triton_e2e.py [--cases fp16:256 fp16:32 bf16:256] [--repeats 30] [--configs F]``
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from pathlib import Path
 
 import torch
 
 import sepconv
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def timed(fn) -> float:
@@ -25,41 +32,85 @@ def timed(fn) -> float:
     return start.elapsed_time(end)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"))
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=30)
-    args = p.parse_args()
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
-    model = sepconv.fuse(sepconv.models.mobilenet_v1()).to("cuda", dtype)
-    x = torch.randn(args.batch, 3, 224, 224, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
-    runs = {}
+def calibrated_model(x: torch.Tensor) -> torch.nn.Module:
+    """``mobilenet_v1`` with every BatchNorm's statistics set from ``x`` (fp32), fused and frozen."""
+    model = sepconv.models.mobilenet_v1().cuda()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return sepconv.fuse(model.eval())
+
+
+def graph_of(model: torch.nn.Module, x: torch.Tensor, backend: str):
+    """A CUDA graph of ``model(x)`` under ``backend`` (warmed up on a side stream first); returns its replay."""
+    with sepconv.set_backend(backend):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                model(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(x)
+    return graph.replay
+
+
+def run_case(dname: str, batch: int, repeats: int) -> dict:
+    dtype = DTYPES[dname]
+    torch.manual_seed(0)
+    x32 = torch.randn(batch, 3, 224, 224, device="cuda")
+    model = calibrated_model(torch.randn(16, 3, 224, 224, device="cuda"))
+    model = model.to(dtype)
+    x = x32.to(dtype).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
+        outs = {}
         for name in ("torch", "auto"):
             with sepconv.set_backend(name):
-                runs[name] = model(x).float()
-        error = ((runs["auto"] - runs["torch"]).norm() / runs["torch"].norm()).item()
+                outs[name] = model(x).double()
+        error = ((outs["auto"] - outs["torch"]).norm() / outs["torch"].norm()).item()
 
-        def run(name: str):
+        def eager(name: str):
             def call():
                 with sepconv.set_backend(name):
                     model(x)
             return call
 
-        calls = {"torch": run("torch"), "fused": run("auto")}
+        calls = {"torch": eager("torch"), "fused": eager("auto"),
+                 "torch_graph": graph_of(model, x, "torch"), "fused_graph": graph_of(model, x, "auto")}
         for call in calls.values():
             for _ in range(3):
                 call()
         times: dict[str, list[float]] = {k: [] for k in calls}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for k, call in calls.items():
                 times[k].append(timed(call))
     med = {k: statistics.median(v) for k, v in times.items()}
-    record = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": args.dtype,
-              "batch": args.batch, "median_ms": med, "speedup_fused": med["torch"] / med["fused"],
-              "relative_error_vs_torch": error}
-    print(json.dumps(record))
+    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": dname, "batch": batch,
+            "median_ms": med, "speedup_fused_eager": med["torch"] / med["fused"],
+            "speedup_fused_graph": med["torch_graph"] / med["fused_graph"], "relative_error_vs_torch": error,
+            "logits_norm": outs["torch"].norm().item()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", nargs="+", default=["fp16:256", "fp16:32", "bf16:256"], metavar="DTYPE:BATCH")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--configs", type=Path, help="a tune_triton.py result to use instead of triton_configs.py")
+    args = p.parse_args()
+    torch.backends.cudnn.benchmark = True
+    if args.configs is not None:
+        from sepconv.backends import triton_configs
+
+        tuned = json.loads(args.configs.read_text())["configs"]
+        triton_configs.CONFIGS.update({k: tuple(v) for k, v in tuned.items()})
+    for case in args.cases:
+        dname, batch = case.split(":")
+        print(json.dumps(run_case(dname, int(batch), args.repeats)), flush=True)
     return 0
 
 

@@ -65,13 +65,13 @@ def forced(monkeypatch: pytest.MonkeyPatch, restore_backend):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     sepconv.set_backend("triton")
     calls = []
-    real = triton_sepconv.launch
+    real = triton_sepconv.Launch.__call__
 
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape)
-        return real(*args, **kwargs)
+    def counting(self, x, *args, **kwargs):
+        calls.append(x.shape)
+        return real(self, x, *args, **kwargs)
 
-    monkeypatch.setattr(triton_sepconv, "launch", counting)
+    monkeypatch.setattr(triton_sepconv.Launch, "__call__", counting)
     return calls
 
 
@@ -192,3 +192,77 @@ def test_without_triton_everything_falls_back() -> None:
         "backend 'triton' needs Triton installed (pip install sepconv[gpu])",
     ]
 
+
+
+@pytest.mark.triton
+def test_frozen_layer_reuses_its_prepared_launch(forced, monkeypatch) -> None:
+    """A frozen layer prepares the launch once (its ticket); a parameter change prepares it again."""
+    from sepconv.backends import triton as triton_sepconv
+
+    prepared = []
+    real_init = triton_sepconv.Launch.__init__
+
+    def counting_init(self, *args, **kwargs):
+        prepared.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(triton_sepconv.Launch, "__init__", counting_init)
+    layer = backend.freeze(bn_eval(sepconv.SeparableConv2d(4, 6, 3, padding="same", norm="batch",
+                                                           activation="relu")))
+    x = torch.randn(2, 4, 7, 7)
+    with torch.no_grad():
+        outs = [layer(x) for _ in range(3)]
+        assert (len(prepared), len(forced)) == (1, 3)
+        assert all(torch.equal(o, outs[0]) for o in outs)
+        assert rel_err(outs[0], torch_output(layer, x)) <= 1e-5
+        layer.pointwise.weight.mul_(-2.0)  # through the parameter: its version changes
+        edited = layer(x)
+    assert len(prepared) == 2
+    assert rel_err(edited, torch_output(layer, x)) <= 1e-5
+
+
+def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to those of ``x`` (so that activations keep a unit scale through a
+    randomly initialised network, and half-precision comparisons compare non-zero numbers)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: one batch gives its statistics exactly
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 5e-2)])
+@pytest.mark.parametrize(("name", "size"), [("mobilenet_v1", 224), ("xception", 299)])
+def test_cuda_models_match_torch(restore_backend, monkeypatch, name, size, dtype, tol) -> None:
+    """Whole models in eval mode through the fused backend against the PyTorch path (fp32 exact, not tf32)."""
+    pytest.importorskip("triton")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, size, size, device="cuda")
+    model = calibrate_batchnorm(getattr(sepconv.models, name)().cuda(), x)
+    fused = sepconv.fuse(model).to(dtype)
+    x = x.to(dtype).contiguous(memory_format=torch.channels_last)
+    layers = [m for m in fused.modules() if isinstance(m, sepconv.SeparableConv2d)]
+    from sepconv.backends import triton as triton_sepconv
+
+    launches = []
+    real = triton_sepconv.Launch.__call__
+    monkeypatch.setattr(triton_sepconv.Launch, "__call__",
+                        lambda self, *a, **k: launches.append(1) or real(self, *a, **k))
+    with torch.inference_mode():
+        sepconv.set_backend("auto")
+        got = fused(x).double()
+        sepconv.set_backend("torch")
+        ref = fused(x).double()
+    error = ((got - ref).norm() / ref.norm()).item()
+    print(f"{name} {dtype}: relative error {error:.2e}, fused kernel ran {len(launches)} of {len(layers)} separable "
+          f"layers, |ref| {ref.norm():.3g}")
+    assert len(launches) == len(layers) > 0
+    assert ref.abs().max() > 0 and torch.isfinite(got).all()
+    assert error <= tol

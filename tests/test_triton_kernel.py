@@ -211,3 +211,27 @@ def test_nan_and_inf_propagate_through_the_activations(interpret, act) -> None:
     assert torch.equal(torch.isinf(out), torch.isinf(ref))
     finite = torch.isfinite(ref)
     assert rel_err(out[finite], ref[finite]) < 1e-5
+
+
+@pytest.mark.parametrize("config", K.CANDIDATES, ids=[str(c) for c in K.CANDIDATES])
+def test_every_tuning_candidate_matches_torch(interpret, config) -> None:
+    """Each configuration a tuning sweep may pick computes the same function (edge tiles in M, N and K)."""
+    p = make_case(40, 70, (3, 3), 1, torch.float32)
+    x = torch.randn(2, 40, 9, 11)
+    ref = reference(x, p, 2, "same", True, True, "relu", True, "relu6")
+    out = torch.full(tuple(ref.shape), float("nan"))
+    run_fused(x, p, 2, "same", True, True, "relu", True, "relu6", out=out, block_sizes=config)
+    assert rel_err(out.double(), ref) <= 1e-5
+
+
+def test_tuned_table_holds_candidates_for_well_formed_keys() -> None:
+    """The measured table (triton_configs.py) holds only candidate configurations under keys config_key makes."""
+    from sepconv.backends.triton_configs import CONFIGS
+
+    pattern = re.compile(r"^(fp32|fp16|bf16) k\d+x\d+ s\dx\d m[12] K\d+ N\d+ M\d+$")
+    for key, config in CONFIGS.items():
+        assert pattern.match(key), key
+        assert tuple(config) in K.CANDIDATES, (key, config)
+    unknown = K.config_key(torch.float16, (3, 3), (1, 1), 1, 24, 40, 100)
+    assert unknown not in CONFIGS
+    assert K.choose_config(unknown, 100, 40, 24, torch.float16) == K.default_config(100, 40, 24, torch.float16)

@@ -279,7 +279,10 @@ def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
             tickets.remember(layer, ticket, functools.partial(native.run, plan))
     else:
         if path == "triton":
-            out = _triton_forward(layer, call.input)
+            prepared = _triton_launch(layer, call.input)
+            out = prepared(call.input)
+            if ticket is not None and not call.unbatched and not _has_post_steps(layer):
+                tickets.remember(layer, ticket, prepared)
         elif path == "onednn":
             out = onednn.separable_forward(layer, call.input)
         elif path == "channels_last":
@@ -288,6 +291,10 @@ def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
             out = layer.pointwise(layer.act(layer.norm(layer.depthwise(call.input))))
         out = post_steps(layer, out)
     return out.squeeze(0) if call.unbatched else out
+
+
+def _has_post_steps(layer: nn.Module) -> bool:
+    return any(getattr(layer, name, None) is not None for name in ("pointwise_norm", "drop", "pointwise_act"))
 
 
 def post_steps(layer: nn.Module, out: torch.Tensor) -> torch.Tensor:
@@ -336,10 +343,12 @@ def _triton_operands(layer: nn.Module, dtype: torch.dtype) -> tuple:
     return operands
 
 
-def _triton_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _triton_launch(layer: nn.Module, x: torch.Tensor) -> Any:
+    """The prepared fused launch of ``layer`` for inputs shaped like ``x`` (:class:`sepconv.backends.triton.Launch`);
+    frozen layers keep it as their ticket, so repeated calls skip this Python work."""
     from . import triton
 
     wdw, shift, wpw, bias = _triton_operands(layer, x.dtype)
     dw = layer.depthwise
-    return triton.launch(x, wdw, shift, wpw, bias, dw.kernel_size, dw.stride, dw.padding,
-                         _ACTS[type(layer.act)], None, _precision(x), unbatched=False)
+    return triton.Launch(x, wdw, shift, wpw, bias, dw.kernel_size, dw.stride, dw.padding, _ACTS[type(layer.act)],
+                         None, _precision(x))

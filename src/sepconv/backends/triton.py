@@ -89,7 +89,8 @@ def _fused_sepconv_fwd(
     b, rem = offs_m // (HO * WO), offs_m % (HO * WO)
     oh, ow = rem // WO, rem % WO
     ih0, iw0 = oh * SH - pad_top, ow * SW - pad_left
-    x_base = b.to(tl.int64) * sxb
+    # offset of each pixel's top-left tap: tap (i, j) is this plus the scalar i * sxh + j * sxw (no per-tap tile math)
+    x_pix = b.to(tl.int64) * sxb + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
 
@@ -97,19 +98,13 @@ def _fused_sepconv_fwd(
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
-        c_off = (offs_k // MULT).to(tl.int64) * sxc
+        x_tile = x_ptr + x_pix[:, None] + ((offs_k // MULT).to(tl.int64) * sxc)[None, :]
         mid = tl.full((BLOCK_M, BLOCK_K), 0.0, tl.float32)
         for i in tl.static_range(KH):
-            ih = ih0 + i
-            row_ok = m_mask & (ih >= 0) & (ih < H)
-            row_off = x_base + ih.to(tl.int64) * sxh
+            row_ok = m_mask & (ih0 + i >= 0) & (ih0 + i < H)
             for j in tl.static_range(KW):
-                iw = iw0 + j
-                ok = row_ok & (iw >= 0) & (iw < W)
-                xv = tl.load(
-                    x_ptr + (row_off + iw.to(tl.int64) * sxw)[:, None] + c_off[None, :],
-                    mask=ok[:, None] & k_mask[None, :], other=0.0,
-                )
+                ok = row_ok & (iw0 + j >= 0) & (iw0 + j < W)
+                xv = tl.load(x_tile + (i * sxh + j * sxw), mask=ok[:, None] & k_mask[None, :], other=0.0)
                 wv = tl.load(wdw_ptr + (i * KW + j) * K + offs_k, mask=k_mask, other=0.0)
                 mid += xv.to(tl.float32) * wv[None, :]
         mid += tl.load(shift_ptr + offs_k, mask=k_mask & HAS_SHIFT, other=0.0)[None, :]
@@ -135,6 +130,7 @@ def _fused_sepconv_fwd(
 
 
 _JITTED: dict[bool, object] = {}
+_SIZE_ARGS = ("M", "H", "W", "HO", "WO", "pad_top", "pad_left")
 
 
 def _kernel():
@@ -149,7 +145,9 @@ def _kernel():
         previous = os.environ.get("TRITON_INTERPRET")
         os.environ["TRITON_INTERPRET"] = "1" if mode else "0"
         try:
-            _JITTED[mode] = triton.jit(_fused_sepconv_fwd)
+            # sizes and paddings only enter masks and divisions: specializing on them (x % 16, == 1) would compile a
+            # variant per layer size; strides stay specialized (sxc == 1 and 16-divisible strides vectorize loads)
+            _JITTED[mode] = triton.jit(_fused_sepconv_fwd, do_not_specialize=_SIZE_ARGS)
         finally:
             if previous is None:
                 del os.environ["TRITON_INTERPRET"]
@@ -268,14 +266,53 @@ def _geometry_reason(x: torch.Tensor, kernel: tuple[int, int], stride: object, p
     return None
 
 
-def _block_sizes(m: int, n: int, k: int, dtype: torch.dtype) -> tuple[int, int, int]:
-    def pow2(v: int) -> int:
-        return 1 << max(v - 1, 0).bit_length()
+Config = tuple[int, int, int, int, int]  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
 
-    block_n = min(max(pow2(n), 16), 128)
-    block_k = min(max(pow2(k), 16), 64 if dtype != torch.float32 else 32)
+# Candidates a tuning sweep tries (benchmarks/tune_triton.py); the measured winners live in triton_configs.py.
+# Mostly one stage: software pipelining (num_stages >= 2) turns the kh*kw depthwise loads of every K chunk into
+# asynchronous copies that keep kh*kw tiles per stage in shared memory (91-183 KB at 128 x 128 on sm_90 by the
+# compiler's report), which leaves one program per multiprocessor; one stage needs 16-32 KB.
+CANDIDATES: tuple[Config, ...] = (
+    (64, 64, 32, 4, 1), (64, 128, 32, 4, 1), (64, 128, 64, 4, 1), (128, 64, 32, 4, 1), (128, 128, 32, 8, 1),
+    (128, 128, 64, 8, 1), (64, 256, 32, 8, 1), (64, 256, 64, 8, 1), (128, 256, 32, 8, 1), (32, 64, 32, 4, 1),
+    (64, 128, 64, 4, 2), (128, 128, 32, 8, 2), (128, 128, 64, 8, 2),
+)
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def _pow2(v: int) -> int:
+    return 1 << max(v - 1, 0).bit_length()
+
+
+def config_key(dtype: torch.dtype, kernel: Sequence[int], stride: Sequence[int], mult: int, k_mid: int, n: int,
+               m: int) -> str:
+    """The key of a launch geometry in the tuned table: dtype, kernel, stride, multiplier, K, N and M rounded up
+    to a power of two (``M`` = output pixels of the batch).
+
+    Example:
+        >>> config_key(torch.float16, (3, 3), (1, 1), 1, 512, 512, 6272)
+        'fp16 k3x3 s1x1 m1 K512 N512 M8192'
+    """
+    return (f"{_DTYPE_NAMES[dtype]} k{kernel[0]}x{kernel[1]} s{stride[0]}x{stride[1]} m{mult} K{k_mid} N{n} "
+            f"M{_pow2(m)}")
+
+
+def default_config(m: int, n: int, k: int, dtype: torch.dtype) -> Config:
+    """The configuration of a geometry the tuned table does not hold: a heuristic (tiles as large as the problem
+    allows, up to 128 x 128 x 64; 32-wide K chunks in fp32)."""
+    block_n = min(max(_pow2(n), 16), 128)
+    block_k = min(max(_pow2(k), 16), 64 if dtype != torch.float32 else 32)
     block_m = 128 if m >= 128 * 64 else 64 if m >= 64 else 32
-    return block_m, block_n, block_k
+    return block_m, block_n, block_k, 4 if block_m * block_n <= 64 * 64 else 8, 2
+
+
+def choose_config(key: str, m: int, n: int, k: int, dtype: torch.dtype) -> Config:
+    """The tuned configuration for ``key`` (:mod:`sepconv.backends.triton_configs`, measured on a GPU), else
+    :func:`default_config`."""
+    from .triton_configs import CONFIGS
+
+    tuned = CONFIGS.get(key)
+    return tuple(tuned) if tuned is not None else default_config(m, n, k, dtype)  # type: ignore[return-value]
 
 
 def fused_separable_conv2d(
@@ -293,7 +330,7 @@ def fused_separable_conv2d(
     activation: str | None = None,
     precision: str = "ieee",
     out: torch.Tensor | None = None,
-    block_sizes: tuple[int, int, int] | None = None,
+    block_sizes: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Fused ``act(pointwise(dw_act((depthwise(x) + depthwise_bias) * scale + shift)) + bias)`` in one kernel.
 
@@ -313,7 +350,9 @@ def fused_separable_conv2d(
             float16/bfloat16 (tensor cores, fp32 accumulation).
         out: optional preallocated ``(B, N, H_out, W_out)`` output of the input's dtype and device (any
             strides); every element is written.
-        block_sizes: ``(BLOCK_M, BLOCK_N, BLOCK_K)`` override (powers of two, each >= 16).
+        block_sizes: ``(BLOCK_M, BLOCK_N, BLOCK_K)`` override (powers of two, each >= 16), or a whole
+            configuration ``(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)``; default: the tuned table
+            (:mod:`sepconv.backends.triton_configs`), else a heuristic.
 
     Returns:
         ``(B, N, H_out, W_out)`` in channels_last memory format (or ``out``), unbatched if the input was.
@@ -338,33 +377,14 @@ def fused_separable_conv2d(
                   depthwise_activation, activation, precision, out, block_sizes, unbatched=input.dim() == 3)
 
 
-_FITS: dict[tuple, tuple[int, int, int, int]] = {}  # launch key -> (BLOCK_M, BLOCK_N, BLOCK_K, num_stages) that fit
+_FITS: dict[tuple, Config] = {}  # (launch meta, asked config, dtype, device) -> the configuration that fits
 
 
-def _run_fitting(args: tuple, meta: dict, m: int, n: int, blocks: tuple[int, int, int], taps: int) -> None:
-    """Launch the kernel with the largest of ``blocks`` that fits the GPU's shared memory.
-
-    Software pipelining keeps ``num_stages`` copies of every load of the K loop in shared memory, and the
-    depthwise step loads ``taps`` tiles per iteration: large kernels (5x5, 7x7) with a depth multiplier overflow
-    the 228 KB of an H100 at the default. The launch steps down (fewer stages, then smaller tiles) until one fits
-    and remembers it per geometry, so a fast path never fails for lack of shared memory.
-    """
-    key = (tuple(meta.items()), blocks, args[0].dtype, args[0].device.index)
-    block_m, block_n, block_k = blocks
-    tries = [_FITS[key]] if key in _FITS else [
-        (block_m, block_n, block_k, 2 if taps <= 9 else 1), (block_m, block_n, block_k, 1),
-        (max(block_m // 2, 16), block_n, max(block_k // 2, 16), 1), (16, min(block_n, 64), 16, 1)]
-    for attempt, (bm, bn, bk, stages) in enumerate(tries):
-        grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
-        try:
-            _kernel()[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-                            num_warps=4 if bm * bn <= 64 * 64 else 8, num_stages=stages)
-        except Exception as err:  # triton.runtime.errors.OutOfResources: try a smaller configuration
-            if type(err).__name__ != "OutOfResources" or attempt == len(tries) - 1:
-                raise
-            continue
-        _FITS[key] = (bm, bn, bk, stages)
-        return
+def _fitting_tries(config: Config) -> list[Config]:
+    """``config``, then smaller ones: fewer stages, then smaller tiles (see :meth:`Launch._run`)."""
+    bm, bn, bk, warps, _ = config
+    return [config, (bm, bn, bk, warps, 1), (max(bm // 2, 16), bn, max(bk // 2, 16), warps, 1),
+            (16, min(bn, 64), 16, 4, 1)]
 
 
 def _check_epilogue(depthwise_activation: object, activation: object, precision: object) -> None:
@@ -400,6 +420,92 @@ def fold_depthwise(
     return w.t().contiguous(), b
 
 
+class Launch:
+    """One prepared launch of the kernel: geometry, operands, flags and configuration resolved once.
+
+    Calling it with an input of the prepared shape (any strides) only allocates the output and launches, which is
+    what frozen layers do on every call (see :mod:`sepconv.backends.tickets`). Operands as :func:`fold_depthwise`
+    gives them; ``wpw`` is ``(C*m, N)``. Internal: the caller has checked the configuration with
+    :func:`unsupported_reason`.
+    """
+
+    def __init__(self, x: torch.Tensor, wdw: torch.Tensor, shift: torch.Tensor | None, wpw: torch.Tensor,
+                 bias: torch.Tensor | None, kernel: Sequence[int], stride: Sequence[int] | int, padding: object,
+                 depthwise_activation: str | None, activation: str | None, precision: str,
+                 config: Sequence[int] | None = None) -> None:
+        bsz, channels, h, w = x.shape
+        k_mid, n = wpw.shape
+        kernel_t = (int(kernel[0]), int(kernel[1]))
+        stride_t, _, pads = _geometry(x, kernel_t, stride, padding)
+        ho = output_size(h, kernel_t[0], stride_t[0], 1, *pads[0])
+        wo = output_size(w, kernel_t[1], stride_t[1], 1, *pads[1])
+        self.shape, self.dtype, self.device = (bsz, n, ho, wo), x.dtype, x.device
+        self.m, self.n = bsz * ho * wo, n
+        wpw = wpw.detach().to(x.dtype)
+        bias_f = None if bias is None else bias.detach().float().contiguous()
+        dummy = wdw  # never read when the matching HAS_* flag is off
+        self.operands = (wdw, dummy if shift is None else shift.contiguous(), wpw,
+                         dummy if bias_f is None else bias_f)
+        self.sizes = (self.m, h, w, ho, wo, n, k_mid)
+        self.pads = (pads[0][0], pads[1][0])
+        mult = k_mid // channels
+        self.meta = dict(KH=kernel_t[0], KW=kernel_t[1], SH=stride_t[0], SW=stride_t[1], MULT=mult,
+                         HAS_SHIFT=shift is not None, DW_ACT=ACTIVATIONS[depthwise_activation],
+                         HAS_BIAS=bias_f is not None, PW_ACT=ACTIVATIONS[activation],
+                         PRECISION=precision if x.dtype == torch.float32 else "tf32",
+                         UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu")
+        self.key = config_key(x.dtype, kernel_t, stride_t, mult, k_mid, n, self.m)
+        if config is None:
+            config = choose_config(self.key, self.m, n, k_mid, x.dtype)
+        elif len(config) == 3:
+            config = (*config, 4 if config[0] * config[1] <= 64 * 64 else 8, 2)
+        config = tuple(int(v) for v in config)
+        if len(config) != 5 or min(config[:3]) < 16 or any(v & (v - 1) for v in config[:3]):
+            raise UnsupportedConfigError(f"block sizes must be powers of two >= 16, got {config[:3]}")
+        self.config: Config = config  # type: ignore[assignment]
+        self._fits: Config | None = None
+
+    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The output ``(B, N, H_out, W_out)`` for ``x`` (channels_last unless ``out`` is given)."""
+        if out is None:
+            out = torch.empty(self.shape, dtype=self.dtype, device=self.device, memory_format=torch.channels_last)
+        elif tuple(out.shape) != self.shape or out.dtype != self.dtype or out.device != self.device:
+            raise UnsupportedConfigError(
+                f"out must be a {self.dtype} tensor of shape {self.shape} on {self.device}, got {out.dtype} "
+                f"{tuple(out.shape)} on {out.device}")
+        args = (x, *self.operands[:4], out, *self.sizes, *x.stride(), *out.stride(), *self.pads)
+        self._run(args)
+        return out
+
+    def _run(self, args: tuple) -> None:
+        """Launch with the configuration that fits the GPU's shared memory.
+
+        Software pipelining keeps ``num_stages`` copies of every load of the K loop in shared memory, and the
+        depthwise step loads ``kh * kw`` tiles per iteration: large kernels (5x5, 7x7) with a depth multiplier
+        overflow the 228 KB of an H100 at 2 stages. The launch steps down (fewer stages, then smaller tiles) until
+        one fits and remembers it per geometry, so a fast path never fails for lack of shared memory.
+        """
+        kernel = _kernel()
+        if self._fits is not None:
+            bm, bn, bk, warps, stages = self._fits
+            grid = (triton.cdiv(self.m, bm) * triton.cdiv(self.n, bn),)
+            kernel[grid](*args, **self.meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
+            return
+        fit_key = (tuple(self.meta.items()), self.config, self.dtype, self.device.index)
+        tries = [_FITS[fit_key]] if fit_key in _FITS else _fitting_tries(self.config)
+        for attempt, (bm, bn, bk, warps, stages) in enumerate(tries):
+            grid = (triton.cdiv(self.m, bm) * triton.cdiv(self.n, bn),)
+            try:
+                kernel[grid](*args, **self.meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
+                             num_stages=stages)
+            except Exception as err:  # triton.runtime.errors.OutOfResources: try a smaller configuration
+                if type(err).__name__ != "OutOfResources" or attempt == len(tries) - 1:
+                    raise
+                continue
+            _FITS[fit_key] = self._fits = (bm, bn, bk, warps, stages)
+            return
+
+
 def launch(
     x: torch.Tensor,
     wdw: torch.Tensor,
@@ -413,41 +519,17 @@ def launch(
     activation: str | None,
     precision: str,
     out: torch.Tensor | None = None,
-    block_sizes: tuple[int, int, int] | None = None,
+    block_sizes: Sequence[int] | None = None,
     unbatched: bool = False,
 ) -> torch.Tensor:
-    """Launch the kernel on prepared operands (see :func:`fold_depthwise`); ``wpw`` is ``(C*m, N)``.
+    """Launch the kernel once on prepared operands (see :class:`Launch`); ``block_sizes`` is
+    ``(BLOCK_M, BLOCK_N, BLOCK_K)`` or a whole configuration ``(..., num_warps, num_stages)``.
 
     Internal: the caller has checked the configuration with :func:`unsupported_reason`.
     """
-    bsz, channels, h, w = x.shape
-    k_mid, n = wpw.shape
-    kernel_t = (int(kernel[0]), int(kernel[1]))
-    stride_t, _, pads = _geometry(x, kernel_t, stride, padding)
-    ho = output_size(h, kernel_t[0], stride_t[0], 1, *pads[0])
-    wo = output_size(w, kernel_t[1], stride_t[1], 1, *pads[1])
-    shape = (bsz, n, ho, wo)
-    if out is None:
-        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    elif unbatched and tuple(out.shape) == shape[1:]:
+    prepared = Launch(x, wdw, shift, wpw, bias, kernel, stride, padding, depthwise_activation, activation,
+                      precision, block_sizes)
+    if out is not None and unbatched and tuple(out.shape) == prepared.shape[1:]:
         out = out.unsqueeze(0)
-    if tuple(out.shape) != shape or out.dtype != x.dtype or out.device != x.device:
-        raise UnsupportedConfigError(
-            f"out must be a {x.dtype} tensor of shape {shape} on {x.device}, got {out.dtype} {tuple(out.shape)} "
-            f"on {out.device}"
-        )
-    wpw = wpw.detach().to(x.dtype)
-    bias_f = None if bias is None else bias.detach().float().contiguous()
-    m = bsz * ho * wo
-    block_m, block_n, block_k = block_sizes or _block_sizes(m, n, k_mid, x.dtype)
-    if min(block_m, block_n, block_k) < 16 or any(v & (v - 1) for v in (block_m, block_n, block_k)):
-        raise UnsupportedConfigError(f"block sizes must be powers of two >= 16, got {(block_m, block_n, block_k)}")
-    dummy = wdw  # never read when the matching HAS_* flag is off
-    args = (x, wdw, dummy if shift is None else shift.contiguous(), wpw, dummy if bias_f is None else bias_f, out,
-            m, h, w, ho, wo, n, k_mid, *x.stride(), *out.stride(), pads[0][0], pads[1][0])
-    meta = dict(KH=kernel_t[0], KW=kernel_t[1], SH=stride_t[0], SW=stride_t[1], MULT=k_mid // channels,
-                HAS_SHIFT=shift is not None, DW_ACT=ACTIVATIONS[depthwise_activation], HAS_BIAS=bias_f is not None,
-                PW_ACT=ACTIVATIONS[activation], PRECISION=precision if x.dtype == torch.float32 else "tf32",
-                UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu")
-    _run_fitting(args, meta, m, n, (block_m, block_n, block_k), kernel_t[0] * kernel_t[1])
-    return out.squeeze(0) if unbatched else out
+    result = prepared(x, out)
+    return result.squeeze(0) if unbatched else result
