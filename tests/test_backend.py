@@ -235,20 +235,23 @@ def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 5e-2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(("name", "size"), [("mobilenet_v1", 224), ("xception", 299)])
-def test_cuda_models_match_torch(restore_backend, monkeypatch, name, size, dtype, tol) -> None:
-    """Whole models in eval mode through the fused backend against the PyTorch path (fp32 exact, not tf32)."""
+def test_cuda_models_match_torch(restore_backend, monkeypatch, name, size, dtype) -> None:
+    """Whole models in eval mode through the fused backend against the PyTorch path.
+
+    fp32 (exact, not tf32): the two paths agree to 1e-4. Half precision: rounding differences grow through a deep
+    network (an H200 run measured 1.6% in fp16 and 10% in bf16 between the two paths on mobilenet_v1's logits),
+    so both are compared with the fp32 model: the fused path must be as accurate as PyTorch's own, within 1.5x.
+    """
     pytest.importorskip("triton")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     x = torch.randn(4, 3, size, size, device="cuda")
-    model = calibrate_batchnorm(getattr(sepconv.models, name)().cuda(), x)
-    fused = sepconv.fuse(model).to(dtype)
-    x = x.to(dtype).contiguous(memory_format=torch.channels_last)
-    layers = [m for m in fused.modules() if isinstance(m, sepconv.SeparableConv2d)]
+    model = sepconv.fuse(calibrate_batchnorm(getattr(sepconv.models, name)().cuda(), x))
+    x = x.contiguous(memory_format=torch.channels_last)
     from sepconv.backends import triton as triton_sepconv
 
     launches = []
@@ -256,13 +259,23 @@ def test_cuda_models_match_torch(restore_backend, monkeypatch, name, size, dtype
     monkeypatch.setattr(triton_sepconv.Launch, "__call__",
                         lambda self, *a, **k: launches.append(1) or real(self, *a, **k))
     with torch.inference_mode():
-        sepconv.set_backend("auto")
-        got = fused(x).double()
         sepconv.set_backend("torch")
-        ref = fused(x).double()
-    error = ((got - ref).norm() / ref.norm()).item()
-    print(f"{name} {dtype}: relative error {error:.2e}, fused kernel ran {len(launches)} of {len(layers)} separable "
-          f"layers, |ref| {ref.norm():.3g}")
+        exact = model(x).double()
+        low = model.to(dtype)
+        x = x.to(dtype)
+        ref = low(x).double()
+        sepconv.set_backend("auto")
+        got = low(x).double()
+    layers = [m for m in low.modules() if isinstance(m, sepconv.SeparableConv2d)]
+
+    def error(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a - b).norm() / b.norm()).item()
+
+    print(f"{name} {dtype}: fused vs torch {error(got, ref):.2e}; vs fp32: fused {error(got, exact):.2e}, "
+          f"torch {error(ref, exact):.2e}; fused kernel ran {len(launches)} of {len(layers)} layers")
     assert len(launches) == len(layers) > 0
-    assert ref.abs().max() > 0 and torch.isfinite(got).all()
-    assert error <= tol
+    assert exact.abs().max() > 0 and torch.isfinite(got).all()
+    if dtype == torch.float32:
+        assert error(got, ref) <= 1e-4
+    else:
+        assert error(got, exact) <= 1.5 * error(ref, exact) + 1e-3

@@ -235,3 +235,17 @@ def test_tuned_table_holds_candidates_for_well_formed_keys() -> None:
     unknown = K.config_key(torch.float16, (3, 3), (1, 1), 1, 24, 40, 100)
     assert unknown not in CONFIGS
     assert K.choose_config(unknown, 100, 40, 24, torch.float16) == K.default_config(100, 40, 24, torch.float16)
+
+
+@pytest.mark.parametrize("limit", [K.INT32_LIMIT, 10], ids=["int32-offsets", "int64-offsets"])
+def test_int32_and_int64_offsets_agree(interpret, monkeypatch, limit) -> None:
+    """Offsets are int32 when every offset fits and int64 otherwise (forced here by a tiny limit); both compute
+    the same function, on a non-contiguous input."""
+    monkeypatch.setattr(K, "INT32_LIMIT", limit)
+    p = make_case(9, 19, (3, 3), 2, torch.float32)
+    x = torch.randn(3, 9, 12, 26).to(memory_format=torch.channels_last)[:, :, 1:, ::2]
+    assert K._needs_int64(x.shape, x.stride()) == (limit == 10)
+    ref = reference(x, p, 2, "same", True, True, "relu", True, None)
+    out = torch.full(tuple(ref.shape), float("nan"))
+    run_fused(x, p, 2, "same", True, True, "relu", True, None, out=out, block_sizes=BLOCKS)
+    assert rel_err(out.double(), ref) <= 1e-5

@@ -78,8 +78,8 @@ def _fused_sepconv_fwd(
     sxb, sxc, sxh, sxw, sob, soc, soh, sow, pad_top, pad_left,
     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, MULT: tl.constexpr,
     HAS_SHIFT: tl.constexpr, DW_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, PW_ACT: tl.constexpr,
-    PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX64: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     num_n = (N + BLOCK_N - 1) // BLOCK_N  # builtins only, see _kernel()
     pid_m, pid_n = tl.program_id(0) // num_n, tl.program_id(0) % num_n  # neighbours share input pixels (L2)
@@ -89,8 +89,14 @@ def _fused_sepconv_fwd(
     b, rem = offs_m // (HO * WO), offs_m % (HO * WO)
     oh, ow = rem // WO, rem % WO
     ih0, iw0 = oh * SH - pad_top, ow * SW - pad_left
-    # offset of each pixel's top-left tap: tap (i, j) is this plus the scalar i * sxh + j * sxw (no per-tap tile math)
-    x_pix = b.to(tl.int64) * sxb + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
+    # offset of each pixel's top-left tap: tap (i, j) is this plus the scalar i * sxh + j * sxw (no per-tap tile math);
+    # int32 offsets when every offset fits (checked at launch): half the registers of a tile of 64-bit offsets
+    if INDEX64:
+        x_pix = b.to(tl.int64) * sxb + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
+        out_pix = b.to(tl.int64) * sob + oh.to(tl.int64) * soh + ow.to(tl.int64) * sow
+    else:
+        x_pix = b * sxb + ih0 * sxh + iw0 * sxw
+        out_pix = b * sob + oh * soh + ow * sow
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
 
@@ -98,13 +104,16 @@ def _fused_sepconv_fwd(
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
-        x_tile = x_ptr + x_pix[:, None] + ((offs_k // MULT).to(tl.int64) * sxc)[None, :]
+        if INDEX64:
+            x_off = x_pix[:, None] + ((offs_k // MULT).to(tl.int64) * sxc)[None, :]
+        else:
+            x_off = x_pix[:, None] + ((offs_k // MULT) * sxc)[None, :]
         mid = tl.full((BLOCK_M, BLOCK_K), 0.0, tl.float32)
         for i in tl.static_range(KH):
             row_ok = m_mask & (ih0 + i >= 0) & (ih0 + i < H)
             for j in tl.static_range(KW):
                 ok = row_ok & (iw0 + j >= 0) & (iw0 + j < W)
-                xv = tl.load(x_tile + (i * sxh + j * sxw), mask=ok[:, None] & k_mask[None, :], other=0.0)
+                xv = tl.load(x_ptr + (x_off + (i * sxh + j * sxw)), mask=ok[:, None] & k_mask[None, :], other=0.0)
                 wv = tl.load(wdw_ptr + (i * KW + j) * K + offs_k, mask=k_mask, other=0.0)
                 mid += xv.to(tl.float32) * wv[None, :]
         mid += tl.load(shift_ptr + offs_k, mask=k_mask & HAS_SHIFT, other=0.0)[None, :]
@@ -124,8 +133,10 @@ def _fused_sepconv_fwd(
         acc = tl.where(acc < 0.0, 0.0, acc)
     if PW_ACT == 2:
         acc = tl.where(acc > 6.0, 6.0, acc)
-    out_off = b.to(tl.int64) * sob + oh.to(tl.int64) * soh + ow.to(tl.int64) * sow
-    out_ptrs = out_ptr + out_off[:, None] + offs_n[None, :].to(tl.int64) * soc
+    if INDEX64:
+        out_ptrs = out_ptr + out_pix[:, None] + offs_n[None, :].to(tl.int64) * soc
+    else:
+        out_ptrs = out_ptr + out_pix[:, None] + offs_n[None, :] * soc
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
@@ -269,13 +280,12 @@ def _geometry_reason(x: torch.Tensor, kernel: tuple[int, int], stride: object, p
 Config = tuple[int, int, int, int, int]  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
 
 # Candidates a tuning sweep tries (benchmarks/tune_triton.py); the measured winners live in triton_configs.py.
-# Mostly one stage: software pipelining (num_stages >= 2) turns the kh*kw depthwise loads of every K chunk into
-# asynchronous copies that keep kh*kw tiles per stage in shared memory (91-183 KB at 128 x 128 on sm_90 by the
-# compiler's report), which leaves one program per multiprocessor; one stage needs 16-32 KB.
+# On an H200 (2026-12-04) two pipeline stages won almost everywhere although they keep kh*kw depthwise tiles per
+# stage in shared memory (91-183 KB at 128 x 128 on sm_90); one stage won only where K fits one chunk.
 CANDIDATES: tuple[Config, ...] = (
-    (64, 64, 32, 4, 1), (64, 128, 32, 4, 1), (64, 128, 64, 4, 1), (128, 64, 32, 4, 1), (128, 128, 32, 8, 1),
-    (128, 128, 64, 8, 1), (64, 256, 32, 8, 1), (64, 256, 64, 8, 1), (128, 256, 32, 8, 1), (32, 64, 32, 4, 1),
-    (64, 128, 64, 4, 2), (128, 128, 32, 8, 2), (128, 128, 64, 8, 2),
+    (32, 64, 32, 4, 1), (64, 64, 32, 4, 1), (64, 128, 64, 4, 1), (128, 64, 32, 4, 1), (128, 64, 32, 4, 2),
+    (32, 128, 64, 4, 2), (64, 128, 64, 4, 2), (64, 128, 64, 4, 3), (64, 128, 128, 4, 2), (128, 128, 32, 8, 2),
+    (128, 128, 64, 8, 2), (64, 256, 64, 8, 2), (128, 256, 32, 8, 2),
 )
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -298,12 +308,14 @@ def config_key(dtype: torch.dtype, kernel: Sequence[int], stride: Sequence[int],
 
 
 def default_config(m: int, n: int, k: int, dtype: torch.dtype) -> Config:
-    """The configuration of a geometry the tuned table does not hold: a heuristic (tiles as large as the problem
-    allows, up to 128 x 128 x 64; 32-wide K chunks in fp32)."""
+    """The configuration of a geometry the tuned table does not hold: the pattern that won most tuned geometries
+    (64 x 128 x 64 tiles, two stages; 128-pixel tiles in one stage when K fits one 32-wide chunk), shrunk to small
+    problems; fp32 uses 32-wide K chunks."""
     block_n = min(max(_pow2(n), 16), 128)
+    if k <= 32:
+        return (128 if m >= 128 * 64 else 64 if m >= 64 else 32), block_n, max(_pow2(k), 16), 4, 1
     block_k = min(max(_pow2(k), 16), 64 if dtype != torch.float32 else 32)
-    block_m = 128 if m >= 128 * 64 else 64 if m >= 64 else 32
-    return block_m, block_n, block_k, 4 if block_m * block_n <= 64 * 64 else 8, 2
+    return (64 if m >= 64 else 32), block_n, block_k, 4, 2
 
 
 def choose_config(key: str, m: int, n: int, k: int, dtype: torch.dtype) -> Config:
@@ -375,6 +387,15 @@ def fused_separable_conv2d(
     wpw = pointwise_weight.reshape(pointwise_weight.shape[0], mid).t().contiguous()
     return launch(x, wdw, shift, wpw, pointwise_bias, depthwise_weight.shape[2:], stride, padding,
                   depthwise_activation, activation, precision, out, block_sizes, unbatched=input.dim() == 3)
+
+
+INT32_LIMIT = 2**31 - 1
+
+
+def _needs_int64(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether an element offset into a tensor of this shape and strides can exceed :data:`INT32_LIMIT` (a margin
+    of 8 per dimension covers the padding and the taps that the masks reject)."""
+    return sum((size + 8) * abs(stride) for size, stride in zip(shape, strides)) > INT32_LIMIT
 
 
 _FITS: dict[tuple, Config] = {}  # (launch meta, asked config, dtype, device) -> the configuration that fits
@@ -454,6 +475,7 @@ class Launch:
                          HAS_BIAS=bias_f is not None, PW_ACT=ACTIVATIONS[activation],
                          PRECISION=precision if x.dtype == torch.float32 else "tf32",
                          UPCAST_DOT=x.dtype == torch.bfloat16 and x.device.type == "cpu")
+        self.out_int64 = _needs_int64(self.shape, (n * ho * wo, 1, wo * n, n))  # the channels_last output
         self.key = config_key(x.dtype, kernel_t, stride_t, mult, k_mid, n, self.m)
         if config is None:
             config = choose_config(self.key, self.m, n, k_mid, x.dtype)
@@ -467,6 +489,7 @@ class Launch:
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The output ``(B, N, H_out, W_out)`` for ``x`` (channels_last unless ``out`` is given)."""
+        given = out
         if out is None:
             out = torch.empty(self.shape, dtype=self.dtype, device=self.device, memory_format=torch.channels_last)
         elif tuple(out.shape) != self.shape or out.dtype != self.dtype or out.device != self.device:
@@ -474,10 +497,12 @@ class Launch:
                 f"out must be a {self.dtype} tensor of shape {self.shape} on {self.device}, got {out.dtype} "
                 f"{tuple(out.shape)} on {out.device}")
         args = (x, *self.operands[:4], out, *self.sizes, *x.stride(), *out.stride(), *self.pads)
-        self._run(args)
+        index64 = (self.out_int64 if given is None else _needs_int64(out.shape, out.stride())) or _needs_int64(
+            x.shape, x.stride())
+        self._run(args, index64)
         return out
 
-    def _run(self, args: tuple) -> None:
+    def _run(self, args: tuple, index64: bool) -> None:
         """Launch with the configuration that fits the GPU's shared memory.
 
         Software pipelining keeps ``num_stages`` copies of every load of the K loop in shared memory, and the
@@ -486,17 +511,18 @@ class Launch:
         one fits and remembers it per geometry, so a fast path never fails for lack of shared memory.
         """
         kernel = _kernel()
+        meta = {**self.meta, "INDEX64": index64}
         if self._fits is not None:
             bm, bn, bk, warps, stages = self._fits
             grid = (triton.cdiv(self.m, bm) * triton.cdiv(self.n, bn),)
-            kernel[grid](*args, **self.meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
+            kernel[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
             return
-        fit_key = (tuple(self.meta.items()), self.config, self.dtype, self.device.index)
+        fit_key = (tuple(meta.items()), self.config, self.dtype, self.device.index)
         tries = [_FITS[fit_key]] if fit_key in _FITS else _fitting_tries(self.config)
         for attempt, (bm, bn, bk, warps, stages) in enumerate(tries):
             grid = (triton.cdiv(self.m, bm) * triton.cdiv(self.n, bn),)
             try:
-                kernel[grid](*args, **self.meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
+                kernel[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
                              num_stages=stages)
             except Exception as err:  # triton.runtime.errors.OutOfResources: try a smaller configuration
                 if type(err).__name__ != "OutOfResources" or attempt == len(tries) - 1:
