@@ -279,3 +279,52 @@ def test_cuda_models_match_torch(restore_backend, monkeypatch, name, size, dtype
         assert error(got, ref) <= 1e-4
     else:
         assert error(got, exact) <= 1.5 * error(ref, exact) + 1e-3
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize(("kwargs", "fused_epilogue"), [
+    ({"pointwise_activation": "relu6"}, True),
+    ({"pointwise_activation": "relu"}, True),
+    ({"pointwise_norm": "batch", "pointwise_activation": "relu"}, False),
+    ({"pointwise_activation": "gelu"}, False),
+])
+def test_post_steps_fused_or_applied_after_the_kernel(forced, monkeypatch, kwargs, fused_epilogue) -> None:
+    """A ReLU/ReLU6 after the pointwise step runs in the kernel's epilogue (and the frozen layer keeps its prepared
+    launch); other post steps run after the kernel. Either way the output is the plain composition's."""
+    from sepconv.backends import triton as triton_sepconv
+
+    prepared = []
+    real_init = triton_sepconv.Launch.__init__
+
+    def counting_init(self, *args, **kwargs):
+        prepared.append(args[9])  # the activation after the pointwise step
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(triton_sepconv.Launch, "__init__", counting_init)
+    layer = backend.freeze(bn_eval(sepconv.SeparableConv2d(4, 6, 3, padding=1, activation="relu", **kwargs)))
+    x = torch.randn(2, 4, 7, 7)
+    x[0, 1, 3, 3] = float("nan")
+    with torch.no_grad():
+        outs = [layer(x) for _ in range(2)]
+        ref = torch_output(layer, x)
+    assert torch.equal(torch.isnan(outs[0]), torch.isnan(ref)) and torch.isnan(ref).any()
+    finite = torch.isfinite(ref)
+    assert rel_err(outs[1][finite], ref[finite]) <= 1e-5
+    assert len(forced) == 2
+    if fused_epilogue:
+        assert prepared == [kwargs["pointwise_activation"]]  # prepared once, with the activation fused
+    else:
+        assert prepared == [None, None]  # post steps after the kernel: no ticket
+
+
+@pytest.mark.triton
+def test_optimized_small_cnn_through_the_fused_kernel(forced) -> None:
+    """The study's depthwise net in its inference form (BatchNorm folded, ReLU moved into the layers) through the
+    kernel equals the PyTorch path."""
+    model = sepconv.optimize(bn_eval(sepconv.models.small_cnn(conv="depthwise", widths=(8, 16), stem=4)))
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        got = model(x)
+        ref = torch_output(model, x)
+    assert len(forced) == 4
+    assert rel_err(got, ref) <= 1e-5

@@ -279,22 +279,34 @@ def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
             tickets.remember(layer, ticket, functools.partial(native.run, plan))
     else:
         if path == "triton":
-            prepared = _triton_launch(layer, call.input)
+            epilogue = _triton_epilogue(layer)  # the post steps the kernel fuses, if it can
+            prepared = _triton_launch(layer, call.input, None if epilogue is False else epilogue)
             out = prepared(call.input)
-            if ticket is not None and not call.unbatched and not _has_post_steps(layer):
+            if epilogue is False:
+                out = post_steps(layer, out)
+            elif ticket is not None and not call.unbatched:
                 tickets.remember(layer, ticket, prepared)
-        elif path == "onednn":
-            out = onednn.separable_forward(layer, call.input)
-        elif path == "channels_last":
-            out = channels_last.separable_forward(layer, call.input)
         else:
-            out = layer.pointwise(layer.act(layer.norm(layer.depthwise(call.input))))
-        out = post_steps(layer, out)
+            if path == "onednn":
+                out = onednn.separable_forward(layer, call.input)
+            elif path == "channels_last":
+                out = channels_last.separable_forward(layer, call.input)
+            else:
+                out = layer.pointwise(layer.act(layer.norm(layer.depthwise(call.input))))
+            out = post_steps(layer, out)
     return out.squeeze(0) if call.unbatched else out
 
 
-def _has_post_steps(layer: nn.Module) -> bool:
-    return any(getattr(layer, name, None) is not None for name in ("pointwise_norm", "drop", "pointwise_act"))
+def _triton_epilogue(layer: nn.Module) -> str | bool | None:
+    """The activation after the pointwise step when the fused kernel's epilogue can apply every post step (no
+    ``pointwise_norm`` or ``drop``; ``pointwise_act`` absent, ReLU or ReLU6): ``None``, ``'relu'`` or ``'relu6'``.
+    ``False`` when the post steps must run after the kernel."""
+    if getattr(layer, "pointwise_norm", None) is not None or getattr(layer, "drop", None) is not None:
+        return False
+    act = getattr(layer, "pointwise_act", None)
+    if act is None:
+        return None
+    return _ACTS.get(type(act), False)
 
 
 def post_steps(layer: nn.Module, out: torch.Tensor) -> torch.Tensor:
@@ -343,12 +355,13 @@ def _triton_operands(layer: nn.Module, dtype: torch.dtype) -> tuple:
     return operands
 
 
-def _triton_launch(layer: nn.Module, x: torch.Tensor) -> Any:
-    """The prepared fused launch of ``layer`` for inputs shaped like ``x`` (:class:`sepconv.backends.triton.Launch`);
-    frozen layers keep it as their ticket, so repeated calls skip this Python work."""
+def _triton_launch(layer: nn.Module, x: torch.Tensor, activation: str | None) -> Any:
+    """The prepared fused launch of ``layer`` for inputs shaped like ``x`` (:class:`sepconv.backends.triton.Launch`)
+    with ``activation`` after the pointwise step; frozen layers keep it as their ticket, so repeated calls skip this
+    Python work."""
     from . import triton
 
     wdw, shift, wpw, bias = _triton_operands(layer, x.dtype)
     dw = layer.depthwise
     return triton.Launch(x, wdw, shift, wpw, bias, dw.kernel_size, dw.stride, dw.padding, _ACTS[type(layer.act)],
-                         None, _precision(x))
+                         activation, _precision(x))

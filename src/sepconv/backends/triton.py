@@ -280,8 +280,9 @@ def _geometry_reason(x: torch.Tensor, kernel: tuple[int, int], stride: object, p
 Config = tuple[int, int, int, int, int]  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
 
 # Candidates a tuning sweep tries (benchmarks/tune_triton.py); the measured winners live in triton_configs.py.
-# On an H200 (2026-12-04) two pipeline stages won almost everywhere although they keep kh*kw depthwise tiles per
-# stage in shared memory (91-183 KB at 128 x 128 on sm_90); one stage won only where K fits one chunk.
+# On an H200 (2026-12-04) two pipeline stages won every large-batch geometry although they keep kh*kw depthwise
+# tiles per stage in shared memory (91-183 KB at 128 x 128 on sm_90 by the compiler's report), and 256-wide N tiles
+# (the depthwise step recomputed N / BLOCK_N times) won the layers with N >= 256.
 CANDIDATES: tuple[Config, ...] = (
     (32, 64, 32, 4, 1), (64, 64, 32, 4, 1), (64, 128, 64, 4, 1), (128, 64, 32, 4, 1), (128, 64, 32, 4, 2),
     (32, 128, 64, 4, 2), (64, 128, 64, 4, 2), (64, 128, 64, 4, 3), (64, 128, 128, 4, 2), (128, 128, 32, 8, 2),
@@ -308,13 +309,21 @@ def config_key(dtype: torch.dtype, kernel: Sequence[int], stride: Sequence[int],
 
 
 def default_config(m: int, n: int, k: int, dtype: torch.dtype) -> Config:
-    """The configuration of a geometry the tuned table does not hold: the pattern that won most tuned geometries
-    (64 x 128 x 64 tiles, two stages; 128-pixel tiles in one stage when K fits one 32-wide chunk), shrunk to small
-    problems; fp32 uses 32-wide K chunks."""
+    """The configuration of a geometry the tuned table does not hold: the patterns that won the large-batch
+    geometries of the H200 sweep (two stages; 128 x 256 x 32 tiles when N >= 256 and M is large, 128 x 64 x 32 when
+    K fits one chunk, 64 x 128 x 64 otherwise), shrunk to small problems; fp32 keeps N tiles <= 128 and 32-wide K.
+
+    Example:
+        >>> default_config(50176, 512, 512, torch.float16), default_config(196, 40, 24, torch.float32)
+        ((128, 256, 32, 8, 2), (64, 64, 32, 4, 2))
+    """
+    half = dtype != torch.float32
     block_n = min(max(_pow2(n), 16), 128)
     if k <= 32:
-        return (128 if m >= 128 * 64 else 64 if m >= 64 else 32), block_n, max(_pow2(k), 16), 4, 1
-    block_k = min(max(_pow2(k), 16), 64 if dtype != torch.float32 else 32)
+        return (128 if m >= 128 * 64 else 64 if m >= 64 else 32), block_n, max(_pow2(k), 16), 4, 2
+    if half and n >= 256 and m >= 16384:
+        return 128, 256, 32, 8, 2
+    block_k = min(max(_pow2(k), 16), 64 if half else 32)
     return (64 if m >= 64 else 32), block_n, block_k, 4, 2
 
 
