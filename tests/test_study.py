@@ -126,7 +126,9 @@ def test_ctrl_c_leaves_finished_work_on_disk(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     args = [sys.executable, "-m", "sepconv", "study", "--variants", "standard,depthwise", "--widths", "4,8",
             "--stem", "4", "--epochs", "400", "--seeds", "1", "--no-plots", "--out", str(tmp_path)]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a parent that ignores SIGINT (a background `make test &`) passes that on to children: restore the default
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = tmp_path / "checkpoints" / "standard-seed0.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:

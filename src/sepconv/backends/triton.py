@@ -91,12 +91,9 @@ def _fused_sepconv_fwd(
     ih0, iw0 = oh * SH - pad_top, ow * SW - pad_left
     # offset of each pixel's top-left tap: tap (i, j) is this plus the scalar i * sxh + j * sxw (no per-tap tile math);
     # int32 offsets when every offset fits (checked at launch): half the registers of a tile of 64-bit offsets
-    if INDEX64:
-        x_pix = b.to(tl.int64) * sxb + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
-        out_pix = b.to(tl.int64) * sob + oh.to(tl.int64) * soh + ow.to(tl.int64) * sow
-    else:
-        x_pix = b * sxb + ih0 * sxh + iw0 * sxw
-        out_pix = b * sob + oh * soh + ow * sow
+    idx = tl.int64 if INDEX64 else tl.int32
+    x_pix = b.to(idx) * sxb + ih0.to(idx) * sxh + iw0.to(idx) * sxw
+    out_pix = b.to(idx) * sob + oh.to(idx) * soh + ow.to(idx) * sow
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
 
@@ -104,10 +101,7 @@ def _fused_sepconv_fwd(
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
-        if INDEX64:
-            x_off = x_pix[:, None] + ((offs_k // MULT).to(tl.int64) * sxc)[None, :]
-        else:
-            x_off = x_pix[:, None] + ((offs_k // MULT) * sxc)[None, :]
+        x_off = x_pix[:, None] + ((offs_k // MULT).to(idx) * sxc)[None, :]
         mid = tl.full((BLOCK_M, BLOCK_K), 0.0, tl.float32)
         for i in tl.static_range(KH):
             row_ok = m_mask & (ih0 + i >= 0) & (ih0 + i < H)
@@ -133,10 +127,7 @@ def _fused_sepconv_fwd(
         acc = tl.where(acc < 0.0, 0.0, acc)
     if PW_ACT == 2:
         acc = tl.where(acc > 6.0, 6.0, acc)
-    if INDEX64:
-        out_ptrs = out_ptr + out_pix[:, None] + offs_n[None, :].to(tl.int64) * soc
-    else:
-        out_ptrs = out_ptr + out_pix[:, None] + offs_n[None, :] * soc
+    out_ptrs = out_ptr + out_pix[:, None] + offs_n[None, :].to(idx) * soc
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
