@@ -28,6 +28,9 @@ cases = {
     "separable1d eval no_grad": (sepconv.SeparableConv1d(8, 16, 3, padding="same").eval(), True),
     "depthwise2d eval no_grad": (sepconv.DepthwiseConv2d(8, 3, padding="same").eval(), True),
     "spatial2d eval no_grad": (sepconv.SpatiallySeparableConv2d(8, 16, 3, padding=1).eval(), True),
+    "separable2d optimize no_grad (ticket)": (sepconv.optimize(torch.nn.Sequential(
+        sepconv.SeparableConv2d(8, 16, 3, padding="same", activation="relu")))[0], True),
+    "nn.Conv2d 3x3 eval no_grad (reference)": (torch.nn.Conv2d(8, 16, 3, padding=1).eval(), True),
 }
 inputs = {1: torch.randn(1, 8, 16), 2: torch.randn(1, 8, 8, 8)}
 out = {}

@@ -158,3 +158,22 @@ def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.Monk
     monkeypatch.setenv("SEPCONV_NATIVE", "0")
     with torch.inference_mode():
         layer(x)  # nor turning the kernel off
+
+
+def test_a_ticket_neither_keeps_its_layer_alive_nor_survives_a_replaced_submodule() -> None:
+    import gc
+    import weakref
+
+    if native.load_error() is not None:
+        pytest.skip(native.load_error())
+    layer = big_layer()
+    x = torch.randn(1, 16, 12, 12)
+    with torch.inference_mode():
+        layer(x)
+        assert tickets._TICKETS.get(layer) is not None
+        layer.pointwise = torch.nn.Conv2d(16, 64, 1)  # a new sub-module: the ticket must not run the old weights
+        torch.testing.assert_close(layer(x), layer.pointwise(layer.depthwise(x)), rtol=1e-5, atol=1e-5)
+    alive = weakref.ref(layer)
+    del layer
+    gc.collect()
+    assert alive() is None

@@ -263,11 +263,9 @@ def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
     backend = _state["backend"]
     if backend == "torch" or getattr(layer, "spatial_dims", None) != 2:
         return post_steps(layer, layer.pointwise(layer.act(layer.norm(layer.depthwise(input)))))
-    ticket = tickets.signature(layer, input, backend)
-    if ticket is not None:
-        prepared = tickets.lookup(layer, input, ticket)
-        if prepared is not None:
-            return prepared(input)
+    prepared = tickets.lookup(layer, input, backend)
+    if prepared is not None:
+        return prepared(input)
     call = _validate(layer, input)
     path = next(path for path in PATHS if _reason(path, layer, call.input, backend) is None)
     if path == "native":
@@ -275,8 +273,8 @@ def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
         out = native.run(plan, call.input)
         if not native.fuses_post_steps(layer):
             out = post_steps(layer, out)
-        elif ticket is not None and not call.unbatched:
-            tickets.remember(layer, ticket, functools.partial(native.run, plan))
+        elif not call.unbatched:
+            tickets.remember(layer, call.input, backend, functools.partial(native.run, plan))
     else:
         if path == "triton":
             epilogue = _triton_epilogue(layer)  # the post steps the kernel fuses, if it can
@@ -284,8 +282,8 @@ def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:
             out = prepared(call.input)
             if epilogue is False:
                 out = post_steps(layer, out)
-            elif ticket is not None and not call.unbatched:
-                tickets.remember(layer, ticket, prepared)
+            elif not call.unbatched:
+                tickets.remember(layer, call.input, backend, prepared)
         else:
             if path == "onednn":
                 out = onednn.separable_forward(layer, call.input)
