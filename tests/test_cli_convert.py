@@ -76,6 +76,8 @@ def test_convert_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["convert", str(tmp_path / "none.pt"), str(tmp_path / "o.pt"), "--model", FACTORY,
                  "--rank", "1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["convert", "small_cnn", str(tmp_path / "o.pt"), "--budget", "0.4"]) == 2  # a name, not a file
+    assert "torch.save(model.state_dict(), 'model.pt')" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- sepconv model names

@@ -81,3 +81,11 @@ def test_vertical_layout_keeps_every_cell(capsys: pytest.CaptureFixture[str]) ->
     assert max(map(len, text.splitlines())) <= 30
     for cell in ("a.very.long.module.name.0", "123,456,789,012", "3/3", "0.000123", "total", "a caption"):
         assert cell in text
+
+
+def test_columns_of_words_are_left_aligned_and_numbers_right_aligned() -> None:
+    from sepconv._rich_table import rich_table
+
+    rows = [("conv1", "depthwise", "2/9", 1234), ("conv2", "kept", "-", 5), None, ("model", "", "", 1239)]
+    table = rich_table("t", ("layer", "method", "rank", "MACs"), rows)
+    assert [c.justify for c in table.columns] == ["left", "left", "right", "right"]

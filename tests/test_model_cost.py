@@ -99,8 +99,15 @@ def test_same_counts_as_before_for_plain_models() -> None:
     (((1, 3, 8, 8), "x"), sepconv.ArgumentError, "each input must be"),
     ((1, 0, 8, 8), sepconv.ArgumentError, "each input must be"),
     ((1, 3, 8, 8), sepconv.ShapeError, "does not fit the model"),  # forward takes two inputs
+    ((3, 8, 8), sepconv.ShapeError, r"batch dimension, e\.g\. \(1, 3, 8, 8\)"),  # (C, H, W) without the batch
     (((1, 4, 8, 8), (1, 8)), sepconv.ShapeError, "does not fit the model"),  # wrong channels
 ])
 def test_bad_inputs_get_clear_errors(inputs: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         count(FunctionalNet(), inputs)  # type: ignore[arg-type]
+
+
+def test_a_shape_without_the_batch_gets_a_hint() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    with pytest.raises(sepconv.ShapeError, match=r"expected 4D input .*e\.g\. \(1, 1, 28, 28\)"):
+        count(model, (1, 28, 28))

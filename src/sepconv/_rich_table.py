@@ -1,8 +1,9 @@
 """A rich table from a title, column names and rows, as every table of sepconv is built.
 
 Cells are :class:`rich.text.Text` (square brackets in a cell, ``[843]``, are not markup); ints get thousands
-separators; the first column is left-aligned, the others right-aligned and never wrapped; a row ``None`` draws a
-section line (before a total, say). rich is imported when a table is built.
+separators; the first column and columns of words (every filled cell starts with a letter) are left-aligned,
+the others right-aligned, and only the first column wraps; a row ``None`` draws a section line (before a total,
+say). rich is imported when a table is built.
 
 Example:
     >>> table = rich_table("costs", ("layer", "MACs"), [("conv1", 1234567), None, ("total", 1234567)])
@@ -31,10 +32,18 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[objec
     table = Table(title=Text(title), caption=Text(caption or ""), caption_justify="left",
                   **({"box": box.SIMPLE_HEAD, "padding": (0, 1), "pad_edge": False} if compact else {}))
     for i, column in enumerate(columns):
-        table.add_column(Text(column), justify="left" if i == 0 else "right", no_wrap=i > 0)
+        words = i == 0 or _words(row[i] for row in rows if row is not None and i < len(row))
+        table.add_column(Text(column), justify="left" if words else "right", no_wrap=i > 0)
     for row in rows:
         if row is None:
             table.add_section()
         else:
             table.add_row(*(Text(cell(v)) for v in row))
     return table
+
+
+def _words(values: Any) -> bool:
+    """Whether a column holds words: every filled cell (not empty, not ``-``) starts with a letter."""
+    filled = [cell(v).strip() for v in values]
+    filled = [t for t in filled if t not in ("", "-")]
+    return bool(filled) and all(t[0].isalpha() for t in filled)

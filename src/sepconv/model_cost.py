@@ -238,7 +238,10 @@ def count(model: nn.Module, input_shape: Inputs) -> ModelCost:
             model(*inputs)
     except (RuntimeError, IndexError, TypeError, ValueError) as err:  # torch's shape errors, deep in the model
         shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
-        raise ShapeError(f"input_shape {shapes} does not fit the model: {str(err).splitlines()[0]}") from err
+        hint = ""
+        if len(inputs) == 1 and inputs[0].dim() == 3:  # (C, H, W) given where the model wants a batch
+            hint = f"; shapes include the batch dimension, e.g. {(1, *inputs[0].shape)}"
+        raise ShapeError(f"input_shape {shapes} does not fit the model: {str(err).splitlines()[0]}{hint}") from err
     return _model_cost(model, names, called, outputs, counter, inputs)
 
 

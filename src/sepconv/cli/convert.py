@@ -84,7 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def file_kind(path: str) -> str:
     """``'program'`` (torch.export), ``'torchscript'`` or ``'state_dict'`` (anything else) for the file at ``path``."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"model file {path!r} does not exist")
+        from ..models import available
+
+        hint = ""
+        if path in available():  # a model name where a trained model's file belongs
+            hint = (f" (convert takes a trained model's file: torch.save(model.state_dict(), 'model.pt'), then "
+                    f"'sepconv convert model.pt OUT --model {path} --budget ...')")
+        raise FileNotFoundError(f"model file {path!r} does not exist{hint}")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
