@@ -32,9 +32,10 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     In order: :func:`sepconv.fuse` (eval mode, BatchNorm folded into the convs before it, 4D weights in
     channels_last, the copy frozen so that prepacked weights are kept per input shape), then every ReLU/ReLU6 that
     directly follows a :class:`~sepconv.SeparableConv2d` in an ``nn.Sequential`` (identities between them skipped)
-    moves into that layer as its ``pointwise_act``, where the CPU kernel applies it in registers instead of in a
-    pass over memory. On CPU, float32 inference then runs each separable layer as one native call (depthwise and
-    pointwise fused, :mod:`sepconv.backends.native`), and every tensor stays channels_last from layer to layer.
+    moves into that layer as its ``pointwise_act``, where the CPU kernel (and on CUDA the fused Triton kernel's
+    epilogue) applies it in registers instead of in a pass over memory. On CPU, float32 inference then runs each
+    separable layer as one native call (depthwise and pointwise fused, :mod:`sepconv.backends.native`), and every
+    tensor stays channels_last from layer to layer.
 
     The result computes the same function as ``model.eval()`` up to float rounding (NaN and infinities included).
     It is for inference: like :func:`sepconv.fuse`, its cached weights follow parameter replacement and in-place
