@@ -132,7 +132,8 @@ def test_threads_sharing_a_model_get_their_own_outputs() -> None:
     assert not failures
 
 
-def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+def ticketed_layer() -> tuple[nn.Module, torch.Tensor]:
+    """A frozen layer that ran once through the native kernel (so it holds a ticket), and its input."""
     if native.load_error() is not None:
         pytest.skip(native.load_error())
     layer = big_layer()
@@ -140,6 +141,11 @@ def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.Monk
     with torch.inference_mode():
         layer(x)
     assert tickets._TICKETS.get(layer) is not None
+    return layer, x
+
+
+def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    layer, x = ticketed_layer()
     with torch.no_grad():
         layer.pointwise.weight.mul_(-1)  # autograd-visible edit: the layer's state changes
     with torch.inference_mode():
@@ -164,13 +170,8 @@ def test_a_ticket_neither_keeps_its_layer_alive_nor_survives_a_replaced_submodul
     import gc
     import weakref
 
-    if native.load_error() is not None:
-        pytest.skip(native.load_error())
-    layer = big_layer()
-    x = torch.randn(1, 16, 12, 12)
+    layer, x = ticketed_layer()
     with torch.inference_mode():
-        layer(x)
-        assert tickets._TICKETS.get(layer) is not None
         layer.pointwise = torch.nn.Conv2d(16, 64, 1)  # a new sub-module: the ticket must not run the old weights
         torch.testing.assert_close(layer(x), layer.pointwise(layer.depthwise(x)), rtol=1e-5, atol=1e-5)
     alive = weakref.ref(layer)
