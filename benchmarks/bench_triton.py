@@ -131,8 +131,9 @@ class Rotating:
         return self.items[self.i]
 
 
-def layer_case(size: int, cin: int, cout: int, stride: int, k: int, batch: int, dtype: torch.dtype) -> dict:
-    dev = "cuda"
+def layer_case(size: int, cin: int, cout: int, stride: int, k: int, batch: int, dtype: torch.dtype,
+               dev: str = "cuda") -> dict:
+    """Random input (channels_last), depthwise/pointwise weights and biases, and the standard k x k weight."""
     x = torch.randn(batch, cin, size, size, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
     return {
         "x": x,

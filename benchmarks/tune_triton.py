@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_triton import DTYPES, MOBILENET_V1
+from bench_triton import DTYPES, MOBILENET_V1, layer_case
 
 MODULE = Path(__file__).resolve().parents[1] / "src" / "sepconv" / "backends" / "triton_configs.py"
 
@@ -53,14 +53,6 @@ def geometries(batches: list[int]) -> list[tuple[int, int, int, int, int]]:
                   key=lambda g: (batches.index(g[0]), -g[1], g[2]))
 
 
-def case(batch: int, size: int, cin: int, cout: int, dtype: torch.dtype, device: str) -> dict:
-    x = torch.randn(batch, cin, size, size, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-    return {"x": x, "dw": (torch.randn(cin, 1, 3, 3, device=device) / 3).to(dtype),
-            "dw_b": torch.randn(cin, device=device).to(dtype),
-            "pw": (torch.randn(cout, cin, 1, 1, device=device) / cin**0.5).to(dtype),
-            "pw_b": torch.randn(cout, device=device).to(dtype)}
-
-
 def timer(dry_run: bool, rep_ms: float):
     if dry_run:
         def cpu_time(fn) -> float:
@@ -79,7 +71,7 @@ def _compile_one(task: tuple[str, int, tuple[int, ...]]) -> str:
     from sepconv.backends import triton as K
 
     dname, stride, config = task
-    c = case(1, 16, 32, 64, DTYPES[dname], "cuda")
+    c = layer_case(16, 32, 64, stride, 3, 1, DTYPES[dname])
     wdw, shift = K.fold_depthwise(c["dw"], c["dw_b"], None, None)
     try:
         K.Launch(c["x"], wdw, shift, c["pw"].reshape(64, 32).t().contiguous(), c["pw_b"], (3, 3), stride, 1,
@@ -130,7 +122,7 @@ def tune(args: argparse.Namespace) -> int:
             if time.monotonic() - started > args.budget_s:
                 print(f"budget of {args.budget_s:.0f} s spent: {dname} b{batch} {size}² {cin}->{cout} not tuned")
                 continue
-            c = case(batch, size, cin, cout, dtype, device)
+            c = layer_case(size, cin, cout, stride, 3, batch, dtype, device)
             wdw, shift = K.fold_depthwise(c["dw"], c["dw_b"], None, None)
             wpw = c["pw"].reshape(cout, cin).t().contiguous()
             ref = F.relu(F.conv2d(F.relu(F.conv2d(c["x"].float(), c["dw"].float(), c["dw_b"].float(), stride, 1,

@@ -510,26 +510,26 @@ class Launch:
         overflow the 228 KB of an H100 at 2 stages. The launch steps down (fewer stages, then smaller tiles) until
         one fits and remembers it per geometry, so a fast path never fails for lack of shared memory.
         """
-        kernel = _kernel()
         meta = {**self.meta, "INDEX64": index64}
         if self._fits is not None:
-            bm, bn, bk, warps, stages = self._fits
-            grid = (triton.cdiv(self.m, bm) * triton.cdiv(self.n, bn),)
-            kernel[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
+            self._launch(args, meta, self._fits)
             return
         fit_key = (tuple(meta.items()), self.config, self.dtype, self.device.index)
         tries = [_FITS[fit_key]] if fit_key in _FITS else _fitting_tries(self.config)
-        for attempt, (bm, bn, bk, warps, stages) in enumerate(tries):
-            grid = (triton.cdiv(self.m, bm) * triton.cdiv(self.n, bn),)
+        for attempt, config in enumerate(tries):
             try:
-                kernel[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
-                             num_stages=stages)
+                self._launch(args, meta, config)
             except Exception as err:  # triton.runtime.errors.OutOfResources: try a smaller configuration
                 if type(err).__name__ != "OutOfResources" or attempt == len(tries) - 1:
                     raise
                 continue
-            _FITS[fit_key] = self._fits = (bm, bn, bk, warps, stages)
+            _FITS[fit_key] = self._fits = config
             return
+
+    def _launch(self, args: tuple, meta: dict, config: Config) -> None:
+        bm, bn, bk, warps, stages = config
+        grid = (triton.cdiv(self.m, bm) * triton.cdiv(self.n, bn),)
+        _kernel()[grid](*args, **meta, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
 
 
 def launch(
