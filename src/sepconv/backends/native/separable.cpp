@@ -52,7 +52,13 @@ struct Vec {
   using type = typename VecType<V>::type;
   static INLINE type load(const float* p) { type v; std::memcpy(&v, p, sizeof v); return v; }
   static INLINE void store(float* p, type v) { std::memcpy(p, &v, sizeof v); }
-  static INLINE type splat(float f) { return type{} + f; }
+  // a broadcast shuffle of lane 0, not `type{} + f` (the add, kept for signed zeros, put a vaddss and a register
+  // broadcast on the FP pipes before every FMA of the GEMM) nor a lane-by-lane fill (16 masked broadcasts):
+  // this compiles to one broadcast load.
+  static INLINE type splat(float f) {
+    typedef int lanes __attribute__((vector_size(sizeof(type))));
+    return __builtin_shuffle(type{f}, lanes{});
+  }
 };
 
 // The valid taps of one output pixel: input offsets (in floats) and weight offsets.
