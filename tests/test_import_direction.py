@@ -23,8 +23,8 @@ TIERS: dict[int, tuple[str, ...]] = {
     1: ("functional", "factorize"),
     2: ("backends",),
     3: ("layers",),
-    4: ("convert", "convert_program", "program_file", "fusion", "cost", "model_cost", "optimize", "calibrate", "plan",
-        "models"),
+    4: ("convert", "convert_program", "program_file", "fusion", "cost", "model_cost", "optimize", "prepacked",
+        "calibrate", "plan", "models"),
     5: ("study", "filters", "interop"),
     6: ("cli", "__main__"),
 }

@@ -20,6 +20,7 @@ from torch import nn
 from .errors import ArgumentError
 from .fusion import fuse
 from .layers import SeparableConvNd
+from .prepacked import prepack
 
 __all__ = ["optimize"]
 
@@ -34,8 +35,11 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     directly follows a :class:`~sepconv.SeparableConv2d` in an ``nn.Sequential`` (identities between them skipped)
     moves into that layer as its ``pointwise_act``, where the CPU kernel (and on CUDA the fused Triton kernel's
     epilogue) applies it in registers instead of in a pass over memory. On CPU, float32 inference then runs each
-    separable layer as one native call (depthwise and pointwise fused, :mod:`sepconv.backends.native`), and every
-    tensor stays channels_last from layer to layer.
+    separable layer as one native call (depthwise and pointwise fused, :mod:`sepconv.backends.native`), the plain
+    ``nn.Conv2d``, :class:`~sepconv.PaddedConv2d` and ``nn.Linear`` layers outside them run through oneDNN on
+    weights prepacked once per input shape (:mod:`sepconv.prepacked`: their classes become the
+    ``Prepacked*`` twins, with the same parameters and ``state_dict``), and every tensor stays channels_last from
+    layer to layer.
 
     The result computes the same function as ``model.eval()`` up to float rounding (NaN and infinities included).
     It is for inference: like :func:`sepconv.fuse`, its cached weights follow parameter replacement and in-place
@@ -54,6 +58,11 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     for module in list(fast.modules()):
         if isinstance(module, nn.Sequential):
             _fold_activations(module)
+    inside_separable = {id(m) for layer in fast.modules() if isinstance(layer, SeparableConvNd)
+                        for m in layer.modules()}
+    for module in fast.modules():
+        if id(module) not in inside_separable:
+            prepack(module)
     return fast
 
 

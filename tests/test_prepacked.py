@@ -1,0 +1,152 @@
+"""The standard layers of an optimized model run through oneDNN on prepacked weights (issue 13): same function,
+same errors, same state_dict as the layers they were, and every fallback exercised."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+from torch import nn
+
+import sepconv
+from sepconv import prepacked
+from sepconv.backends import env
+
+pytestmark = pytest.mark.skipif(not env.onednn_available(), reason="this torch build has no oneDNN")
+
+
+def random_conv(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
+    groups = rng.choice([1, 1, 2])
+    cin, cout = groups * rng.randint(1, 5), groups * rng.randint(1, 6)
+    kernel = (rng.randint(1, 4), rng.randint(1, 4))
+    stride, dilation = (rng.randint(1, 3), rng.randint(1, 2)), (rng.randint(1, 2), 1)
+    bias = rng.random() < 0.7
+    kind = rng.choice(["int", "tuple", "same", "valid", "padded-same"])
+    if kind == "padded-same":  # TF 'same' for any stride: asymmetric where the total padding is odd
+        conv = sepconv.PaddedConv2d(cin, cout, kernel, stride, "same", dilation, groups, bias)
+    elif kind == "same":  # torch's own 'same' (stride 1), asymmetric for even kernels
+        conv = nn.Conv2d(cin, cout, kernel, 1, "same", dilation, groups, bias)
+    else:
+        padding = {"int": rng.randint(0, 2), "tuple": (rng.randint(0, 2), rng.randint(0, 1)), "valid": "valid"}[kind]
+        conv = nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias)
+    size = (rng.randint(7, 15), rng.randint(7, 15))
+    return conv.eval(), torch.randn(rng.choice([1, 3]), cin, *size)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's own, for the reference
+@pytest.mark.parametrize("seed", range(24))
+def test_convs_compute_what_they_computed_before(seed: int) -> None:
+    conv, x = random_conv(random.Random(seed))
+    reference = conv(x).detach()
+    base = type(conv)
+    fast = prepacked.prepack(copy.deepcopy(conv))
+    assert type(fast).__name__ == f"Prepacked{base.__name__}"
+    inputs = [x, x.contiguous(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3)]
+    with torch.inference_mode():
+        assert prepacked.unsupported_reason(fast, x) is None
+        for inp in inputs * 2:  # the second round runs the remembered calls
+            torch.testing.assert_close(fast(inp), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_and_its_fallbacks() -> None:
+    linear = nn.Linear(20, 7).eval()
+    fast = prepacked.prepack(copy.deepcopy(linear))
+    assert isinstance(fast, prepacked.PrepackedLinear)
+    for x in (torch.randn(5, 20), torch.randn(1, 20), torch.randn(2, 3, 20), torch.randn(0, 20)):
+        with torch.inference_mode():
+            torch.testing.assert_close(fast(x), linear(x), rtol=1e-5, atol=1e-5)
+    assert prepacked.unsupported_reason(fast, torch.randn(2, 3, 20)) is not None  # 3D: nn.Linear's forward
+
+
+def test_optimize_prepacks_the_standard_layers_outside_separable_ones() -> None:
+    model = nn.Sequential(sepconv.PaddedConv2d(3, 8, 3, stride=2, padding="same"), nn.BatchNorm2d(8), nn.ReLU(),
+                          sepconv.SeparableConv2d(8, 16, 3, padding=1), nn.Conv2d(16, 16, 1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
+    fast = sepconv.optimize(model)
+    assert isinstance(fast[0], prepacked.PrepackedPaddedConv2d) and isinstance(fast[4], prepacked.PrepackedConv2d)
+    assert isinstance(fast[7], prepacked.PrepackedLinear)
+    assert type(fast[3].pointwise) is nn.Conv2d  # the separable layer's own steps are its kernel's business
+    assert type(model[0]) is sepconv.PaddedConv2d and type(model[7]) is nn.Linear  # the original is untouched
+    x = torch.randn(2, 3, 17, 17)
+    with torch.inference_mode():
+        for _ in range(2):
+            torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
+    for index in (0, 4, 7):  # same parameters: their weights load into the layers the user can build
+        twin = copy.deepcopy(model[index])
+        twin.load_state_dict(fast[index].state_dict(), strict=True)
+        fast[index].load_state_dict(model[index].state_dict(), strict=True)
+
+
+def fallback_reasons() -> dict:
+    return {
+        "float64": lambda conv, x: (conv.double(), x.double()),
+        "training with gradients": lambda conv, x: (conv.train(), x.requires_grad_()),
+        "empty batch": lambda conv, x: (conv, x[:0]),
+        "unbatched": lambda conv, x: (conv, x[0]),
+        "reflect padding": lambda conv, x: (setattr(conv, "padding_mode", "reflect") or conv, x),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(fallback_reasons()))
+def test_what_the_prepacked_path_does_not_run_runs_the_layer_itself(case: str) -> None:
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 9, 9)
+    conv, x = fallback_reasons()[case](conv, x)
+    fast = prepacked.prepack(copy.deepcopy(conv))
+    assert prepacked.unsupported_reason(fast, x) is not None
+    out = fast(x)
+    torch.testing.assert_close(out, conv(x))
+    if case == "training with gradients":
+        out.sum().backward()
+        assert fast.weight.grad is not None and x.grad is not None
+
+
+def test_backend_torch_and_a_torch_without_onednn_run_the_layer_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = prepacked.prepack(nn.Conv2d(4, 6, 3).eval())
+    x = torch.randn(1, 4, 8, 8)
+    with torch.inference_mode():
+        expected = nn.Conv2d.forward(fast, x)
+        with sepconv.set_backend("torch"):
+            assert prepacked.unsupported_reason(fast, x) == "backend is 'torch'"
+            assert not fast(x).is_contiguous(memory_format=torch.channels_last)  # plain NCHW conv
+        monkeypatch.setattr(prepacked, "onednn_available", lambda: False)
+        assert "no oneDNN" in prepacked.unsupported_reason(fast, x)
+        torch.testing.assert_close(fast(x), expected)
+
+
+def test_wrong_input_gets_the_error_of_the_original_layer() -> None:
+    conv = nn.Conv2d(4, 6, 3).eval()
+    fast = prepacked.prepack(copy.deepcopy(conv))
+    x = torch.randn(1, 5, 8, 8)
+    with torch.inference_mode(), pytest.raises(RuntimeError) as original:
+        conv(x)
+    with torch.inference_mode(), pytest.raises(RuntimeError) as ours:
+        fast(x)
+    assert str(ours.value) == str(original.value)
+
+
+def test_follows_visible_weight_changes_and_propagates_nan() -> None:
+    fast = prepacked.prepack(nn.Conv2d(3, 4, 3, padding=1).eval())
+    x = torch.randn(1, 3, 6, 6)
+    with torch.inference_mode():
+        first = fast(x)
+    with torch.no_grad():
+        fast.weight.mul_(2)  # an in-place op autograd sees: the packs are rebuilt
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x) - fast.bias.view(1, -1, 1, 1),
+                                   2 * (first - fast.bias.view(1, -1, 1, 1)), rtol=1e-5, atol=1e-5)
+        x[0, 1, 2, 3] = float("nan")
+        out = fast(x)
+    nan = out.isnan()
+    assert nan[0, :, 1:4, 2:5].all() and nan.sum() == 4 * 9
+
+
+def test_prepack_leaves_other_modules_and_subclasses_alone() -> None:
+    class MyConv(nn.Conv2d):
+        pass
+
+    for module in (MyConv(2, 2, 1), nn.Conv1d(2, 2, 1), nn.ReLU(), sepconv.DepthwiseConv2d(2, 3)):
+        before = type(module)
+        assert prepacked.prepack(module) is module and type(module) is before
