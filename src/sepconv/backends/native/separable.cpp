@@ -200,34 +200,39 @@ INLINE void depthwise_body(const float* __restrict x, const float* __restrict w,
 }
 
 // C rows [0, MR_) x one panel of NR = 2V columns: C = act(A B + bias). A: (rows, K) row-major (lda = K).
-// Bp: the panel, (K, NR) row-major. Columns beyond `cols` (the last panel's padding) are not stored.
+// Bp: the panel, (K, NR) row-major. Columns beyond `cols` (the last panel's padding) are not stored. The
+// accumulators start from the bias (bias is padded to the panels) and every loop over the rows is unrolled, so
+// that they live in registers from the first multiply-add to the store.
 template <int V, int MR>
 INLINE void micro(const float* __restrict A, int64_t K, const float* __restrict Bp, const float* __restrict bias,
                   float* __restrict C, int64_t ldc, int64_t cols, int64_t act) {
   using vec = typename Vec<V>::type;
   vec acc0[MR], acc1[MR];
-  for (int r = 0; r < MR; ++r) { acc0[r] = Vec<V>::splat(0.f); acc1[r] = Vec<V>::splat(0.f); }
+  const vec bias0 = Vec<V>::load(bias), bias1 = Vec<V>::load(bias + V);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) { acc0[r] = bias0; acc1[r] = bias1; }
   for (int64_t k = 0; k < K; ++k) {
     const vec b0 = Vec<V>::load(Bp + k * 2 * V), b1 = Vec<V>::load(Bp + k * 2 * V + V);
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const vec a = Vec<V>::splat(A[r * K + k]);
       acc0[r] += a * b0;
       acc1[r] += a * b1;
     }
   }
-  const vec bias0 = Vec<V>::load(bias), bias1 = Vec<V>::load(bias + V);  // bias is padded to the panels
-  for (int r = 0; r < MR; ++r) {
-    const vec o0 = activate(acc0[r] + bias0, act), o1 = activate(acc1[r] + bias1, act);
-    float* out = C + r * ldc;
-    if (cols == 2 * V) {
-      Vec<V>::store(out, o0);
-      Vec<V>::store(out + V, o1);
-    } else {
-      float tmp[2 * V];
-      Vec<V>::store(tmp, o0);
-      Vec<V>::store(tmp + V, o1);
-      std::memcpy(out, tmp, sizeof(float) * cols);
+  if (cols == 2 * V) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      Vec<V>::store(C + r * ldc, activate(acc0[r], act));
+      Vec<V>::store(C + r * ldc + V, activate(acc1[r], act));
     }
+    return;
+  }
+  for (int r = 0; r < MR; ++r) {
+    float tmp[2 * V];
+    Vec<V>::store(tmp, activate(acc0[r], act));
+    Vec<V>::store(tmp + V, activate(acc1[r], act));
+    std::memcpy(C + r * ldc, tmp, sizeof(float) * cols);
   }
 }
 
