@@ -63,6 +63,21 @@ def test_equals_the_pytorch_composition_on_random_geometries(width: str, seed: i
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_every_channel_tail(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Channels past the last full vector run with half and quarter vectors, then scalars: every remainder."""
+    force_cpu_path(width, monkeypatch)
+    for cin in (1, 2, 4, 7, 8, 12, 13, 20, 24, 28, 31, 44):
+        layer = sepconv.SeparableConv2d(cin, 9, 3, padding=1, activation="relu").eval()
+        x = torch.randn(2, cin, 7, 11)
+        with torch.inference_mode():
+            assert backends.choose(layer, x) == "native"
+            fast = layer(x)
+            with sepconv.set_backend("torch"):
+                reference = layer(x)
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_large_channel_counts_and_batch_one(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """MobileNet-like shapes: many tiles, channel counts with vector tails, the multi-threaded split."""
     force_cpu_path(width, monkeypatch)

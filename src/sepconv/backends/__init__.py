@@ -30,6 +30,7 @@ from .dispatch import (
     freeze,
     get_backend,
     post_steps,
+    remembered,
     separable_forward,
     set_backend,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "get_backend",
     "needs_grad",
     "post_steps",
+    "remembered",
     "separable_forward",
     "set_backend",
 ]

@@ -50,7 +50,7 @@ from .fold import norm_affine, norm_reason
 from .guards import hooked, needs_grad, plain_eager
 
 __all__ = ["BACKENDS", "PATHS", "Explanation", "choose", "explain", "freeze", "get_backend", "post_steps",
-           "separable_forward", "set_backend"]
+           "remembered", "separable_forward", "set_backend"]
 
 BACKENDS = ("auto", "triton", "torch")
 PATHS = ("triton", "native", "onednn", "channels_last", "torch")
@@ -251,6 +251,12 @@ def explain(layer: nn.Module, input: torch.Tensor) -> Explanation:
         else:
             reasons[path] = why
     return Explanation(chosen or "torch", reasons)
+
+
+def remembered(layer: nn.Module, input: object) -> Any:
+    """The prepared call of a frozen layer for an input like one it has validated and run before (its ticket,
+    :mod:`~sepconv.backends.tickets`), or ``None``: the layer's ``forward`` runs it before any other work."""
+    return tickets.lookup(layer, input, _state["backend"])
 
 
 def separable_forward(layer: nn.Module, input: torch.Tensor) -> torch.Tensor:

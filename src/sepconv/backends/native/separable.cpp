@@ -84,10 +84,12 @@ inline void taps_of(const Geometry& g, int64_t b, int64_t oh, int64_t ow, Taps& 
   }
 }
 
-// One output pixel's depthwise row (depth values) from its taps; `shift` is added to the input offsets.
+// One output pixel's depthwise row (depth values) from its taps, channels from c0 on; `shift` is added to the
+// input offsets. The channels left after the last full vector run with half and quarter vectors, then scalars.
 template <int V>
 INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
-                            float* __restrict row, const Geometry& g, const Taps& t, int64_t shift, int64_t act) {
+                            float* __restrict row, const Geometry& g, const Taps& t, int64_t shift, int64_t act,
+                            int64_t c0 = 0) {
   using vec = typename Vec<V>::type;
   const int64_t C = g.channels, M = g.mult, K = g.depth;
   if (M != 1) {  // depth multiplier: output channel c * M + q reads input channel c
@@ -98,7 +100,7 @@ INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w
     for (int64_t k = 0; k < K; ++k) row[k] = activate(row[k], act);
     return;
   }
-  int64_t c = 0;
+  int64_t c = c0;
   for (; c + 2 * V <= C; c += 2 * V) {
     vec a0 = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
     vec a1 = bias ? Vec<V>::load(bias + c + V) : Vec<V>::splat(0.f);
@@ -117,6 +119,10 @@ INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w
       a0 += Vec<V>::load(x + t.input[s] + shift + c) * Vec<V>::load(w + t.weight[s] + c);
     Vec<V>::store(row + c, activate(a0, act));
   }
+  if constexpr (V > 4) {
+    if (c < C) depthwise_pixel<V / 2>(x, w, bias, row, g, t, shift, act, c);
+    return;
+  }
   for (; c < C; ++c) {
     float a = bias ? bias[c] : 0.f;
     for (int64_t s = 0; s < t.count; ++s) a += x[t.input[s] + shift + c] * w[t.weight[s] + c];
@@ -126,14 +132,15 @@ INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w
 
 // Four neighbouring interior pixels of one row at once (depth multiplier 1): each weight vector is loaded once
 // for the four, which halves the loads per multiply-add of depthwise_pixel. `step` is the input offset between
-// neighbours (stride * channels); rows of the output are `depth` apart.
+// neighbours (stride * channels); rows of the output are `depth` apart. Channels from c0 on; the channels left
+// after the last full vector run with half and quarter vectors, then scalars.
 template <int V>
 INLINE void depthwise_quad(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
                            float* __restrict row, const Geometry& g, const Taps& t, int64_t shift, int64_t step,
-                           int64_t act) {
+                           int64_t act, int64_t c0 = 0) {
   using vec = typename Vec<V>::type;
   const int64_t C = g.channels, K = g.depth;
-  int64_t c = 0;
+  int64_t c = c0;
   for (; c + V <= C; c += V) {
     const vec b = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
     vec a0 = b, a1 = b, a2 = b, a3 = b;
@@ -149,6 +156,10 @@ INLINE void depthwise_quad(const float* __restrict x, const float* __restrict w,
     Vec<V>::store(row + K + c, activate(a1, act));
     Vec<V>::store(row + 2 * K + c, activate(a2, act));
     Vec<V>::store(row + 3 * K + c, activate(a3, act));
+  }
+  if constexpr (V > 4) {
+    if (c < C) depthwise_quad<V / 2>(x, w, bias, row, g, t, shift, step, act, c);
+    return;
   }
   for (; c < C; ++c) {
     for (int64_t q = 0; q < 4; ++q) {
