@@ -144,6 +144,14 @@ INLINE void depthwise_quad(const float* __restrict x, const float* __restrict w,
   for (; c + V <= C; c += V) {
     const vec b = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
     vec a0 = b, a1 = b, a2 = b, a3 = b;
+    {  // the next quad's last tap row, read from memory for the first time there: asked one quad ahead (a prefetch
+       // past the end of the input is harmless: it never faults)
+      const float* ahead = x + t.input[t.count - 1] + shift + 4 * step + c;
+      __builtin_prefetch(ahead);
+      __builtin_prefetch(ahead + step);
+      __builtin_prefetch(ahead + 2 * step);
+      __builtin_prefetch(ahead + 3 * step);
+    }
     for (int64_t s = 0; s < t.count; ++s) {
       const vec wv = Vec<V>::load(w + t.weight[s] + c);
       const float* xs = x + t.input[s] + shift + c;
