@@ -77,6 +77,23 @@ def test_xception_feature_map_sizes() -> None:
     assert shapes == [74, 37, 19, 19, 10]
 
 
+def test_xception_max_pooling_is_tensorflow_same() -> None:
+    """The pooling without a padded copy equals -inf padding by TF's 'same' rule then a plain 3x3/2 pooling."""
+    import torch.nn.functional as F
+
+    from sepconv.models.xception import _MaxPoolSame
+    from sepconv.padding import same_padding
+
+    pool = _MaxPoolSame()
+    for h, w in [(3, 3), (4, 5), (7, 10), (8, 8), (147, 148), (37, 74), (19, 2)]:
+        x = torch.randn(2, 3, h, w)
+        x[0, 0, 0, 0] = float("nan")
+        (top, bottom), (left, right) = (same_padding(n, 3, 2, 1) for n in (h, w))
+        expected = F.max_pool2d(F.pad(x, (left, right, top, bottom), value=float("-inf")), 3, 2)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            torch.testing.assert_close(pool(inp), expected, equal_nan=True, rtol=0, atol=0)
+
+
 def test_registry() -> None:
     assert {"mobilenet_v1", "xception"} <= set(available())
     assert create_model("mobilenet_v1", width_mult=0.25, num_classes=3)[-1].out_features == 3
