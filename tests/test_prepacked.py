@@ -4,7 +4,10 @@ same errors, same state_dict as the layers they were, and every fallback exercis
 from __future__ import annotations
 
 import copy
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -150,3 +153,23 @@ def test_prepack_leaves_other_modules_and_subclasses_alone() -> None:
     for module in (MyConv(2, 2, 1), nn.Conv1d(2, 2, 1), nn.ReLU(), sepconv.DepthwiseConv2d(2, 3)):
         before = type(module)
         assert prepacked.prepack(module) is module and type(module) is before
+
+
+_AVX2_SCRIPT = """
+import torch, sepconv
+model = sepconv.models.mobilenet_v1(width_mult=0.25, resolution=64, num_classes=10).eval()
+fast = sepconv.optimize(model)
+x = torch.randn(2, 3, 64, 64)
+with torch.inference_mode():
+    reference = model(x)
+    outs = [fast(x) for _ in range(2)]
+print(type(fast[0][0]).__name__, all(bool((o - reference).abs().max() <= 1e-4 * reference.abs().max()) for o in outs))
+"""
+
+
+def test_optimized_model_on_a_cpu_without_avx512() -> None:
+    """oneDNN and PyTorch limited to AVX2 (as on this repository's AVX2-only CI machines): same function."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["PrepackedPaddedConv2d", "True"]
