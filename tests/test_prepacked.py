@@ -119,10 +119,11 @@ def test_backend_torch_and_a_torch_without_onednn_run_the_layer_itself(monkeypat
         torch.testing.assert_close(fast(x), expected)
 
 
-def test_wrong_input_gets_the_error_of_the_original_layer() -> None:
-    conv = nn.Conv2d(4, 6, 3).eval()
+@pytest.mark.parametrize("shape", [(1, 5, 8, 8), (1, 4, 2, 8), (3, 8, 8)])
+def test_wrong_input_gets_the_error_of_the_original_layer(shape: tuple) -> None:
+    conv = nn.Conv2d(4, 6, 3, dilation=(1, 2)).eval()  # wrong channels, smaller than the kernel, unbatched
     fast = prepacked.prepack(copy.deepcopy(conv))
-    x = torch.randn(1, 5, 8, 8)
+    x = torch.randn(*shape)
     with torch.inference_mode(), pytest.raises(RuntimeError) as original:
         conv(x)
     with torch.inference_mode(), pytest.raises(RuntimeError) as ours:

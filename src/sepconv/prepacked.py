@@ -45,7 +45,7 @@ from .backends.env import onednn_available
 from .backends.guards import needs_grad, plain_eager
 from .backends.plan_cache import PlanCache
 from .layers.conv import PaddedConv2d
-from .padding import resolve_padding
+from .padding import output_size, resolve_padding
 
 __all__ = ["PrepackedConv2d", "PrepackedLinear", "PrepackedPaddedConv2d", "prepack", "unsupported_reason"]
 
@@ -73,6 +73,8 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
             return "the prepacked conv takes non-empty (B, in_channels, H, W) inputs"
         if layer.padding_mode != "zeros":
             return f"padding_mode {layer.padding_mode!r} (oneDNN pads with zeros only)"
+        if min(_pads_and_outputs(layer, x.shape)[1]) <= 0:
+            return "the input is smaller than the kernel: no output pixels"
     if needs_grad(layer, x):
         return "gradients are needed; the prepacked path is inference-only"
     if not plain_eager():
@@ -80,14 +82,21 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
     return None
 
 
+def _pads_and_outputs(conv: nn.Conv2d, shape: torch.Size) -> tuple[list[tuple[int, int]], list[int]]:
+    """Per-axis ``(before, after)`` padding and output size of ``conv`` for an input of ``shape``."""
+    padding = "same" if getattr(conv, "same", False) else conv.padding
+    pads = [(0, 0), (0, 0)] if padding == "valid" else resolve_padding(
+        shape[2:], padding, conv.kernel_size, conv.stride, conv.dilation)
+    outputs = [output_size(n, k, s, d, *pad) for n, k, s, d, pad in zip(
+        shape[2:], conv.kernel_size, conv.stride, conv.dilation, pads)]
+    return pads, outputs
+
+
 class _ConvPlan:
     """The reordered weight, the padding left to oneDNN and the padding written beforehand, for one input shape."""
 
     def __init__(self, conv: nn.Conv2d, shape: torch.Size) -> None:
-        padding = "same" if getattr(conv, "same", False) else conv.padding
-        pads = [(0, 0), (0, 0)] if padding == "valid" else resolve_padding(
-            shape[2:], padding, conv.kernel_size, conv.stride, conv.dilation)
-        (top, bottom), (left, right) = pads
+        (top, bottom), (left, right) = _pads_and_outputs(conv, shape)[0]
         symmetric = top == bottom and left == right
         self.pre_pad = None if symmetric else (top, bottom, left, right)
         self.padding = [top, left] if symmetric else [0, 0]
