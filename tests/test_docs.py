@@ -21,23 +21,24 @@ SCRIPTS = [(path, i, m["mark"] or "", m["code"]) for path in DOCS
            for i, m in enumerate(BLOCK.finditer(path.read_text())) if ">>>" not in m["code"]]
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=600, cwd=ROOT)
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run Python in ``cwd`` (a temporary folder: what the examples write never lands in the checkout)."""
+    return subprocess.run([sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if ">>>" in p.read_text()], ids=lambda p: p.name)
-def test_doctests_pass(path: Path) -> None:
-    proc = _run(["-m", "doctest", str(path)])
+def test_doctests_pass(path: Path, tmp_path: Path) -> None:
+    proc = _run(["-m", "doctest", str(path)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize(("path", "index", "mark", "code"), SCRIPTS, ids=[f"{p.name}[{i}]" for p, i, _, _ in SCRIPTS])
-def test_python_blocks_run(path: Path, index: int, mark: str, code: str) -> None:
+def test_python_blocks_run(path: Path, index: int, mark: str, code: str, tmp_path: Path) -> None:
     if mark.startswith("skip"):
         pytest.skip(f"{path.name} block {index}: {mark}")
     if mark == "needs cuda" and not torch.cuda.is_available():
         pytest.skip("needs a GPU")
-    proc = _run(["-c", code])
+    proc = _run(["-c", code], tmp_path)
     assert proc.returncode == 0, f"{path.name} python block {index}:\n{proc.stderr[-3000:]}"
 
 
