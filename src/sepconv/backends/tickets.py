@@ -57,33 +57,35 @@ class Ticket:
     def __init__(self, layer: nn.Module, x: torch.Tensor, backend: str,
                  run: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.run = run
-        self.signature = (x.shape, x.dtype, x.device, backend, _settings())
+        self.shape, self.dtype, self.device, self.backend, self.settings = (x.shape, x.dtype, x.device, backend,
+                                                                             _settings())
         modules = list(layer.modules())
         # the layer itself is passed to valid_for, not kept: the ticket is the value of a weak-key entry of the layer
         self.modules = [(None if m is layer else m, m.training, len(m._parameters), len(m._buffers), len(m._modules))
                         for m in modules]
-        self.entries = [(table, name, value, _pointer_and_version(value))
-                        for m in modules for table in (m._parameters, m._buffers, m._modules)
-                        for name, value in table.items()]
+        entries = [(table, name, value) for m in modules for table in (m._parameters, m._buffers, m._modules)
+                   for name, value in table.items()]
+        self.members = [(table, name, value) for table, name, value in entries if not isinstance(value, torch.Tensor)]
+        self.tensors = [(table, name, value, value.data_ptr(), value._version) for table, name, value in entries
+                        if isinstance(value, torch.Tensor)]
 
     def valid_for(self, layer: nn.Module, x: torch.Tensor, backend: str) -> bool:
         """Whether the prepared call computes ``layer(x)`` now (the autograd and tracing guards aside)."""
-        if (x.shape, x.dtype, x.device, backend, _settings()) != self.signature:
+        if (x.shape != self.shape or x.dtype != self.dtype or backend != self.backend or x.device != self.device
+                or _settings() != self.settings):
             return False
         for m, training, n_params, n_buffers, n_modules in self.modules:
             m = layer if m is None else m
             if (m.training != training or m._forward_hooks or m._forward_pre_hooks or len(m._parameters) != n_params
                     or len(m._buffers) != n_buffers or len(m._modules) != n_modules):
                 return False
-        for table, name, value, state in self.entries:
-            if table.get(name) is not value or (state is not None and _pointer_and_version(value) != state):
+        for table, name, value in self.members:
+            if table.get(name) is not value:
+                return False
+        for table, name, value, pointer, version in self.tensors:
+            if table.get(name) is not value or value._version != version or value.data_ptr() != pointer:
                 return False
         return True
-
-
-def _pointer_and_version(value: object) -> tuple[int, int] | None:
-    """A tensor's data pointer and version (``None`` for modules and empty slots)."""
-    return (value.data_ptr(), value._version) if isinstance(value, torch.Tensor) else None
 
 
 _TICKETS: weakref.WeakKeyDictionary[nn.Module, Ticket] = weakref.WeakKeyDictionary()
