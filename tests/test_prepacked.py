@@ -20,6 +20,13 @@ from sepconv.backends import env
 pytestmark = pytest.mark.skipif(not env.onednn_available(), reason="this torch build has no oneDNN")
 
 
+@pytest.fixture
+def any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prepacked path at every size (the tests' layers are small, below the break-even)."""
+    monkeypatch.setattr(prepacked, "MIN_CONV_MACS", 0)
+    monkeypatch.setattr(prepacked, "MIN_LINEAR_MACS", 0)
+
+
 def random_conv(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
     groups = rng.choice([1, 1, 2])
     cin, cout = groups * rng.randint(1, 5), groups * rng.randint(1, 6)
@@ -40,7 +47,7 @@ def random_conv(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's own, for the reference
 @pytest.mark.parametrize("seed", range(24))
-def test_convs_compute_what_they_computed_before(seed: int) -> None:
+def test_convs_compute_what_they_computed_before(seed: int, any_size: None) -> None:
     conv, x = random_conv(random.Random(seed))
     reference = conv(x).detach()
     base = type(conv)
@@ -53,7 +60,7 @@ def test_convs_compute_what_they_computed_before(seed: int) -> None:
             torch.testing.assert_close(fast(inp), reference, rtol=1e-4, atol=1e-5)
 
 
-def test_linear_and_its_fallbacks() -> None:
+def test_linear_and_its_fallbacks(any_size: None) -> None:
     linear = nn.Linear(20, 7).eval()
     fast = prepacked.prepack(copy.deepcopy(linear))
     assert isinstance(fast, prepacked.PrepackedLinear)
@@ -63,7 +70,7 @@ def test_linear_and_its_fallbacks() -> None:
     assert prepacked.unsupported_reason(fast, torch.randn(2, 3, 20)) is not None  # 3D: nn.Linear's forward
 
 
-def test_optimize_prepacks_the_standard_layers_outside_separable_ones() -> None:
+def test_optimize_prepacks_the_standard_layers_outside_separable_ones(any_size: None) -> None:
     model = nn.Sequential(sepconv.PaddedConv2d(3, 8, 3, stride=2, padding="same"), nn.BatchNorm2d(8), nn.ReLU(),
                           sepconv.SeparableConv2d(8, 16, 3, padding=1), nn.Conv2d(16, 16, 1),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
@@ -93,7 +100,7 @@ def fallback_reasons() -> dict:
 
 
 @pytest.mark.parametrize("case", sorted(fallback_reasons()))
-def test_what_the_prepacked_path_does_not_run_runs_the_layer_itself(case: str) -> None:
+def test_what_the_prepacked_path_does_not_run_runs_the_layer_itself(case: str, any_size: None) -> None:
     conv = nn.Conv2d(4, 6, 3, padding=1)
     x = torch.randn(2, 4, 9, 9)
     conv, x = fallback_reasons()[case](conv, x)
@@ -106,7 +113,8 @@ def test_what_the_prepacked_path_does_not_run_runs_the_layer_itself(case: str) -
         assert fast.weight.grad is not None and x.grad is not None
 
 
-def test_backend_torch_and_a_torch_without_onednn_run_the_layer_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_torch_and_a_torch_without_onednn_run_the_layer_itself(monkeypatch: pytest.MonkeyPatch,
+                                                                        any_size: None) -> None:
     fast = prepacked.prepack(nn.Conv2d(4, 6, 3).eval())
     x = torch.randn(1, 4, 8, 8)
     with torch.inference_mode():
@@ -120,7 +128,7 @@ def test_backend_torch_and_a_torch_without_onednn_run_the_layer_itself(monkeypat
 
 
 @pytest.mark.parametrize("shape", [(1, 5, 8, 8), (1, 4, 2, 8), (3, 8, 8)])
-def test_wrong_input_gets_the_error_of_the_original_layer(shape: tuple) -> None:
+def test_wrong_input_gets_the_error_of_the_original_layer(shape: tuple, any_size: None) -> None:
     conv = nn.Conv2d(4, 6, 3, dilation=(1, 2)).eval()  # wrong channels, smaller than the kernel, unbatched
     fast = prepacked.prepack(copy.deepcopy(conv))
     x = torch.randn(*shape)
@@ -131,7 +139,7 @@ def test_wrong_input_gets_the_error_of_the_original_layer(shape: tuple) -> None:
     assert str(ours.value) == str(original.value)
 
 
-def test_follows_visible_weight_changes_and_propagates_nan() -> None:
+def test_follows_visible_weight_changes_and_propagates_nan(any_size: None) -> None:
     fast = prepacked.prepack(nn.Conv2d(3, 4, 3, padding=1).eval())
     x = torch.randn(1, 3, 6, 6)
     with torch.inference_mode():
@@ -145,6 +153,27 @@ def test_follows_visible_weight_changes_and_propagates_nan() -> None:
         out = fast(x)
     nan = out.isnan()
     assert nan[0, :, 1:4, 2:5].all() and nan.sum() == 4 * 9
+
+
+def test_small_layers_run_their_own_forward_and_remember_it() -> None:
+    """Below the break-even the layer's own (faster) forward runs; the decision is a ticket like a prepacked call."""
+    from sepconv.backends import tickets
+
+    conv = prepacked.prepack(nn.Conv2d(8, 16, 3, padding=1).eval())  # 8x8: 74k multiply-adds
+    x, big = torch.randn(1, 8, 8, 8), torch.randn(1, 8, 160, 160)  # 29 M multiply-adds
+    with torch.inference_mode():
+        assert "break-even" in prepacked.unsupported_reason(conv, x)
+        assert prepacked.unsupported_reason(conv, big) is None
+        for _ in range(2):
+            out = conv(x)
+            assert not out.is_contiguous(memory_format=torch.channels_last)  # PyTorch's NCHW conv
+            torch.testing.assert_close(out, nn.Conv2d.forward(conv, x))
+        assert tickets.lookup(conv, x, "auto") is not None
+        assert conv(big).is_contiguous(memory_format=torch.channels_last)  # the prepacked path
+    linear = prepacked.prepack(nn.Linear(64, 10).eval())
+    with torch.inference_mode():
+        assert "break-even" in prepacked.unsupported_reason(linear, torch.randn(4, 64))
+        assert prepacked.unsupported_reason(linear, torch.randn(4096, 64)) is None
 
 
 def test_prepack_leaves_other_modules_and_subclasses_alone() -> None:

@@ -7,7 +7,8 @@ too: MobileNet's first conv (3 -> 32, stride 2, TF 'same' padding) took 0.84 ms 
 0.3 ms for the same work on prepacked weights and a channels_last input. :func:`sepconv.optimize` turns the plain
 convs and linears of its copy into :class:`PrepackedConv2d`, :class:`PrepackedPaddedConv2d` and
 :class:`PrepackedLinear`: the same parameters, ``state_dict`` and function, whose inference calls on float32 CPU
-tensors
+tensors of :data:`MIN_CONV_MACS` (:data:`MIN_LINEAR_MACS`) multiply-adds or more (below, PyTorch's own call is
+faster and runs)
 
 - convert the input to channels_last once, with an asymmetric 'same' padding written in the same pass,
 - run ``torch.ops.mkldnn._convolution_pointwise`` (``_linear_pointwise``) on weights reordered once per input
@@ -21,11 +22,11 @@ Results equal it up to float rounding (tested); NaN propagates (no oneDNN post-o
 
 Example:
     >>> import torch
-    >>> conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1).eval()
+    >>> conv = torch.nn.Conv2d(3, 32, 3, stride=2, padding=1).eval()
     >>> fast = prepack(conv)
     >>> type(fast).__name__, fast is conv
     ('PrepackedConv2d', True)
-    >>> x = torch.randn(2, 3, 17, 17)
+    >>> x = torch.randn(1, 3, 224, 224)  # 10.8 M multiply-adds: above MIN_CONV_MACS
     >>> with torch.inference_mode():
     ...     y = fast(x)
     >>> reference = torch.nn.Conv2d.forward(conv, x)  # the class's own forward
@@ -50,6 +51,12 @@ from .padding import output_size, resolve_padding
 __all__ = ["PrepackedConv2d", "PrepackedLinear", "PrepackedPaddedConv2d", "prepack", "unsupported_reason"]
 
 PLANS = PlanCache()
+# oneDNN's prepacked call costs a fixed 15-30 µs more than PyTorch's own small conv or linear: below these sizes
+# (multiply-adds per call; benchmarks/bench_prepacked.py, results/prepacked.md) the layer's own forward runs, and
+# that decision is remembered like a prepacked call.
+MIN_CONV_MACS = 4_000_000
+MIN_LINEAR_MACS = 2_000_000
+_SMALL = "smaller than the prepacked path's break-even"
 
 
 def unsupported_reason(layer: nn.Module, x: object) -> str | None:
@@ -68,13 +75,19 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
     if isinstance(layer, nn.Linear):
         if x.dim() != 2 or x.shape[1] != layer.in_features or x.shape[0] == 0:
             return "the prepacked linear takes non-empty (B, in_features) inputs"
+        if x.shape[0] * layer.in_features * layer.out_features < MIN_LINEAR_MACS:
+            return f"{_SMALL} ({MIN_LINEAR_MACS} multiply-adds): the layer's own forward is faster"
     else:
         if x.dim() != 4 or x.shape[1] != layer.in_channels or x.numel() == 0:
             return "the prepacked conv takes non-empty (B, in_channels, H, W) inputs"
         if layer.padding_mode != "zeros":
             return f"padding_mode {layer.padding_mode!r} (oneDNN pads with zeros only)"
-        if min(_pads_and_outputs(layer, x.shape)[1]) <= 0:
+        outputs = _pads_and_outputs(layer, x.shape)[1]
+        if min(outputs) <= 0:
             return "the input is smaller than the kernel: no output pixels"
+        macs = x.shape[0] * layer.weight[0].numel() * layer.out_channels * outputs[0] * outputs[1]
+        if macs < MIN_CONV_MACS:
+            return f"{_SMALL} ({MIN_CONV_MACS} multiply-adds): the layer's own forward is faster"
     if needs_grad(layer, x):
         return "gradients are needed; the prepacked path is inference-only"
     if not plain_eager():
@@ -140,10 +153,13 @@ def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
     prepared = tickets.lookup(layer, input, backend)
     if prepared is not None:
         return prepared(input)
-    if unsupported_reason(layer, input) is not None:
-        return base.forward(layer, input)
+    why = unsupported_reason(layer, input)
     key = (tuple(input.shape),)
-    if isinstance(layer, nn.Linear):
+    if why is not None and not why.startswith(_SMALL):
+        return base.forward(layer, input)
+    if why is not None:  # too small: the layer's own forward, remembered for this signature
+        prepared = functools.partial(base.forward, layer)
+    elif isinstance(layer, nn.Linear):
         prepared = PLANS.get(layer, key, lambda: _linear_plan(layer, input.shape[0]))
     else:
         prepared = functools.partial(_run_conv, PLANS.get(layer, key, lambda: _ConvPlan(layer, input.shape)))
