@@ -156,9 +156,7 @@ def test_follows_visible_weight_changes_and_propagates_nan(any_size: None) -> No
 
 
 def test_small_layers_run_their_own_forward_and_remember_it() -> None:
-    """Below the break-even the layer's own (faster) forward runs; the decision is a ticket like a prepacked call."""
-    from sepconv.backends import tickets
-
+    """Below the break-even the layer's own (faster) forward runs, straight away once the shape is known."""
     conv = prepacked.prepack(nn.Conv2d(8, 16, 3, padding=1).eval())  # 8x8: 74k multiply-adds
     x, big = torch.randn(1, 8, 8, 8), torch.randn(1, 8, 160, 160)  # 29 M multiply-adds
     with torch.inference_mode():
@@ -168,7 +166,7 @@ def test_small_layers_run_their_own_forward_and_remember_it() -> None:
             out = conv(x)
             assert not out.is_contiguous(memory_format=torch.channels_last)  # PyTorch's NCHW conv
             torch.testing.assert_close(out, nn.Conv2d.forward(conv, x))
-        assert tickets.lookup(conv, x, "auto") is not None
+        assert conv._sepconv_small == {x.shape}
         assert conv(big).is_contiguous(memory_format=torch.channels_last)  # the prepacked path
     linear = prepacked.prepack(nn.Linear(64, 10).eval())
     with torch.inference_mode():

@@ -53,7 +53,7 @@ __all__ = ["PrepackedConv2d", "PrepackedLinear", "PrepackedPaddedConv2d", "prepa
 PLANS = PlanCache()
 # oneDNN's prepacked call costs a fixed 15-30 µs more than PyTorch's own small conv or linear: below these sizes
 # (multiply-adds per call; benchmarks/bench_prepacked.py, results/prepacked.md) the layer's own forward runs, and
-# that decision is remembered like a prepacked call.
+# the input shape is remembered, so that the next such call goes straight to it.
 MIN_CONV_MACS = 4_000_000
 MIN_LINEAR_MACS = 2_000_000
 _SMALL = "smaller than the prepacked path's break-even"
@@ -149,17 +149,20 @@ def _linear_plan(layer: nn.Linear, batch: int) -> functools.partial:
 
 
 def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
+    small = layer.__dict__.get("_sepconv_small")  # input shapes below the break-even: nothing to check
+    if small is not None and type(input) is torch.Tensor and input.shape in small:
+        return base.forward(layer, input)
     backend = get_backend()
     prepared = tickets.lookup(layer, input, backend)
     if prepared is not None:
         return prepared(input)
     why = unsupported_reason(layer, input)
-    key = (tuple(input.shape),)
-    if why is not None and not why.startswith(_SMALL):
+    if why is not None:
+        if why.startswith(_SMALL):  # depends on the shape alone: remembered
+            layer.__dict__.setdefault("_sepconv_small", set()).add(input.shape)
         return base.forward(layer, input)
-    if why is not None:  # too small: the layer's own forward, remembered for this signature
-        prepared = functools.partial(base.forward, layer)
-    elif isinstance(layer, nn.Linear):
+    key = (tuple(input.shape),)
+    if isinstance(layer, nn.Linear):
         prepared = PLANS.get(layer, key, lambda: _linear_plan(layer, input.shape[0]))
     else:
         prepared = functools.partial(_run_conv, PLANS.get(layer, key, lambda: _ConvPlan(layer, input.shape)))
