@@ -144,7 +144,6 @@ def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
     the next output there once the caller has dropped the previous one (it checks that nothing else holds that
     memory); a caller that keeps every output gets fresh memory each time.
     """
-    x = x.contiguous(memory_format=torch.channels_last)
     out = torch.ops.sepconv_native.separable(x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed,
                                              prepared.pw_bias, prepared.geometry, prepared.act_mid,
                                              prepared.act_out, prepared.width, prepared.tile, prepared.spare)
@@ -162,7 +161,6 @@ def depthwise_only(prepared: _Plan, x: torch.Tensor, spare: torch.Tensor | None 
     """The depthwise step of a prepared plan alone (with its bias and activation): ``(B, C*m, H_out, W_out)``
     channels_last, written into ``spare``'s memory when nothing else holds it. The benchmarks time it against
     the copy bandwidth (with a ``spare``, so that they time the kernel, not the allocator)."""
-    x = x.contiguous(memory_format=torch.channels_last)
     return torch.ops.sepconv_native.depthwise(x, prepared.dw_weight, prepared.dw_bias, prepared.geometry,
                                               prepared.act_mid, prepared.width, spare)
 

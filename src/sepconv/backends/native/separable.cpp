@@ -340,14 +340,15 @@ const float* data_or_null(const std::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
 }
 
-// x: (B, C, H, W) channels_last float32. dw_w: (kh * kw, C * mult) contiguous. pw_packed: (panels, K, NR) from
+// x: (B, C, H, W) float32, any memory format (copied to channels_last if it is not). dw_w: (kh * kw, C * mult) contiguous. pw_packed: (panels, K, NR) from
 // pack_pointwise for the same isa; pw_b: (panels * NR), zeros past N. Returns (B, N, OH, OW) channels_last.
 // geometry = [mult, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, N].
-at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
+at::Tensor separable(const at::Tensor& x_any, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
                      const at::Tensor& pw_packed, const at::Tensor& pw_b, at::IntArrayRef geometry, int64_t act_mid,
                      int64_t act_out, int64_t isa, int64_t tile, const std::optional<at::Tensor>& spare) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast),
-              "sepconv native: x must be a channels_last float32 (B, C, H, W) tensor");
+  TORCH_CHECK(x_any.dim() == 4 && x_any.scalar_type() == at::kFloat,
+              "sepconv native: x must be a float32 (B, C, H, W) tensor");
+  const at::Tensor x = x_any.contiguous(at::MemoryFormat::ChannelsLast);  // no copy when it already is
   TORCH_CHECK(geometry.size() == 12 && tile > 0, "sepconv native: geometry needs 12 values and tile > 0");
   Geometry g{x.size(0), x.size(2), x.size(3), x.size(1), geometry[0], x.size(1) * geometry[0],
              geometry[1], geometry[2], geometry[3], geometry[4], geometry[5], geometry[6],
@@ -368,23 +369,28 @@ at::Tensor separable(const at::Tensor& x, const at::Tensor& dw_w, const std::opt
   const int64_t tiles = (P + tile - 1) / tile;
   // below about 256k multiply-adds, waking other threads costs more than the work: one thread does it all
   const int64_t work = P * g.depth * (g.kh * g.kw + N);
-  at::parallel_for(0, tiles, work < (1 << 18) ? tiles : 1, [&](int64_t t0, int64_t t1) {
+  const auto tiles_from = [&](int64_t t0, int64_t t1) {
     std::vector<float> buf(static_cast<size_t>(tile * g.depth));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p0 = t * tile, p1 = std::min(P, p0 + tile);
       k.depthwise(xp, dwp, dwb, buf.data(), g, p0, p1, act_mid);
       k.gemm(buf.data(), p1 - p0, g.depth, pwp, pwb, op + p0 * N, N, act_out);
     }
-  });
+  };
+  if (work < (1 << 18))
+    tiles_from(0, tiles);
+  else
+    at::parallel_for(0, tiles, 1, tiles_from);
   return out;
 }
 
-// The depthwise step alone (bias and activation fused): x (B, C, H, W) channels_last -> (B, C * mult, OH, OW)
+// The depthwise step alone (bias and activation fused): x (B, C, H, W), any format -> (B, C * mult, OH, OW)
 // channels_last. geometry as for separable (its last value, N, is ignored).
-at::Tensor depthwise(const at::Tensor& x, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
+at::Tensor depthwise(const at::Tensor& x_any, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
                      at::IntArrayRef geometry, int64_t act, int64_t isa, const std::optional<at::Tensor>& spare) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast),
-              "sepconv native: x must be a channels_last float32 (B, C, H, W) tensor");
+  TORCH_CHECK(x_any.dim() == 4 && x_any.scalar_type() == at::kFloat,
+              "sepconv native: x must be a float32 (B, C, H, W) tensor");
+  const at::Tensor x = x_any.contiguous(at::MemoryFormat::ChannelsLast);  // no copy when it already is
   TORCH_CHECK(geometry.size() == 12, "sepconv native: geometry needs 12 values");
   Geometry g{x.size(0), x.size(2), x.size(3), x.size(1), geometry[0], x.size(1) * geometry[0],
              geometry[1], geometry[2], geometry[3], geometry[4], geometry[5], geometry[6],
