@@ -3,9 +3,15 @@
 Layer after layer, in the order the forward pass calls them, each converted layer's second step (pointwise, or
 horizontal ``1 x kw``, with its bias) is refitted so that, fed with what the *converted* model gives that layer
 (earlier layers already refitted), it reproduces what the *original* layer gives on the *original* model's
-inputs. A layer thereby also corrects the error of the layers before it. One pass over the data per layer: both
-models run up to the layer (the rest of the forward pass is skipped), the second step's features and the targets
-go into float64 Gram sums (:class:`~sepconv.calibrate.gram.LeastSquaresStats`), then one ridge solve.
+inputs. A layer thereby also corrects the error of the layers before it.
+
+When the original model traces with ``torch.fx`` (:mod:`~sepconv.calibrate.graph`) and every converted layer is
+called once per pass, both models run forward in lockstep (:mod:`~sepconv.calibrate.lockstep`): every layer is
+computed once per model and batch while the activations fit the memory budget, else from the last stored point.
+Otherwise (a model that does not trace, shared layers) both models re-run up to each layer (the rest of the
+forward pass is skipped); both ways give the same result. The second step's features and the targets go into
+float64 Gram sums (:class:`~sepconv.calibrate.gram.LeastSquaresStats`), at most :func:`refit_rows` positions per
+layer (a seeded random share of every batch where a layer has more), then one ridge solve.
 ``refit='alternating'`` accumulates the patch statistics of the layer's input instead and alternates the
 second-step solve with conjugate-gradient updates of the first step (:mod:`~sepconv.calibrate.alternating`).
 The new weights are kept only when they lower the layer's calibration error.
@@ -26,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -36,15 +43,18 @@ from ..errors import UnsupportedConfigError
 from .alternating import refit_first
 from .batches import CalibrationData
 from .capture import Tap, eval_mode, run
-from .compare import OutputComparison
+from .compare import OutputComparison, tensors
 from .features import first_output, group_rows, patch_conv, second_features, second_weight, set_second_weight
 from .gram import LeastSquaresStats
+from .graph import Graph, trace
+from .lockstep import BUDGET, Lockstep
 from .measure import PATCH_ELEMENTS
 from .progress import CalibrationProgress
 from .project import first_matrix, project, set_first_matrix
 
-__all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers"]
+__all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers", "refit_rows"]
 
+SEED = 0  # of the position sampling of large layers
 ROUNDS = 3  # second-step solves of 'alternating' (with a first-step update between two)
 
 
@@ -95,29 +105,67 @@ def _pairs(original: nn.Module, converted: nn.Module, target: Target, batch: tup
     return list(zip(given.values, wanted.values))
 
 
+def refit_rows(features: int) -> int:
+    """Sample positions a layer's refit uses at most (per group): ``16 · (features + 1) + 16384``.
+
+    A ridge least-squares fit of ``features`` inputs needs a few times more samples than unknowns; beyond this,
+    more positions of the same images change the solution little and cost ``features²`` multiply-adds each.
+    """
+    return 16 * (features + 1) + 16384
+
+
+@dataclass
+class _Sampling:
+    """Which positions of a layer go into its statistics: a share of every chunk, drawn by a seeded generator
+    (the same draws whichever way the passes run, so the lockstep and the prefix refits agree)."""
+
+    rows: int
+    images: int
+    calls: int
+    generator: torch.Generator
+
+    def select(self, rows: torch.Tensor, positions: int) -> torch.Tensor | None:
+        """Indices of the rows kept among ``rows.shape[1]`` (``None``: all), ``positions`` per image and call."""
+        share = self.rows / (self.images * self.calls * positions)
+        if share >= 1:
+            return None
+        total = rows.shape[1]
+        take = min(total, math.ceil(share * total))
+        return torch.randperm(total, generator=self.generator)[:take].sort().values.to(rows.device)
+
+
 def _accumulate(stats: LeastSquaresStats, target: Target, x: torch.Tensor, y: torch.Tensor,
-                patches: nn.Module | None, alternating: bool) -> None:
+                patches: nn.Module | None, alternating: bool, sampling: _Sampling) -> None:
     groups, layer = target.conv.groups, target.layer
-    width = stats.features * groups * max(1, y[0, 0].numel())
+    positions = max(1, y[0, 0].numel())
+    width = stats.features * groups * positions
     step = max(1, PATCH_ELEMENTS // max(1, width))
     for i in range(0, x.shape[0], step):
         xi, yi = x[i:i + step], group_rows(y[i:i + step], groups)
+        chosen = sampling.select(yi, positions)
+        if chosen is not None:
+            yi = yi[:, chosen]
         if alternating:
-            stats.add(group_rows(patches(xi), groups), yi)  # type: ignore[misc]
+            features = group_rows(patches(xi), groups)  # type: ignore[misc]
         else:
-            stats.add(second_features(layer, first_output(layer, xi), patches), yi)
+            features = second_features(layer, first_output(layer, xi), patches)
+        stats.add(features if chosen is None else features[:, chosen], yi)
 
 
-def _new_stats(target: Target, alternating: bool) -> tuple[LeastSquaresStats, nn.Module | None]:
+def _new_stats(target: Target, alternating: bool,
+               data: CalibrationData) -> tuple[LeastSquaresStats, nn.Module | None, _Sampling]:
     conv, layer = target.conv, target.layer
     groups, outputs = conv.groups, conv.out_channels // conv.groups
     if alternating:
         size = conv.in_channels // groups * int(torch.tensor(conv.kernel_size).prod())
-        return LeastSquaresStats(groups, size, outputs, True, conv.weight.device), patch_conv(conv)
-    bias = target.conv.bias is not None
-    features = second_weight(layer).shape[-1] - int(bias)
-    patches = patch_conv(layer.horizontal) if target.method == "spatial" else None
-    return LeastSquaresStats(groups, features, outputs, bias, conv.weight.device), patches
+        stats, patches = LeastSquaresStats(groups, size, outputs, True, conv.weight.device), patch_conv(conv)
+    else:
+        bias = target.conv.bias is not None
+        features = second_weight(layer).shape[-1] - int(bias)
+        patches = patch_conv(layer.horizontal) if target.method == "spatial" else None
+        stats = LeastSquaresStats(groups, features, outputs, bias, conv.weight.device)
+    generator = torch.Generator().manual_seed(SEED)
+    return stats, patches, _Sampling(refit_rows(stats.features), data.images, max(1, target.calls), generator)
 
 
 def _fit_second(target: Target, stats: LeastSquaresStats, ridge: float) -> LayerFit:
@@ -153,7 +201,7 @@ def _fit_alternating(target: Target, stats: LeastSquaresStats, ridge: float) -> 
 
 
 def refit_layers(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData, mode: str,
-          ridge: float, progress: CalibrationProgress | None = None) -> RefitResult:
+                 ridge: float, progress: CalibrationProgress | None = None, budget: int | None = None) -> RefitResult:
     """Refit ``targets`` (in forward order) of ``converted`` in place; compare the model outputs before/after.
 
     Args:
@@ -164,21 +212,94 @@ def refit_layers(original: nn.Module, converted: nn.Module, targets: list[Target
         mode: ``'pointwise'`` (second step), ``'alternating'`` (both steps) or ``'none'`` (only compare).
         ridge: relative ridge of the solves (see :mod:`~sepconv.calibrate.gram`).
         progress: the bar to advance (one step per batch and pass).
+        budget: bytes of activations the lockstep passes may keep between layers (default
+            :data:`~sepconv.calibrate.lockstep.BUDGET`; see :mod:`~sepconv.calibrate.lockstep`).
     """
-    result = RefitResult()
     with eval_mode(original, converted):
-        for index, target in enumerate(targets if mode != "none" else []):
+        graph = _graph(original, converted, targets) if mode != "none" else None
+        if graph is not None:
+            return _refit_lockstep(original, converted, targets, data, mode, ridge, progress, graph,
+                                   BUDGET if budget is None else budget)
+        return _refit_prefixes(original, converted, targets, data, mode, ridge, progress)
+
+
+def _graph(original: nn.Module, converted: nn.Module, targets: list[Target]) -> Graph | None:
+    """The traced graph of ``original`` if the lockstep passes can use it: every target a single call_module node
+    named as in both models, no attribute read inside a target (the converted layer has other attributes)."""
+    graph = trace(original, [t.conv for t in targets])
+    if graph is None:
+        return None
+    for t in targets:
+        index = graph.index.get(t.name)
+        if t.calls != 1 or index is None or original.get_submodule(t.name) is not t.conv \
+                or converted.get_submodule(t.name) is not t.layer:
+            return None
+        node = graph.nodes[index]
+        if len(node.args) != 1 or node.kwargs:
+            return None
+    inside = tuple(t.name + "." for t in targets)
+    if any(n.op == "get_attr" and str(n.target).startswith(inside) for n in graph.nodes):
+        return None
+    return graph
+
+
+def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData,
+                    mode: str, ridge: float, progress: CalibrationProgress | None, graph: Graph,
+                    budget: int) -> RefitResult:
+    """The refit with both models in lockstep (each layer computed once per model while activations fit)."""
+    result = RefitResult()
+    before = _outputs(converted, data, budget)
+    if before is None:
+        result.before = _compare(original, converted, data, None)
+    steps = Lockstep(graph, original, converted, data, budget)
+    for index, target in enumerate(targets):
+        if progress is not None:
+            progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
+        stats, patches, sampling = _new_stats(target, mode == "alternating", data)
+        for x, y in steps.pairs(graph.index[target.name]):
+            _accumulate(stats, target, x, y, patches, mode == "alternating", sampling)
             if progress is not None:
-                progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
-            stats, patches = _new_stats(target, mode == "alternating")
-            for batch in data:
-                for x, y in _pairs(original, converted, target, batch, result.before if index == 0 else None):
-                    _accumulate(stats, target, x, y, patches, mode == "alternating")
-                if progress is not None:
-                    progress.advance()
-            fit = _fit_alternating if mode == "alternating" else _fit_second
-            result.layers.append(fit(target, stats, ridge))
-        result.after = _compare(original, converted, data, progress)
+                progress.advance()
+        fit = _fit_alternating if mode == "alternating" else _fit_second
+        result.layers.append(fit(target, stats, ridge))
+    if progress is not None:
+        progress.start("comparing outputs")
+    for i, (new, reference) in enumerate(steps.outputs()):
+        result.after.add(new, reference)
+        if before is not None:
+            result.before.add(before[i], tensors(reference))
+        if progress is not None:
+            progress.advance()
+    return result
+
+
+def _outputs(model: nn.Module, data: CalibrationData, budget: int) -> list[list[torch.Tensor]] | None:
+    """The model's outputs on every batch, or ``None`` once they exceed ``budget`` bytes."""
+    kept, size = [], 0
+    for batch in data:
+        kept.append([t.detach() for t in tensors(run(model, batch))])
+        size += sum(t.numel() * t.element_size() for t in kept[-1])
+        if size > budget:
+            return None
+    return kept
+
+
+def _refit_prefixes(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData,
+                    mode: str, ridge: float, progress: CalibrationProgress | None) -> RefitResult:
+    """The refit re-running both models' prefixes up to each layer (any model, traced or not)."""
+    result = RefitResult()
+    for index, target in enumerate(targets if mode != "none" else []):
+        if progress is not None:
+            progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
+        stats, patches, sampling = _new_stats(target, mode == "alternating", data)
+        for batch in data:
+            for x, y in _pairs(original, converted, target, batch, result.before if index == 0 else None):
+                _accumulate(stats, target, x, y, patches, mode == "alternating", sampling)
+            if progress is not None:
+                progress.advance()
+        fit = _fit_alternating if mode == "alternating" else _fit_second
+        result.layers.append(fit(target, stats, ridge))
+    result.after = _compare(original, converted, data, progress)
     if mode == "none":
         result.before = result.after
     return result

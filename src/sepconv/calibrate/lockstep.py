@@ -1,0 +1,97 @@
+"""The original and the converted model run forward in lockstep over the calibration batches, each layer once.
+
+The forward-order refit needs, layer after layer, what the *converted* model feeds a layer (earlier layers already
+refitted) and what the *original* layer returns on the original model's inputs. Re-running both models' prefixes
+for every layer costs ``O(L²)`` layer evaluations; :class:`Lockstep` instead keeps, for every batch, both models'
+passes stopped at the current layer (two :class:`~sepconv.calibrate.graph.Cursor`), and continues them from there
+for the next layer. Those stored passes hold every batch's live activations, so they are kept only while they fit
+``budget`` bytes: where a layer's activations do not fit, its passes start from the last stored point (a copy of
+it, or the batch itself) and are dropped after use, so no activation of the whole calibration set is held beyond
+the budget.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from sepconv.calibrate.batches import CalibrationData
+    >>> from sepconv.calibrate.graph import trace
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3)).eval()
+    >>> graph = trace(model, [model[0], model[2]])
+    >>> steps = Lockstep(graph, model, model, CalibrationData(torch.randn(4, 1, 8, 8), batch_size=2))
+    >>> [tuple(x.shape) for x, y in steps.pairs(graph.index["2"])]
+    [(2, 2, 6, 6), (2, 2, 6, 6)]
+    >>> steps.stored  # both batches' passes are kept at the second conv
+    2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .batches import CalibrationData
+from .graph import Cursor, Graph
+
+__all__ = ["BUDGET", "Lockstep"]
+
+#: default bytes of activations that the stored passes (both models, every batch) may hold
+BUDGET = 4 << 30
+
+
+class Lockstep:
+    """Both models' passes over ``data``, advanced node by node; stored between layers while they fit ``budget``.
+
+    Args:
+        graph: the traced graph of ``original`` (see :func:`~sepconv.calibrate.graph.trace`).
+        original: the reference model.
+        converted: a copy of it with some modules replaced under the same names.
+        data: the calibration batches (iterated once per call of :meth:`pairs`).
+        budget: bytes the stored passes may hold.
+    """
+
+    def __init__(self, graph: Graph, original: nn.Module, converted: nn.Module, data: CalibrationData,
+                 budget: int = BUDGET) -> None:
+        self.graph, self.original, self.converted, self.data, self.budget = graph, original, converted, data, budget
+        self._states: list[tuple[Cursor, Cursor] | None] = [None] * data.batches
+
+    @property
+    def stored(self) -> int:
+        """How many batches' passes are stored now."""
+        return sum(state is not None for state in self._states)
+
+    def _start(self, index: int, batch: tuple, keep: bool) -> tuple[Cursor, Cursor]:
+        """Both passes of batch ``index`` from the stored point (copied unless it is advanced for good)."""
+        state = self._states[index]
+        if state is None:
+            return Cursor(self.graph, self.original, batch), Cursor(self.graph, self.converted, batch)
+        return state if keep else (state[0].copy(), state[1].copy())
+
+    def pairs(self, node: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Per batch: ``(converted model's input of node, original model's output of node)``.
+
+        The converted pass stops before ``node`` (the layer is refitted before it runs), the original's after it.
+        The first batch decides whether this point is stored: its passes' bytes, scaled to every batch, against
+        the budget.
+        """
+        keep: bool | None = None
+        for index, batch in enumerate(self.data):
+            reference, current = self._start(index, batch, keep is True)
+            current.advance(node)
+            reference.advance(node + 1)
+            if keep is None:
+                held = (reference.nbytes() + current.nbytes()) * self.data.images / batch[0].shape[0]
+                keep = held <= self.budget
+            if keep:
+                self._states[index] = (reference, current)
+            yield current.argument(node), reference.output(node)
+
+    def outputs(self) -> Iterator[tuple[object, object]]:
+        """Per batch: ``(converted model's output, original model's output)``; the stored passes are released."""
+        end = len(self.graph.nodes)
+        for index, batch in enumerate(self.data):
+            reference, current = self._start(index, batch, True)
+            self._states[index] = None
+            current.advance(end)
+            reference.advance(end)
+            yield current.result, reference.result
