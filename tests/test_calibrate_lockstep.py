@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
 
+import sepconv.calibrate.reference as reference_module
 import sepconv.calibrate.refit as refit_module
 from sepconv.calibrate.batches import CalibrationData
 from sepconv.calibrate.graph import Cursor, trace
@@ -56,10 +59,13 @@ def _sequential() -> nn.Module:
 
 def _convert(model: nn.Module, monkeypatch: pytest.MonkeyPatch, path: str, method: str = "depthwise",
              refit: str = "pointwise", budget: int | None = None) -> tuple[nn.Module, object]:
-    """Convert with the lockstep path (``budget`` bytes) or with the prefix re-runs forced."""
+    """Convert with the lockstep path (``budget`` bytes), running the original model too (``'both'``: its outputs not
+    kept by the measuring pass) or not (``'lockstep'``), or with the prefix re-runs forced (``'prefix'``)."""
     with monkeypatch.context() as patch:
         if path == "prefix":
             patch.setattr(refit_module, "_graph", lambda *args: None)
+        if path == "both":
+            patch.setattr(sys.modules["sepconv.convert"], "BUDGET", 0)
         if budget is not None:
             patch.setattr(refit_module, "BUDGET", budget)
         x = torch.randn(20, 3, 12, 12, generator=torch.Generator().manual_seed(1))
@@ -87,17 +93,20 @@ def test_lockstep_equals_prefix_reruns(build: type, method: str, refit: str, mon
     real = refit_module._refit_lockstep
     monkeypatch.setattr(refit_module, "_refit_lockstep", lambda *args: runs.append(1) or real(*args))
     lockstep = _convert(model, monkeypatch, "lockstep", method, refit)
-    assert runs == [1]
     _assert_same(lockstep, _convert(model, monkeypatch, "prefix", method, refit))
+    _assert_same(lockstep, _convert(model, monkeypatch, "both", method, refit))
     _assert_same(lockstep, _convert(model, monkeypatch, "lockstep", method, refit, budget=0))  # nothing stored
+    _assert_same(lockstep, _convert(model, monkeypatch, "both", method, refit, budget=0))
+    assert runs == [1] * 4
 
 
 def test_sampled_positions_are_the_same_in_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     model = _sequential().eval()
-    monkeypatch.setattr(refit_module, "refit_rows", lambda features: 300)  # a share of 20 x 144 positions
+    monkeypatch.setattr(reference_module, "refit_rows", lambda features: 300)  # a share of 20 x 144 positions
     sampled = _convert(model, monkeypatch, "lockstep")
     _assert_same(sampled, _convert(model, monkeypatch, "prefix"))
+    _assert_same(sampled, _convert(model, monkeypatch, "both"))
     monkeypatch.undo()
     full = _convert(model, monkeypatch, "lockstep")
     assert not torch.equal(full[0][0].pointwise.weight, sampled[0][0].pointwise.weight)
@@ -113,6 +122,18 @@ def test_models_the_lockstep_cannot_run_use_prefix_reruns(build: type, monkeypat
     new, report = _convert(model, monkeypatch, "lockstep")
     assert report.calibration["output_error_after"] < report.calibration["output_error_before"]
     _assert_same((new, report), _convert(model, monkeypatch, "prefix"))
+
+
+def test_a_data_loader_is_not_assumed_to_come_back_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = Residual().eval()
+    x = torch.randn(20, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=8, shuffle=True)
+    assert not CalibrationData(loader).ordered and CalibrationData(list(x.split(8))).ordered
+    shuffled = convert(model, "depthwise", rank=2, calibration=loader)
+    in_order = _convert(model, monkeypatch, "lockstep")
+    # the same sums in another order (the sampled positions aside, none here): the same fit to float rounding
+    _assert_same(shuffled, in_order)
 
 
 def test_the_budget_decides_what_is_stored() -> None:

@@ -140,3 +140,9 @@ class CalibrationData:
 
     def __len__(self) -> int:
         return self.batches
+
+    @property
+    def ordered(self) -> bool:
+        """Whether every pass yields the same batches in the same order (a tensor, a tuple, a list or tuple of
+        batches; not a ``DataLoader``, which may shuffle)."""
+        return self._batches is not None or isinstance(self._iterable, (list, tuple))

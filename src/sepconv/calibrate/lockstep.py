@@ -44,31 +44,34 @@ class Lockstep:
 
     Args:
         graph: the traced graph of ``original`` (see :func:`~sepconv.calibrate.graph.trace`).
-        original: the reference model.
+        original: the reference model (``None``: only the converted model runs; its outputs are known).
         converted: a copy of it with some modules replaced under the same names.
         data: the calibration batches (iterated once per call of :meth:`pairs`).
         budget: bytes the stored passes may hold.
     """
 
-    def __init__(self, graph: Graph, original: nn.Module, converted: nn.Module, data: CalibrationData,
+    def __init__(self, graph: Graph, original: nn.Module | None, converted: nn.Module, data: CalibrationData,
                  budget: int = BUDGET) -> None:
         self.graph, self.original, self.converted, self.data, self.budget = graph, original, converted, data, budget
-        self._states: list[tuple[Cursor, Cursor] | None] = [None] * data.batches
+        self._states: list[tuple[Cursor | None, Cursor] | None] = [None] * data.batches
 
     @property
     def stored(self) -> int:
         """How many batches' passes are stored now."""
         return sum(state is not None for state in self._states)
 
-    def _start(self, index: int, batch: tuple, keep: bool) -> tuple[Cursor, Cursor]:
+    def _start(self, index: int, batch: tuple, keep: bool) -> tuple[Cursor | None, Cursor]:
         """Both passes of batch ``index`` from the stored point (copied unless it is advanced for good)."""
         state = self._states[index]
         if state is None:
-            return Cursor(self.graph, self.original, batch), Cursor(self.graph, self.converted, batch)
-        return state if keep else (state[0].copy(), state[1].copy())
+            original = None if self.original is None else Cursor(self.graph, self.original, batch)
+            return original, Cursor(self.graph, self.converted, batch)
+        if keep:
+            return state
+        return None if state[0] is None else state[0].copy(), state[1].copy()
 
-    def pairs(self, node: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Per batch: ``(converted model's input of node, original model's output of node)``.
+    def pairs(self, node: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per batch: ``(converted model's input of node, original model's output of node or None)``.
 
         The converted pass stops before ``node`` (the layer is refitted before it runs), the original's after it.
         The first batch decides whether this point is stored: its passes' bytes, scaled to every batch, against
@@ -78,20 +81,23 @@ class Lockstep:
         for index, batch in enumerate(self.data):
             reference, current = self._start(index, batch, keep is True)
             current.advance(node)
-            reference.advance(node + 1)
+            if reference is not None:
+                reference.advance(node + 1)
             if keep is None:
-                held = (reference.nbytes() + current.nbytes()) * self.data.images / batch[0].shape[0]
-                keep = held <= self.budget
+                held = current.nbytes() + (0 if reference is None else reference.nbytes())
+                keep = held * self.data.images / batch[0].shape[0] <= self.budget
             if keep:
                 self._states[index] = (reference, current)
-            yield current.argument(node), reference.output(node)
+            yield current.argument(node), None if reference is None else reference.output(node)
 
     def outputs(self) -> Iterator[tuple[object, object]]:
-        """Per batch: ``(converted model's output, original model's output)``; the stored passes are released."""
+        """Per batch: ``(converted model's output, original model's output or None)``; the stored passes are
+        released."""
         end = len(self.graph.nodes)
         for index, batch in enumerate(self.data):
             reference, current = self._start(index, batch, True)
             self._states[index] = None
             current.advance(end)
-            reference.advance(end)
-            yield current.result, reference.result
+            if reference is not None:
+                reference.advance(end)
+            yield current.result, None if reference is None else reference.result

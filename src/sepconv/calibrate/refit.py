@@ -10,8 +10,10 @@ called once per pass, both models run forward in lockstep (:mod:`~sepconv.calibr
 computed once per model and batch while the activations fit the memory budget, else from the last stored point.
 Otherwise (a model that does not trace, shared layers) both models re-run up to each layer (the rest of the
 forward pass is skipped); both ways give the same result. The second step's features and the targets go into
-float64 Gram sums (:class:`~sepconv.calibrate.gram.LeastSquaresStats`), at most :func:`refit_rows` positions per
-layer (a seeded random share of every batch where a layer has more), then one ridge solve.
+float64 Gram sums (:class:`~sepconv.calibrate.gram.LeastSquaresStats`), at most
+:func:`~sepconv.calibrate.reference.refit_rows` positions per layer (a seeded random share of every batch where a
+layer has more), then one ridge solve. The original's layer and model outputs come from the measuring pass when it
+kept them (:mod:`~sepconv.calibrate.reference`): then only the converted model runs.
 ``refit='alternating'`` accumulates the patch statistics of the layer's input instead and alternates the
 second-step solve with conjugate-gradient updates of the first step (:mod:`~sepconv.calibrate.alternating`).
 The new weights are kept only when they lower the layer's calibration error.
@@ -51,10 +53,10 @@ from .lockstep import BUDGET, Lockstep
 from .measure import PATCH_ELEMENTS
 from .progress import CalibrationProgress
 from .project import first_matrix, project, set_first_matrix
+from .reference import Reference, refit_share, sample_rows
 
-__all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers", "refit_rows"]
+__all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers"]
 
-SEED = 0  # of the position sampling of large layers
 ROUNDS = 3  # second-step solves of 'alternating' (with a first-step update between two)
 
 
@@ -105,67 +107,54 @@ def _pairs(original: nn.Module, converted: nn.Module, target: Target, batch: tup
     return list(zip(given.values, wanted.values))
 
 
-def refit_rows(features: int) -> int:
-    """Sample positions a layer's refit uses at most (per group): ``16 · (features + 1) + 16384``.
-
-    A ridge least-squares fit of ``features`` inputs needs a few times more samples than unknowns; beyond this,
-    more positions of the same images change the solution little and cost ``features²`` multiply-adds each.
-    """
-    return 16 * (features + 1) + 16384
+def _patch_size(conv: nn.Module) -> int:
+    return conv.in_channels // conv.groups * math.prod(conv.kernel_size)
 
 
-@dataclass
-class _Sampling:
-    """Which positions of a layer go into its statistics: a share of every chunk, drawn by a seeded generator
-    (the same draws whichever way the passes run, so the lockstep and the prefix refits agree)."""
-
-    rows: int
-    images: int
-    calls: int
-    generator: torch.Generator
-
-    def select(self, rows: torch.Tensor, positions: int) -> torch.Tensor | None:
-        """Indices of the rows kept among ``rows.shape[1]`` (``None``: all), ``positions`` per image and call."""
-        share = self.rows / (self.images * self.calls * positions)
-        if share >= 1:
-            return None
-        total = rows.shape[1]
-        take = min(total, math.ceil(share * total))
-        return torch.randperm(total, generator=self.generator)[:take].sort().values.to(rows.device)
+def _positions(target: Target, x: torch.Tensor, patches: nn.Module | None, alternating: bool) -> int:
+    """Output positions per image of the layer fed ``x`` (from one image)."""
+    one = x[:1]
+    if alternating:
+        return math.prod(patches(one).shape[2:])  # type: ignore[misc]
+    return second_features(target.layer, first_output(target.layer, one), patches).shape[1]
 
 
-def _accumulate(stats: LeastSquaresStats, target: Target, x: torch.Tensor, y: torch.Tensor,
-                patches: nn.Module | None, alternating: bool, sampling: _Sampling) -> None:
+def _accumulate(stats: LeastSquaresStats, target: Target, x: torch.Tensor, targets: torch.Tensor, batch: int,
+                call: int, images: int, patches: nn.Module | None, alternating: bool) -> None:
+    """Add one batch (and call) of the layer: its input ``x`` ``(B, ...)`` and the original's outputs ``targets``
+    ``(groups, rows, N/g)``, every position (``B · positions`` rows) or the sampled ones (:func:`sample_rows`)."""
     groups, layer = target.conv.groups, target.layer
-    positions = max(1, y[0, 0].numel())
-    width = stats.features * groups * positions
-    step = max(1, PATCH_ELEMENTS // max(1, width))
+    positions = _positions(target, x, patches, alternating)
+    share = refit_share(_patch_size(target.conv), images, positions, max(1, target.calls))
+    rows = sample_rows(x.shape[0] * positions, share, batch, call)
+    if rows is not None and targets.shape[1] != len(rows):
+        targets = targets[:, rows.to(targets.device)]
+    rows = None if rows is None else rows.to(x.device)
+    step = max(1, PATCH_ELEMENTS // max(1, stats.features * groups * positions))
     for i in range(0, x.shape[0], step):
-        xi, yi = x[i:i + step], group_rows(y[i:i + step], groups)
-        chosen = sampling.select(yi, positions)
-        if chosen is not None:
-            yi = yi[:, chosen]
+        low, high = i * positions, min(x.shape[0], i + step) * positions
+        if rows is None:
+            chosen, t = None, targets[:, low:high]
+        else:
+            first, last = int(torch.searchsorted(rows, low)), int(torch.searchsorted(rows, high))
+            chosen, t = rows[first:last] - low, targets[:, first:last]
+        xi = x[i:i + step]
         if alternating:
             features = group_rows(patches(xi), groups)  # type: ignore[misc]
         else:
             features = second_features(layer, first_output(layer, xi), patches)
-        stats.add(features if chosen is None else features[:, chosen], yi)
+        stats.add(features if chosen is None else features[:, chosen], t)
 
 
-def _new_stats(target: Target, alternating: bool,
-               data: CalibrationData) -> tuple[LeastSquaresStats, nn.Module | None, _Sampling]:
+def _new_stats(target: Target, alternating: bool) -> tuple[LeastSquaresStats, nn.Module | None]:
     conv, layer = target.conv, target.layer
     groups, outputs = conv.groups, conv.out_channels // conv.groups
     if alternating:
-        size = conv.in_channels // groups * int(torch.tensor(conv.kernel_size).prod())
-        stats, patches = LeastSquaresStats(groups, size, outputs, True, conv.weight.device), patch_conv(conv)
-    else:
-        bias = target.conv.bias is not None
-        features = second_weight(layer).shape[-1] - int(bias)
-        patches = patch_conv(layer.horizontal) if target.method == "spatial" else None
-        stats = LeastSquaresStats(groups, features, outputs, bias, conv.weight.device)
-    generator = torch.Generator().manual_seed(SEED)
-    return stats, patches, _Sampling(refit_rows(stats.features), data.images, max(1, target.calls), generator)
+        return LeastSquaresStats(groups, _patch_size(conv), outputs, True, conv.weight.device), patch_conv(conv)
+    bias = target.conv.bias is not None
+    features = second_weight(layer).shape[-1] - int(bias)
+    patches = patch_conv(layer.horizontal) if target.method == "spatial" else None
+    return LeastSquaresStats(groups, features, outputs, bias, conv.weight.device), patches
 
 
 def _fit_second(target: Target, stats: LeastSquaresStats, ridge: float) -> LayerFit:
@@ -201,7 +190,8 @@ def _fit_alternating(target: Target, stats: LeastSquaresStats, ridge: float) -> 
 
 
 def refit_layers(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData, mode: str,
-                 ridge: float, progress: CalibrationProgress | None = None, budget: int | None = None) -> RefitResult:
+                 ridge: float, progress: CalibrationProgress | None = None, budget: int | None = None,
+                 reference: Reference | None = None) -> RefitResult:
     """Refit ``targets`` (in forward order) of ``converted`` in place; compare the model outputs before/after.
 
     Args:
@@ -214,12 +204,14 @@ def refit_layers(original: nn.Module, converted: nn.Module, targets: list[Target
         progress: the bar to advance (one step per batch and pass).
         budget: bytes of activations the lockstep passes may keep between layers (default
             :data:`~sepconv.calibrate.lockstep.BUDGET`; see :mod:`~sepconv.calibrate.lockstep`).
+        reference: the original's outputs kept by the measuring pass (:mod:`~sepconv.calibrate.reference`):
+            when complete, the lockstep refit runs only the converted model.
     """
     with eval_mode(original, converted):
         graph = _graph(original, converted, targets) if mode != "none" else None
         if graph is not None:
             return _refit_lockstep(original, converted, targets, data, mode, ridge, progress, graph,
-                                   BUDGET if budget is None else budget)
+                                   BUDGET if budget is None else budget, reference)
         return _refit_prefixes(original, converted, targets, data, mode, ridge, progress)
 
 
@@ -244,33 +236,48 @@ def _graph(original: nn.Module, converted: nn.Module, targets: list[Target]) -> 
 
 
 def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData,
-                    mode: str, ridge: float, progress: CalibrationProgress | None, graph: Graph,
-                    budget: int) -> RefitResult:
-    """The refit with both models in lockstep (each layer computed once per model while activations fit)."""
-    result = RefitResult()
-    before = _outputs(converted, data, budget)
-    if before is None:
-        result.before = _compare(original, converted, data, None)
-    steps = Lockstep(graph, original, converted, data, budget)
+                    mode: str, ridge: float, progress: CalibrationProgress | None, graph: Graph, budget: int,
+                    reference: Reference | None) -> RefitResult:
+    """The refit with both models in lockstep (each layer computed once per model while activations fit); only the
+    converted model runs when the measuring pass kept the original's outputs (``reference``)."""
+    known = reference is not None and _complete(reference, targets, data)
+    result, before = RefitResult(), None
+    if known:
+        for b, batch in enumerate(data):
+            result.before.add(tensors(run(converted, batch)), reference.outputs[b])  # type: ignore[union-attr]
+    else:
+        before = _outputs(converted, data, budget) if data.ordered else None
+        if before is None:
+            result.before = _compare(original, converted, data, None)
+    steps = Lockstep(graph, None if known else original, converted, data,
+                     budget - (reference.size if known else 0))  # type: ignore[union-attr]
     for index, target in enumerate(targets):
         if progress is not None:
             progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
-        stats, patches, sampling = _new_stats(target, mode == "alternating", data)
-        for x, y in steps.pairs(graph.index[target.name]):
-            _accumulate(stats, target, x, y, patches, mode == "alternating", sampling)
+        stats, patches = _new_stats(target, mode == "alternating")
+        for b, (x, y) in enumerate(steps.pairs(graph.index[target.name])):
+            t = reference.targets[target.name][b] if known else group_rows(y, target.conv.groups)  # type: ignore
+            _accumulate(stats, target, x, t, b, 0, data.images, patches, mode == "alternating")
             if progress is not None:
                 progress.advance()
         fit = _fit_alternating if mode == "alternating" else _fit_second
         result.layers.append(fit(target, stats, ridge))
     if progress is not None:
         progress.start("comparing outputs")
-    for i, (new, reference) in enumerate(steps.outputs()):
-        result.after.add(new, reference)
+    for b, (new, old) in enumerate(steps.outputs()):
+        expected = reference.outputs[b] if known else tensors(old)  # type: ignore[union-attr]
+        result.after.add(tensors(new), expected)
         if before is not None:
-            result.before.add(before[i], tensors(reference))
+            result.before.add(before[b], expected)
         if progress is not None:
             progress.advance()
     return result
+
+
+def _complete(reference: Reference, targets: list[Target], data: CalibrationData) -> bool:
+    """Whether ``reference`` holds the original's outputs of every batch, for the model and every target."""
+    return (data.ordered and not reference.dropped and len(reference.outputs) == data.batches
+            and all(len(reference.targets.get(t.name, ())) == data.batches for t in targets))
 
 
 def _outputs(model: nn.Module, data: CalibrationData, budget: int) -> list[list[torch.Tensor]] | None:
@@ -291,10 +298,12 @@ def _refit_prefixes(original: nn.Module, converted: nn.Module, targets: list[Tar
     for index, target in enumerate(targets if mode != "none" else []):
         if progress is not None:
             progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
-        stats, patches, sampling = _new_stats(target, mode == "alternating", data)
-        for batch in data:
-            for x, y in _pairs(original, converted, target, batch, result.before if index == 0 else None):
-                _accumulate(stats, target, x, y, patches, mode == "alternating", sampling)
+        stats, patches = _new_stats(target, mode == "alternating")
+        for b, batch in enumerate(data):
+            pairs = _pairs(original, converted, target, batch, result.before if index == 0 else None)
+            for call, (x, y) in enumerate(pairs):
+                _accumulate(stats, target, x, group_rows(y, target.conv.groups), b, call, data.images, patches,
+                            mode == "alternating")
             if progress is not None:
                 progress.advance()
         fit = _fit_alternating if mode == "alternating" else _fit_second
