@@ -169,3 +169,24 @@ def test_cursor_copy_is_independent_of_in_place_ops() -> None:
     torch.testing.assert_close(cursor.output(1), saved)
     cursor.advance(len(graph.nodes))
     torch.testing.assert_close(cursor.result, other.result)
+
+
+class Viewing(nn.Module):
+    """``view`` on a conv's output: fails on channels-last activations, so the passes keep the given layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.head = nn.Linear(8 * 10 * 10, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).view(x.shape[0], -1))
+
+
+def test_a_model_that_needs_contiguous_activations_is_calibrated_in_its_layout() -> None:
+    torch.manual_seed(0)
+    model = Viewing().eval()
+    with pytest.raises(RuntimeError):
+        model(torch.randn(2, 3, 12, 12).contiguous(memory_format=torch.channels_last))
+    _, report = convert(model, "depthwise", rank=2, calibration=torch.randn(20, 3, 12, 12))
+    assert report.calibration["output_error_after"] < report.calibration["output_error_before"]

@@ -133,6 +133,7 @@ def measure(model: nn.Module, candidates: dict[str, nn.Module], data: Calibratio
     taps += [Tap(m, callback=_ignore) for m in {id(m): m for m in others if id(m) not in traces}.values()]
     positions: dict[int, int] = {}
     with eval_mode(model):
+        data.channels_last = _channels_last_runs(model, data)
         for index, batch in enumerate(data):
             for recorder in recorders:
                 recorder.batch = index
@@ -146,6 +147,19 @@ def measure(model: nn.Module, candidates: dict[str, nn.Module], data: Calibratio
             if on_batch is not None:
                 on_batch()
     return traces, positions
+
+
+def _channels_last_runs(model: nn.Module, data: CalibrationData) -> bool:
+    """Whether ``model`` runs one sample of 4-D input in channels-last format (a model that calls ``view`` on its
+    activations may not): the calibration passes then use it."""
+    first = next(iter(data))
+    if not any(t.dim() == 4 for t in first):
+        return False
+    try:
+        run(model, tuple(t[:1].contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t[:1] for t in first))
+    except Exception:  # whatever the model does not accept, it gets the layout it was given
+        return False
+    return True
 
 
 def _ignore(x: torch.Tensor, y: torch.Tensor) -> None:
