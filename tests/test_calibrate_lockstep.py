@@ -172,15 +172,16 @@ def test_cursor_copy_is_independent_of_in_place_ops() -> None:
 
 
 class Viewing(nn.Module):
-    """``view`` on a conv's output: fails on channels-last activations, so the passes keep the given layout."""
+    """``view`` on its input: fails on a channels-last input, so the passes keep the given layout."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3)
-        self.head = nn.Linear(8 * 10 * 10, 10)
+        self.head = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(x).view(x.shape[0], -1))
+        scale = x.view(x.shape[0], -1).square().mean(1, keepdim=True)
+        return self.head(self.conv(x).mean((2, 3)) * scale)
 
 
 def test_a_model_that_needs_contiguous_activations_is_calibrated_in_its_layout() -> None:
