@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -70,17 +70,23 @@ class Lockstep:
             return state
         return None if state[0] is None else state[0].copy(), state[1].copy()
 
-    def pairs(self, node: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def pairs(self, node: int, fork: Callable[[int, object], None] | None = None,
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Per batch: ``(converted model's input of node, original model's output of node or None)``.
 
         The converted pass stops before ``node`` (the layer is refitted before it runs), the original's after it.
         The first batch decides whether this point is stored: its passes' bytes, scaled to every batch, against
-        the budget.
+        the budget. With ``fork``, a copy of the converted pass also runs to the end from there, before the
+        batch is yielded, and ``fork(batch index, output)`` gets the output (the model as it is then).
         """
         keep: bool | None = None
         for index, batch in enumerate(self.data):
             reference, current = self._start(index, batch, keep is True)
             current.advance(node)
+            if fork is not None:
+                ahead = current.copy()
+                ahead.advance(len(self.graph.nodes))
+                fork(index, ahead.result)
             if reference is not None:
                 reference.advance(node + 1)
             if keep is None:

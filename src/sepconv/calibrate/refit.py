@@ -218,7 +218,7 @@ def refit_layers(original: nn.Module, converted: nn.Module, targets: list[Target
 def _graph(original: nn.Module, converted: nn.Module, targets: list[Target]) -> Graph | None:
     """The traced graph of ``original`` if the lockstep passes can use it: every target a single call_module node
     named as in both models, no attribute read inside a target (the converted layer has other attributes)."""
-    graph = trace(original, [t.conv for t in targets])
+    graph = trace(original, [t.conv for t in targets]) if targets else None
     if graph is None:
         return None
     for t in targets:
@@ -241,25 +241,31 @@ def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Tar
     """The refit with both models in lockstep (each layer computed once per model while activations fit); only the
     converted model runs when the measuring pass kept the original's outputs (``reference``)."""
     known = reference is not None and _complete(reference, targets, data)
-    result, before = RefitResult(), None
-    if known:
-        for b, batch in enumerate(data):
-            result.before.add(tensors(run(converted, batch)), reference.outputs[b])  # type: ignore[union-attr]
-    else:
-        before = _outputs(converted, data, budget) if data.ordered else None
-        if before is None:
-            result.before = _compare(original, converted, data, None)
+    result, before, held = RefitResult(), [], [0]
+
+    def compare_before(index: int, output: object) -> None:  # the converted model before any refit
+        if known:
+            result.before.add(tensors(output), reference.outputs[index])  # type: ignore[union-attr]
+        elif held[0] <= budget:  # kept for the end, where the original's outputs come
+            before.append([t.detach() for t in tensors(output)])
+            held[0] += sum(t.numel() * t.element_size() for t in before[-1])
+
+    if not data.ordered:  # the end's batches may come in another order: compare in passes of their own
+        result.before = _compare(original, converted, data, None)
     steps = Lockstep(graph, None if known else original, converted, data,
                      budget - (reference.size if known else 0))  # type: ignore[union-attr]
     for index, target in enumerate(targets):
         if progress is not None:
             progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
         stats, patches = _new_stats(target, mode == "alternating")
-        for b, (x, y) in enumerate(steps.pairs(graph.index[target.name])):
+        fork = compare_before if index == 0 and data.ordered else None
+        for b, (x, y) in enumerate(steps.pairs(graph.index[target.name], fork)):
             t = reference.targets[target.name][b] if known else group_rows(y, target.conv.groups)  # type: ignore
             _accumulate(stats, target, x, t, b, 0, data.images, patches, mode == "alternating")
             if progress is not None:
                 progress.advance()
+        if held[0] > budget:  # too large to keep: compare now, before the first refit, in passes of their own
+            before, held[0], result.before = [], 0, _compare(original, converted, data, None)
         fit = _fit_alternating if mode == "alternating" else _fit_second
         result.layers.append(fit(target, stats, ridge))
     if progress is not None:
@@ -267,7 +273,7 @@ def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Tar
     for b, (new, old) in enumerate(steps.outputs()):
         expected = reference.outputs[b] if known else tensors(old)  # type: ignore[union-attr]
         result.after.add(tensors(new), expected)
-        if before is not None:
+        if before:
             result.before.add(before[b], expected)
         if progress is not None:
             progress.advance()
@@ -278,17 +284,6 @@ def _complete(reference: Reference, targets: list[Target], data: CalibrationData
     """Whether ``reference`` holds the original's outputs of every batch, for the model and every target."""
     return (data.ordered and not reference.dropped and len(reference.outputs) == data.batches
             and all(len(reference.targets.get(t.name, ())) == data.batches for t in targets))
-
-
-def _outputs(model: nn.Module, data: CalibrationData, budget: int) -> list[list[torch.Tensor]] | None:
-    """The model's outputs on every batch, or ``None`` once they exceed ``budget`` bytes."""
-    kept, size = [], 0
-    for batch in data:
-        kept.append([t.detach() for t in tensors(run(model, batch))])
-        size += sum(t.numel() * t.element_size() for t in kept[-1])
-        if size > budget:
-            return None
-    return kept
 
 
 def _refit_prefixes(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData,
