@@ -252,8 +252,7 @@ def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Tar
 
     if not data.ordered:  # the end's batches may come in another order: compare in passes of their own
         result.before = _compare(original, converted, data, None)
-    steps = Lockstep(graph, None if known else original, converted, data,
-                     budget - (reference.size if known else 0))  # type: ignore[union-attr]
+    steps = Lockstep(graph, None if known else original, converted, data, budget)
     for index, target in enumerate(targets):
         if progress is not None:
             progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
