@@ -191,3 +191,14 @@ def test_a_model_that_needs_contiguous_activations_is_calibrated_in_its_layout()
         model(torch.randn(2, 3, 12, 12).contiguous(memory_format=torch.channels_last))
     _, report = convert(model, "depthwise", rank=2, calibration=torch.randn(20, 3, 12, 12))
     assert report.calibration["output_error_after"] < report.calibration["output_error_before"]
+
+
+def test_hooks_the_graph_would_skip_send_the_refit_to_prefix_reruns() -> None:
+    model = Residual().eval()
+    assert trace(model, [model.stem]) is not None
+    handle = model.body.register_forward_hook(lambda module, args, output: output * 2)  # a container: traced through
+    assert trace(model, [model.stem]) is None
+    handle.remove()
+    handle = model.stem.register_forward_hook(lambda module, args, output: output * 2)  # a leaf: the graph calls it
+    assert trace(model, [model.stem]) is not None
+    handle.remove()

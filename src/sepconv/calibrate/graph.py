@@ -55,12 +55,17 @@ class _Tracer(fx.Tracer):
 
 
 def trace(model: nn.Module, leaves: Iterable[nn.Module] = ()) -> Graph | None:
-    """The graph of ``model.forward`` with ``leaves`` as call_module nodes, or ``None`` if it does not trace."""
+    """The graph of ``model.forward`` with ``leaves`` as call_module nodes, or ``None`` if it does not trace or
+    has forward hooks that the graph would skip (on the model or a module traced through, or global ones)."""
     try:
         graph = _Tracer(leaves).trace(model)
-    except Exception:
+    except Exception:  # any tracing failure means: use the hook-based passes instead
         return None
     nodes = list(graph.nodes)
+    called = {str(node.target) for node in nodes if node.op == "call_module"}
+    if _global_hooks() or any(name not in called and (m._forward_hooks or m._forward_pre_hooks)
+                              for name, m in model.named_modules()):
+        return None
     last_use: dict[fx.Node, int] = {}
     calls: dict[str, list[int]] = {}
     for i, node in enumerate(nodes):
@@ -69,6 +74,12 @@ def trace(model: nn.Module, leaves: Iterable[nn.Module] = ()) -> Graph | None:
         if node.op == "call_module":
             calls.setdefault(str(node.target), []).append(i)
     return Graph(nodes, {name: found[0] for name, found in calls.items() if len(found) == 1}, last_use)
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module
+
+    return bool(module._global_forward_hooks or module._global_forward_pre_hooks)
 
 
 def _attribute(root: nn.Module, path: str) -> object:
