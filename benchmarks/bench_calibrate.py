@@ -13,7 +13,7 @@ Two parts, each updating its section of ``benchmarks/results/calibrate.json`` an
   original's outputs), then the calibrated conversion (budget 0.4, refit pointwise), interleaved, medians.
 
 Run: ``PYTHONPATH=src python benchmarks/bench_calibrate.py accuracy`` and
-``PYTHONPATH=src python benchmarks/bench_calibrate.py timing --images 32 64 --threads 2`` (``--out FILE`` writes
+``PYTHONPATH=src python benchmarks/bench_calibrate.py timing --images 32 64 512 --threads 2`` (``--out FILE`` writes
 the section's JSON elsewhere, e.g. on another machine; ``merge FILE`` adds it to the results).
 """
 
