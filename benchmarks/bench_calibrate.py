@@ -13,7 +13,7 @@ Two parts, each updating its section of ``benchmarks/results/calibrate.json`` an
   original's outputs), then the calibrated conversion (budget 0.4, refit pointwise), interleaved, medians.
 
 Run: ``PYTHONPATH=src python benchmarks/bench_calibrate.py accuracy`` and
-``PYTHONPATH=src python benchmarks/bench_calibrate.py timing --images 32 64 --threads 2`` (``--out FILE`` writes
+``PYTHONPATH=src python benchmarks/bench_calibrate.py timing --images 32 64 512 --threads 2`` (``--out FILE`` writes
 the section's JSON elsewhere, e.g. on another machine; ``merge FILE`` adds it to the results).
 """
 
@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -184,12 +185,23 @@ def timing_part(images: list[int], repeats: int, device: str) -> dict:
         runs.append({"images": n, "floor_seconds": floors, "convert_seconds": totals, "load_average_1min": loads,
                      "floor_median": statistics.median(floors), "convert_median": statistics.median(totals),
                      "ratio_to_floor": statistics.median(totals) / statistics.median(floors),
+                     "date": time.strftime("%Y-%m-%d %H:%M"),
                      "mac_ratio": report.mac_ratio, "layers_converted": sum(r.method != "kept" for r in report.layers),
                      "output_error_before": report.calibration["output_error_before"],
                      "output_error_after": report.calibration["output_error_after"]})
         print(json.dumps(runs[-1]), flush=True)
     return {"machine": machine(), "device": device, "model": "VGG-16: 13 convs + global pooling + linear, random "
-            "(He) weights, synthetic N(0, 1) inputs 3x224x224, batches of 32", "budget": BUDGET, "runs": runs}
+            "(He) weights, synthetic N(0, 1) inputs 3x224x224, batches of 32", "budget": BUDGET, "code": _commit(),
+            "runs": runs}
+
+
+def _commit() -> str | None:
+    """The git commit of the code measured (``None`` outside a checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _sync(device: str) -> None:
@@ -248,7 +260,9 @@ def _timing_lines(key: str, part: dict) -> list[str]:
     where = f"{m['gpu']} (GPU)" if part["device"].startswith("cuda") else \
         f"{m['cpu']}, {m['torch_threads']} threads ({m['cores']} cores in the machine)"
     lines = [f"## Calibration time, {part['model']} ({key})", "",
-             f"Machine: {where}, torch {m['torch']}, {m['date']}. Budget {part['budget']}, refit pointwise. floor = "
+             f"Machine: {where}, torch {m['torch']}, {m['date']}"
+             f"{', code ' + part['code'] if part.get('code') else ''}. Budget {part['budget']}, refit pointwise. "
+             "floor = "
              "one forward pass of the original over the calibration images (any calibration must run at least "
              "this); medians of interleaved repeats.", "",
              "| images | floor s (median) | calibrated convert s (median) | convert / floor | all convert runs (s) | "
@@ -260,6 +274,15 @@ def _timing_lines(key: str, part: dict) -> list[str]:
                      f"{', '.join(f'{v:.1f}' for v in r['load_average_1min'])} | {r['mac_ratio']:.2f} | "
                      f"{r['output_error_before']:.3f} -> {r['output_error_after']:.3f} |")
     return [*lines, ""]
+
+
+def _merge_runs(old: dict | None, new: dict) -> dict:
+    """A timing section with ``new``'s runs, and ``old``'s runs of other image counts if measured the same way
+    (same model, budget, device and code: a run of another invocation keeps its own date)."""
+    if old is None or old.get("model") != new.get("model") or old.get("code") != new.get("code"):
+        return new
+    runs = {r["images"]: r for r in old["runs"]} | {r["images"]: r for r in new["runs"]}
+    return {**new, "runs": [runs[n] for n in sorted(runs)]}
 
 
 def _save(results: dict) -> None:
@@ -296,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).write_text(json.dumps(section, indent=1))
         return
     results.update({k: v for k, v in section.items() if k != "timing"})
-    results.setdefault("timing", {}).update(section.get("timing", {}))
+    for key, part in section.get("timing", {}).items():
+        results.setdefault("timing", {})[key] = _merge_runs(results["timing"].get(key), part)
     _save(results)
     print(render(results), file=sys.stderr)
 

@@ -68,8 +68,10 @@ from .calibrate.allocation import error_curve
 from .calibrate.batches import CalibrationData
 from .calibrate.capture import Tap, eval_mode, run
 from .calibrate.compare import OutputComparison
+from .calibrate.lockstep import BUDGET
 from .calibrate.measure import LayerTrace, measure
 from .calibrate.progress import CalibrationProgress
+from .calibrate.reference import Reference
 from .calibrate.refit import RefitResult, Target, refit_layers
 from .choices import CONVERSION_METHODS as METHODS
 from .choices import REFITS
@@ -368,6 +370,7 @@ class _Measured:
     inputs: tuple | None = None
     traces: dict[int, LayerTrace] = field(default_factory=dict)
     data: CalibrationData | None = None
+    reference: Reference | None = None
 
 
 def _measure_examples(new_model: nn.Module, cands: list[_Candidate], measured: _Measured) -> None:
@@ -401,8 +404,9 @@ def _measure_calibration(new_model: nn.Module, cands: list[_Candidate], measured
     """The measuring pass over the calibration data (see :mod:`sepconv.calibrate.measure`)."""
     bar.start("measuring")
     others = [m for m in new_model.modules() if _is_conv(m)]
-    measured.traces, positions = measure(new_model, {c.name: c.conv for c in cands}, measured.data,
-                                         others, on_batch=bar.advance)  # type: ignore[arg-type]
+    measured.reference = Reference(BUDGET // 2) if measured.data.ordered else None  # type: ignore[union-attr]
+    measured.traces, positions = measure(new_model, {c.name: c.conv for c in cands}, measured.data, others,
+                                         on_batch=bar.advance, reference=measured.reference)  # type: ignore[arg-type]
     if not measured.positions:  # example inputs, when given, define the MACs per forward pass
         measured.positions = positions
     for c in cands:
@@ -544,8 +548,8 @@ def _calibrate(model: nn.Module, built: list[tuple[_Candidate, nn.Module]], new_
     targets = [Target(c.name, model.get_submodule(c.name), layer, traces[id(c.conv)].calls, options.method)
                for c, layer in ordered]
     bar.set_passes(2 + (len(targets) if options.refit != "none" else 0))
-    return refit_layers(model, new_model, targets, measured.data, options.refit, options.ridge,
-                        bar)  # type: ignore[arg-type]
+    return refit_layers(model, new_model, targets, measured.data, options.refit, options.ridge,  # type: ignore[arg-type]
+                        bar, reference=measured.reference)
 
 
 def _calibration_summary(result: RefitResult, reports: list[LayerReport], measured: _Measured,

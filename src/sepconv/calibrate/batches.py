@@ -55,6 +55,9 @@ class CalibrationData:
         dtype: the floating dtype every input must have (the model's); ``None`` accepts any floating dtype.
         device: where batches are moved before the model sees them (``None``: left where they are).
 
+    Set ``channels_last`` to yield 4-D inputs in the channels-last memory format (the same values; convolutions
+    then run through the faster NHWC kernels and keep that format).
+
     Attributes:
         images: number of samples (sum of the batches' first dims).
         batches: number of batches.
@@ -70,6 +73,7 @@ class CalibrationData:
                  device: torch.device | str | None = None) -> None:
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
         self.dtype, self.device = dtype, device
+        self.channels_last = False
         self._batches: list[Batch] | None = None
         self._iterable: Iterable | None = None
         if isinstance(source, torch.Tensor):
@@ -136,7 +140,17 @@ class CalibrationData:
 
     def __iter__(self) -> Iterator[Batch]:
         for batch in self._raw():
-            yield batch if self.device is None else tuple(t.to(self.device) for t in batch)
+            if self.device is not None:
+                batch = tuple(t.to(self.device) for t in batch)
+            if self.channels_last:
+                batch = tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in batch)
+            yield batch
 
     def __len__(self) -> int:
         return self.batches
+
+    @property
+    def ordered(self) -> bool:
+        """Whether every pass yields the same batches in the same order (a tensor, a tuple, a list or tuple of
+        batches; not a ``DataLoader``, which may shuffle)."""
+        return self._batches is not None or isinstance(self._iterable, (list, tuple))

@@ -36,7 +36,7 @@ class Tap:
     (streaming statistics without holding activations).
 
     Attributes:
-        values: the captured tensors, one per call (detached).
+        values: the captured tensors, one per call (detached; copied when the pass goes on after them).
         shapes: the output shape of each completed call.
     """
 
@@ -61,6 +61,8 @@ class Tap:
             self._record(output.detach())
 
     def _record(self, value: torch.Tensor) -> None:
+        if self.calls is None or len(self.values) + 1 < self.calls:
+            value = value.clone()  # the pass goes on: a later in-place op (ReLU(inplace=True)) must not change it
         self.values.append(value)
         if self.calls is not None and len(self.values) >= self.calls:
             raise _Stop

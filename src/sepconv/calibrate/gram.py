@@ -4,8 +4,8 @@ For a linear map ``targets ≈ W f`` (``f`` the features, plus a constant 1 when
 last) evaluated on many samples, :class:`LeastSquaresStats` keeps only ``G = Σ f fᵀ``, ``C = Σ f tᵀ`` and
 ``E = Σ |t|²`` per group, so the squared error of any ``W`` is ``E - 2 tr(W C) + tr(W G Wᵀ)`` and the
 best ``W`` solves ``(G + λ D) Wᵀ = C`` (``D``: identity on the weights, 0 on the intercept). Samples arrive
-batch by batch; each batch's products are computed in the features' dtype over chunks of at most
-:data:`CHUNK` rows and added to the float64 sums (float32 rounding then stays near ``1e-6`` of the entries).
+batch by batch; each batch's products are computed and summed in the features' dtype over chunks of at most
+:data:`CHUNK` rows, then added to the float64 sums (float32 rounding then stays near ``1e-6`` of the entries).
 
 Ridge: ``λ = ridge · trace(G_weights) / n_features`` per group, i.e. ``ridge`` times the mean feature energy
 (default ``1e-6`` in :func:`sepconv.convert`): it only matters for directions the calibration data hardly
@@ -24,9 +24,35 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["CHUNK", "LeastSquaresStats"]
+__all__ = ["CHUNK", "LeastSquaresStats", "gram"]
 
 CHUNK = 8192
+BLOCK = 768  # features per block of :func:`gram`
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """``fᵀ f`` of ``f (groups, S, F)``: ``(groups, F, F)``, each off-diagonal block computed once and mirrored.
+
+    For ``F > BLOCK`` this costs ``(k + 1) / 2k`` of the full product (``k`` blocks), like a symmetric rank-k update.
+
+    Example:
+        >>> f = torch.randn(1, 50, 2500, dtype=torch.float64)
+        >>> bool(torch.allclose(gram(f), f.mT @ f))
+        True
+    """
+    n = f.shape[-1]
+    if n <= BLOCK:
+        return f.mT @ f
+    k = -(-n // BLOCK)
+    size = -(-n // k)
+    out = f.new_empty(f.shape[0], n, n)
+    for i in range(0, n, size):
+        for j in range(0, i + 1, size):
+            block = f[..., i:i + size].mT @ f[..., j:j + size]
+            out[:, i:i + size, j:j + size] = block
+            if j != i:
+                out[:, j:j + size, i:i + size] = block.mT
+    return out
 
 
 class LeastSquaresStats:
@@ -52,13 +78,17 @@ class LeastSquaresStats:
     def add(self, features: torch.Tensor, targets: torch.Tensor) -> None:
         """Add samples: ``features (groups, S, features)`` and ``targets (groups, S, outputs)``."""
         features, targets = features.detach(), targets.detach()
+        sums: list[torch.Tensor] = []
         for start in range(0, features.shape[1], CHUNK):
             f, t = features[:, start:start + CHUNK], targets[:, start:start + CHUNK].to(features.dtype)
             if self.intercept:
                 f = torch.cat([f, f.new_ones((*f.shape[:2], 1))], 2)
-            self.gram += (f.mT @ f).double()
-            self.cross += (f.mT @ t).double()
+            products = (gram(f), f.mT @ t)
+            sums = list(products) if not sums else [a.add_(b) for a, b in zip(sums, products)]
             self.energy += float(t.double().square().sum())
+        if sums:
+            self.gram += sums[0].double()
+            self.cross += sums[1].double()
         self.count += features.shape[1]
 
     def error(self, weight: torch.Tensor) -> float:

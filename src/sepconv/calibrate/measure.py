@@ -4,7 +4,9 @@ For every conv it records the output shape (MACs per forward pass) and, for the 
 their first call, the number of calls per forward pass and the patch statistics of their inputs: Gram matrix of
 ``[patch, 1]`` and cross products with the conv's outputs (:class:`~sepconv.calibrate.gram.LeastSquaresStats`),
 over a random subset of the output positions, at most :func:`sample_target` per layer (sampling keeps this pass
-cheap; the errors it gives only rank the candidate ranks, the refit itself uses every position).
+cheap; the errors it gives only rank the candidate ranks, the refit itself uses more positions). Given a
+:class:`~sepconv.calibrate.reference.Reference`, it also keeps the model's outputs and every candidate's outputs at
+the positions its refit will use, so that the refit need not run the original model again.
 
 Example:
     >>> import torch
@@ -28,8 +30,10 @@ from torch import nn
 from ..errors import ShapeError
 from .batches import CalibrationData
 from .capture import Tap, eval_mode, run
+from .compare import tensors
 from .features import group_rows, patch_conv
 from .gram import LeastSquaresStats
+from .reference import Reference, refit_share, sample_rows
 
 __all__ = ["LayerTrace", "measure", "sample_target"]
 
@@ -59,12 +63,31 @@ class LayerTrace:
 class _Recorder:
     """The hook callback of one candidate: sampled patch rows and output rows into the trace's statistics."""
 
-    def __init__(self, trace: LayerTrace, images: int, counter: list[int], generator: torch.Generator) -> None:
+    def __init__(self, trace: LayerTrace, images: int, counter: list[int], generator: torch.Generator,
+                 reference: Reference | None) -> None:
         self.trace, self.images, self.counter, self.generator = trace, images, counter, generator
+        self.reference, self.batch = reference, 0
         conv = trace.conv
         self.groups, self.size = conv.groups, conv.in_channels // conv.groups * math.prod(conv.kernel_size)
 
+    def _keep(self, y: torch.Tensor) -> None:
+        """The original's output rows that the refit of this layer will use (while called once per pass)."""
+        name, reference = self.trace.name, self.reference
+        if reference is None or len(reference.targets.get(name, ())) != self.batch:  # a second call: not kept
+            if reference is not None:
+                reference.targets.pop(name, None)
+            return
+        positions = math.prod(y.shape[2:])
+        rows = sample_rows(y.shape[0] * positions, refit_share(self.size, self.images, positions), self.batch)
+        kept = group_rows(y, self.groups)
+        if rows is not None:
+            kept = kept[:, rows.to(y.device)]
+        elif kept.untyped_storage().data_ptr() == y.untyped_storage().data_ptr():
+            kept = kept.clone()  # a later in-place op must not change it
+        reference.add_target(name, kept)
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._keep(y)
         t = self.trace
         if t.stats is None:
             t.order, self.counter[0] = self.counter[0], self.counter[0] + 1
@@ -92,9 +115,9 @@ class _Recorder:
 
 
 def measure(model: nn.Module, candidates: dict[str, nn.Module], data: CalibrationData,
-            others: Iterable[nn.Module] = (), seed: int = 0,
-            on_batch: Callable[[], None] | None = None) -> tuple[dict[int, LayerTrace], dict[int, int]]:
-    """Run ``model`` over ``data`` once.
+            others: Iterable[nn.Module] = (), seed: int = 0, on_batch: Callable[[], None] | None = None,
+            reference: Reference | None = None) -> tuple[dict[int, LayerTrace], dict[int, int]]:
+    """Run ``model`` over ``data`` once; keep the original's outputs the refit will need in ``reference``.
 
     Returns:
         ``(traces, positions)``: a :class:`LayerTrace` per candidate conv and the output positions per sample of
@@ -105,12 +128,18 @@ def measure(model: nn.Module, candidates: dict[str, nn.Module], data: Calibratio
     """
     traces = {id(conv): LayerTrace(name, conv) for name, conv in candidates.items()}
     generator, counter = torch.Generator().manual_seed(seed), [0]
-    taps = [Tap(t.conv, callback=_Recorder(t, data.images, counter, generator)) for t in traces.values()]
+    recorders = [_Recorder(t, data.images, counter, generator, reference) for t in traces.values()]
+    taps = [Tap(t.conv, callback=recorder) for t, recorder in zip(traces.values(), recorders)]
     taps += [Tap(m, callback=_ignore) for m in {id(m): m for m in others if id(m) not in traces}.values()]
     positions: dict[int, int] = {}
     with eval_mode(model):
+        data.channels_last = _channels_last_runs(model, data)
         for index, batch in enumerate(data):
-            _first_pass_run(model, batch, taps, index)
+            for recorder in recorders:
+                recorder.batch = index
+            output = _first_pass_run(model, batch, taps, index)
+            if reference is not None:
+                reference.add_outputs(tensors(output))
             if index == 0:
                 positions = {id(tap.module): math.prod(tap.shapes[0][2:]) for tap in taps if tap.shapes}
                 for tap, trace in zip(taps, traces.values()):
@@ -120,13 +149,26 @@ def measure(model: nn.Module, candidates: dict[str, nn.Module], data: Calibratio
     return traces, positions
 
 
+def _channels_last_runs(model: nn.Module, data: CalibrationData) -> bool:
+    """Whether ``model`` runs one sample of 4-D input in channels-last format (a model that calls ``view`` on its
+    activations may not): the calibration passes then use it."""
+    first = next(iter(data))
+    if not any(t.dim() == 4 for t in first):
+        return False
+    try:
+        run(model, tuple(t[:1].contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t[:1] for t in first))
+    except Exception:  # whatever the model does not accept, it gets the layout it was given
+        return False
+    return True
+
+
 def _ignore(x: torch.Tensor, y: torch.Tensor) -> None:
     pass
 
 
-def _first_pass_run(model: nn.Module, batch: tuple, taps: list[Tap], index: int) -> None:
+def _first_pass_run(model: nn.Module, batch: tuple, taps: list[Tap], index: int) -> object:
     try:
-        run(model, batch, taps)
+        return run(model, batch, taps)
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
         if index:
             raise

@@ -3,9 +3,17 @@
 Layer after layer, in the order the forward pass calls them, each converted layer's second step (pointwise, or
 horizontal ``1 x kw``, with its bias) is refitted so that, fed with what the *converted* model gives that layer
 (earlier layers already refitted), it reproduces what the *original* layer gives on the *original* model's
-inputs. A layer thereby also corrects the error of the layers before it. One pass over the data per layer: both
-models run up to the layer (the rest of the forward pass is skipped), the second step's features and the targets
-go into float64 Gram sums (:class:`~sepconv.calibrate.gram.LeastSquaresStats`), then one ridge solve.
+inputs. A layer thereby also corrects the error of the layers before it.
+
+When the original model traces with ``torch.fx`` (:mod:`~sepconv.calibrate.graph`) and every converted layer is
+called once per pass, both models run forward in lockstep (:mod:`~sepconv.calibrate.lockstep`): every layer is
+computed once per model and batch while the activations fit the memory budget, else from the last stored point.
+Otherwise (a model that does not trace, shared layers) both models re-run up to each layer (the rest of the
+forward pass is skipped); both ways give the same result. The second step's features and the targets go into
+float64 Gram sums (:class:`~sepconv.calibrate.gram.LeastSquaresStats`), at most
+:func:`~sepconv.calibrate.reference.refit_rows` positions per layer (a seeded random share of every batch where a
+layer has more), then one ridge solve. The original's layer and model outputs come from the measuring pass when it
+kept them (:mod:`~sepconv.calibrate.reference`): then only the converted model runs.
 ``refit='alternating'`` accumulates the patch statistics of the layer's input instead and alternates the
 second-step solve with conjugate-gradient updates of the first step (:mod:`~sepconv.calibrate.alternating`).
 The new weights are kept only when they lower the layer's calibration error.
@@ -26,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -36,12 +45,15 @@ from ..errors import UnsupportedConfigError
 from .alternating import refit_first
 from .batches import CalibrationData
 from .capture import Tap, eval_mode, run
-from .compare import OutputComparison
+from .compare import OutputComparison, tensors
 from .features import first_output, group_rows, patch_conv, second_features, second_weight, set_second_weight
 from .gram import LeastSquaresStats
+from .graph import Graph, trace
+from .lockstep import BUDGET, Lockstep
 from .measure import PATCH_ELEMENTS
 from .progress import CalibrationProgress
 from .project import first_matrix, project, set_first_matrix
+from .reference import Reference, refit_share, sample_rows
 
 __all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers"]
 
@@ -95,25 +107,50 @@ def _pairs(original: nn.Module, converted: nn.Module, target: Target, batch: tup
     return list(zip(given.values, wanted.values))
 
 
-def _accumulate(stats: LeastSquaresStats, target: Target, x: torch.Tensor, y: torch.Tensor,
-                patches: nn.Module | None, alternating: bool) -> None:
+def _patch_size(conv: nn.Module) -> int:
+    return conv.in_channels // conv.groups * math.prod(conv.kernel_size)
+
+
+def _positions(target: Target, x: torch.Tensor, patches: nn.Module | None, alternating: bool) -> int:
+    """Output positions per image of the layer fed ``x`` (from one image)."""
+    one = x[:1]
+    if alternating:
+        return math.prod(patches(one).shape[2:])  # type: ignore[misc]
+    return second_features(target.layer, first_output(target.layer, one), patches).shape[1]
+
+
+def _accumulate(stats: LeastSquaresStats, target: Target, x: torch.Tensor, targets: torch.Tensor, batch: int,
+                call: int, images: int, patches: nn.Module | None, alternating: bool) -> None:
+    """Add one batch (and call) of the layer: its input ``x`` ``(B, ...)`` and the original's outputs ``targets``
+    ``(groups, rows, N/g)``, every position (``B · positions`` rows) or the sampled ones (:func:`sample_rows`)."""
     groups, layer = target.conv.groups, target.layer
-    width = stats.features * groups * max(1, y[0, 0].numel())
-    step = max(1, PATCH_ELEMENTS // max(1, width))
+    positions = _positions(target, x, patches, alternating)
+    share = refit_share(_patch_size(target.conv), images, positions, max(1, target.calls))
+    rows = sample_rows(x.shape[0] * positions, share, batch, call)
+    if rows is not None and targets.shape[1] != len(rows):
+        targets = targets[:, rows.to(targets.device)]
+    rows = None if rows is None else rows.to(x.device)
+    step = max(1, PATCH_ELEMENTS // max(1, stats.features * groups * positions))
     for i in range(0, x.shape[0], step):
-        xi, yi = x[i:i + step], group_rows(y[i:i + step], groups)
-        if alternating:
-            stats.add(group_rows(patches(xi), groups), yi)  # type: ignore[misc]
+        low, high = i * positions, min(x.shape[0], i + step) * positions
+        if rows is None:
+            chosen, t = None, targets[:, low:high]
         else:
-            stats.add(second_features(layer, first_output(layer, xi), patches), yi)
+            first, last = int(torch.searchsorted(rows, low)), int(torch.searchsorted(rows, high))
+            chosen, t = rows[first:last] - low, targets[:, first:last]
+        xi = x[i:i + step]
+        if alternating:
+            features = group_rows(patches(xi), groups)  # type: ignore[misc]
+        else:
+            features = second_features(layer, first_output(layer, xi), patches)
+        stats.add(features if chosen is None else features[:, chosen], t)
 
 
 def _new_stats(target: Target, alternating: bool) -> tuple[LeastSquaresStats, nn.Module | None]:
     conv, layer = target.conv, target.layer
     groups, outputs = conv.groups, conv.out_channels // conv.groups
     if alternating:
-        size = conv.in_channels // groups * int(torch.tensor(conv.kernel_size).prod())
-        return LeastSquaresStats(groups, size, outputs, True, conv.weight.device), patch_conv(conv)
+        return LeastSquaresStats(groups, _patch_size(conv), outputs, True, conv.weight.device), patch_conv(conv)
     bias = target.conv.bias is not None
     features = second_weight(layer).shape[-1] - int(bias)
     patches = patch_conv(layer.horizontal) if target.method == "spatial" else None
@@ -153,7 +190,8 @@ def _fit_alternating(target: Target, stats: LeastSquaresStats, ridge: float) -> 
 
 
 def refit_layers(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData, mode: str,
-          ridge: float, progress: CalibrationProgress | None = None) -> RefitResult:
+                 ridge: float, progress: CalibrationProgress | None = None, budget: int | None = None,
+                 reference: Reference | None = None) -> RefitResult:
     """Refit ``targets`` (in forward order) of ``converted`` in place; compare the model outputs before/after.
 
     Args:
@@ -164,21 +202,107 @@ def refit_layers(original: nn.Module, converted: nn.Module, targets: list[Target
         mode: ``'pointwise'`` (second step), ``'alternating'`` (both steps) or ``'none'`` (only compare).
         ridge: relative ridge of the solves (see :mod:`~sepconv.calibrate.gram`).
         progress: the bar to advance (one step per batch and pass).
+        budget: bytes of activations the lockstep passes may keep between layers (default
+            :data:`~sepconv.calibrate.lockstep.BUDGET`; see :mod:`~sepconv.calibrate.lockstep`).
+        reference: the original's outputs kept by the measuring pass (:mod:`~sepconv.calibrate.reference`):
+            when complete, the lockstep refit runs only the converted model.
     """
-    result = RefitResult()
     with eval_mode(original, converted):
-        for index, target in enumerate(targets if mode != "none" else []):
+        graph = _graph(original, converted, targets) if mode != "none" else None
+        if graph is not None:
+            return _refit_lockstep(original, converted, targets, data, mode, ridge, progress, graph,
+                                   BUDGET if budget is None else budget, reference)
+        return _refit_prefixes(original, converted, targets, data, mode, ridge, progress)
+
+
+def _graph(original: nn.Module, converted: nn.Module, targets: list[Target]) -> Graph | None:
+    """The traced graph of ``original`` if the lockstep passes can use it: every target a single call_module node
+    named as in both models, no attribute read inside a target (the converted layer has other attributes)."""
+    graph = trace(original, [t.conv for t in targets]) if targets else None
+    if graph is None:
+        return None
+    for t in targets:
+        index = graph.index.get(t.name)
+        if t.calls != 1 or index is None or original.get_submodule(t.name) is not t.conv \
+                or converted.get_submodule(t.name) is not t.layer:
+            return None
+        node = graph.nodes[index]
+        if len(node.args) != 1 or node.kwargs:
+            return None
+    inside = tuple(t.name + "." for t in targets)
+    if any(n.op == "get_attr" and str(n.target).startswith(inside) for n in graph.nodes):
+        return None
+    return graph
+
+
+def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData,
+                    mode: str, ridge: float, progress: CalibrationProgress | None, graph: Graph, budget: int,
+                    reference: Reference | None) -> RefitResult:
+    """The refit with both models in lockstep (each layer computed once per model while activations fit); only the
+    converted model runs when the measuring pass kept the original's outputs (``reference``)."""
+    known = reference is not None and _complete(reference, targets, data)
+    result, before, held = RefitResult(), [], [0]
+
+    def compare_before(index: int, output: object) -> None:  # the converted model before any refit
+        if known:
+            result.before.add(tensors(output), reference.outputs[index])  # type: ignore[union-attr]
+        elif held[0] <= budget:  # kept for the end, where the original's outputs come
+            before.append([t.detach() for t in tensors(output)])
+            held[0] += sum(t.numel() * t.element_size() for t in before[-1])
+
+    if not data.ordered:  # the end's batches may come in another order: compare in passes of their own
+        result.before = _compare(original, converted, data, None)
+    steps = Lockstep(graph, None if known else original, converted, data, budget)
+    for index, target in enumerate(targets):
+        if progress is not None:
+            progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
+        stats, patches = _new_stats(target, mode == "alternating")
+        fork = compare_before if index == 0 and data.ordered else None
+        for b, (x, y) in enumerate(steps.pairs(graph.index[target.name], fork)):
+            t = reference.targets[target.name][b] if known else group_rows(y, target.conv.groups)  # type: ignore
+            _accumulate(stats, target, x, t, b, 0, data.images, patches, mode == "alternating")
             if progress is not None:
-                progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
-            stats, patches = _new_stats(target, mode == "alternating")
-            for batch in data:
-                for x, y in _pairs(original, converted, target, batch, result.before if index == 0 else None):
-                    _accumulate(stats, target, x, y, patches, mode == "alternating")
-                if progress is not None:
-                    progress.advance()
-            fit = _fit_alternating if mode == "alternating" else _fit_second
-            result.layers.append(fit(target, stats, ridge))
-        result.after = _compare(original, converted, data, progress)
+                progress.advance()
+        if held[0] > budget:  # too large to keep: compare now, before the first refit, in passes of their own
+            before, held[0], result.before = [], 0, _compare(original, converted, data, None)
+        fit = _fit_alternating if mode == "alternating" else _fit_second
+        result.layers.append(fit(target, stats, ridge))
+    if progress is not None:
+        progress.start("comparing outputs")
+    for b, (new, old) in enumerate(steps.outputs()):
+        expected = reference.outputs[b] if known else tensors(old)  # type: ignore[union-attr]
+        result.after.add(tensors(new), expected)
+        if before:
+            result.before.add(before[b], expected)
+        if progress is not None:
+            progress.advance()
+    return result
+
+
+def _complete(reference: Reference, targets: list[Target], data: CalibrationData) -> bool:
+    """Whether ``reference`` holds the original's outputs of every batch, for the model and every target."""
+    return (data.ordered and not reference.dropped and len(reference.outputs) == data.batches
+            and all(len(reference.targets.get(t.name, ())) == data.batches for t in targets))
+
+
+def _refit_prefixes(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData,
+                    mode: str, ridge: float, progress: CalibrationProgress | None) -> RefitResult:
+    """The refit re-running both models' prefixes up to each layer (any model, traced or not)."""
+    result = RefitResult()
+    for index, target in enumerate(targets if mode != "none" else []):
+        if progress is not None:
+            progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
+        stats, patches = _new_stats(target, mode == "alternating")
+        for b, batch in enumerate(data):
+            pairs = _pairs(original, converted, target, batch, result.before if index == 0 else None)
+            for call, (x, y) in enumerate(pairs):
+                _accumulate(stats, target, x, group_rows(y, target.conv.groups), b, call, data.images, patches,
+                            mode == "alternating")
+            if progress is not None:
+                progress.advance()
+        fit = _fit_alternating if mode == "alternating" else _fit_second
+        result.layers.append(fit(target, stats, ridge))
+    result.after = _compare(original, converted, data, progress)
     if mode == "none":
         result.before = result.after
     return result
