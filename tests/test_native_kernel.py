@@ -78,6 +78,22 @@ def test_every_channel_tail(width: str, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_depth_multipliers(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output channel k reads input channel k // m: vectors of outputs with shuffled input lanes, then scalars."""
+    force_cpu_path(width, monkeypatch)
+    for cin, mult in [(1, 2), (3, 5), (5, 3), (7, 6), (16, 2), (13, 4), (64, 5)]:
+        layer = sepconv.SeparableConv2d(cin, 11, 3, padding="same", stride=(1, 2), depth_multiplier=mult,
+                                        activation="relu6", depthwise_bias=True).eval()
+        x = torch.randn(2, cin, 9, 8)
+        with torch.inference_mode():
+            assert backends.choose(layer, x) == "native"
+            fast = layer(x)
+            with sepconv.set_backend("torch"):
+                reference = layer(x)
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_large_channel_counts_and_batch_one(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """MobileNet-like shapes: many tiles, channel counts with vector tails, the multi-threaded split."""
     force_cpu_path(width, monkeypatch)

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace {
@@ -84,20 +85,67 @@ inline void taps_of(const Geometry& g, int64_t b, int64_t oh, int64_t ow, Taps& 
   }
 }
 
+// The input channel of each output channel k of a depth multiplier M, as lane indices per vector of V outputs:
+// output block [k0, k0 + V) reads input channels base[k0 / V] + lane[k], all within V of the base.
+struct Multiplied {
+  std::vector<int32_t> lane;
+  std::vector<int64_t> base;
+  Multiplied(int64_t K, int64_t M, int V) : lane(static_cast<size_t>(K)), base(static_cast<size_t>(K / V + 1)) {
+    for (int64_t k = 0, c = 0, q = 0; k < K; ++k) {  // c = k / M without a division
+      if (k % V == 0) base[k / V] = c;
+      lane[k] = static_cast<int32_t>(c - base[k / V]);
+      if (++q == M) q = 0, ++c;
+    }
+  }
+};
+
+// One output pixel's depthwise row for a depth multiplier M > 1: per vector of V output channels and tap, one
+// load of the V input channels from the block's base, a lane shuffle (each output lane picks its input channel)
+// and one multiply-add; the last partial vector runs with scalars.
+template <int V>
+INLINE void depthwise_pixel_multiplied(const float* __restrict x, const float* __restrict w,
+                                       const float* __restrict bias, float* __restrict row, const Geometry& g,
+                                       const Taps& t, int64_t shift, int64_t act, const Multiplied& map) {
+  using vec = typename Vec<V>::type;
+  typedef int32_t lanes __attribute__((vector_size(sizeof(vec))));
+  const int64_t C = g.channels, M = g.mult, K = g.depth;
+  int64_t k = 0;
+  for (; k + V <= K; k += V) {
+    const int64_t base = map.base[k / V];
+    lanes pick;
+    std::memcpy(&pick, map.lane.data() + k, sizeof pick);
+    vec a = bias ? Vec<V>::load(bias + k) : Vec<V>::splat(0.f);
+    for (int64_t s = 0; s < t.count; ++s) {
+      const float* xs = x + t.input[s] + shift + base;
+      vec xv;
+      if (base + V <= C) {
+        xv = Vec<V>::load(xs);
+      } else {  // the pixel's last channels: never read past them
+        float tmp[V] = {};
+        std::memcpy(tmp, xs, sizeof(float) * (C - base));
+        xv = Vec<V>::load(tmp);
+      }
+      a += __builtin_shuffle(xv, pick) * Vec<V>::load(w + t.weight[s] + k);
+    }
+    Vec<V>::store(row + k, activate(a, act));
+  }
+  for (; k < K; ++k) {
+    float a = bias ? bias[k] : 0.f;
+    for (int64_t s = 0; s < t.count; ++s) a += x[t.input[s] + shift + k / M] * w[t.weight[s] + k];
+    row[k] = activate(a, act);
+  }
+}
+
 // One output pixel's depthwise row (depth values) from its taps, channels from c0 on; `shift` is added to the
 // input offsets. The channels left after the last full vector run with half and quarter vectors, then scalars.
 template <int V>
 INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
                             float* __restrict row, const Geometry& g, const Taps& t, int64_t shift, int64_t act,
-                            int64_t c0 = 0) {
+                            int64_t c0 = 0, const Multiplied* map = nullptr) {
   using vec = typename Vec<V>::type;
   const int64_t C = g.channels, M = g.mult, K = g.depth;
-  if (M != 1) {  // depth multiplier: output channel c * M + q reads input channel c
-    for (int64_t k = 0; k < K; ++k) row[k] = bias ? bias[k] : 0.f;
-    for (int64_t s = 0; s < t.count; ++s)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t q = 0; q < M; ++q) row[c * M + q] += x[t.input[s] + shift + c] * w[t.weight[s] + c * M + q];
-    for (int64_t k = 0; k < K; ++k) row[k] = activate(row[k], act);
+  if (M != 1) {  // depth multiplier: output channel k reads input channel k / M
+    depthwise_pixel_multiplied<V>(x, w, bias, row, g, t, shift, act, *map);
     return;
   }
   int64_t c = c0;
@@ -189,6 +237,9 @@ INLINE void depthwise_body(const float* __restrict x, const float* __restrict w,
   const int64_t span = g.width - 1 - (g.kw - 1) * g.dw + g.pad_left;
   const int64_t hi = span < 0 ? -1 : span / g.sw;  // last interior column
   Taps edge, inner;
+  std::optional<Multiplied> map;
+  if (g.mult != 1) map.emplace(g.depth, g.mult, V);
+  const Multiplied* multiplied = map ? &*map : nullptr;
   int64_t p = p0;
   while (p < p1) {
     const int64_t ow0 = p % g.out_w, t = p / g.out_w, oh = t % g.out_h, b = t / g.out_h;
@@ -207,11 +258,11 @@ INLINE void depthwise_body(const float* __restrict x, const float* __restrict w,
           depthwise_quad<V>(x, w, bias, row, g, inner, shift, g.sw * g.channels, act);
           q += 3;
         } else {
-          depthwise_pixel<V>(x, w, bias, row, g, inner, shift, act);
+          depthwise_pixel<V>(x, w, bias, row, g, inner, shift, act, 0, multiplied);
         }
       } else {
         taps_of(g, b, oh, ow, edge);
-        depthwise_pixel<V>(x, w, bias, row, g, edge, 0, act);
+        depthwise_pixel<V>(x, w, bias, row, g, edge, 0, act, 0, multiplied);
       }
     }
     p = row_end;
