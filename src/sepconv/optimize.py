@@ -37,7 +37,8 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     epilogue) applies it in registers instead of in a pass over memory. On CPU, float32 inference then runs each
     separable layer as one native call (depthwise and pointwise fused, :mod:`sepconv.backends.native`), the plain
     ``nn.Conv2d``, :class:`~sepconv.PaddedConv2d` and ``nn.Linear`` layers outside them run through oneDNN on
-    weights prepacked once per input shape (:mod:`sepconv.prepacked`: their classes become the
+    weights prepacked once per input shape where they are large enough for it to pay (:mod:`sepconv.prepacked`:
+    their classes become the
     ``Prepacked*`` twins, with the same parameters and ``state_dict``), and every tensor stays channels_last from
     layer to layer.
 

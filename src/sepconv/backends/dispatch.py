@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,7 +254,7 @@ def explain(layer: nn.Module, input: torch.Tensor) -> Explanation:
     return Explanation(chosen or "torch", reasons)
 
 
-def remembered(layer: nn.Module, input: object) -> Any:
+def remembered(layer: nn.Module, input: object) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The prepared call of a frozen layer for an input like one it has validated and run before (its ticket,
     :mod:`~sepconv.backends.tickets`), or ``None``: the layer's ``forward`` runs it before any other work."""
     return tickets.lookup(layer, input, _state["backend"])
