@@ -207,6 +207,15 @@ def _layer_case(c: int, n: int, size: int, stride: int, batch: int, repeats: int
             "depthwise_gbps": dw_bytes / ms["depthwise step"] / 1e6}
 
 
+def save(stem: str, report: dict, text: str) -> None:
+    """Write ``results/<stem>.json`` (the report) and ``results/<stem>.md`` (its ``text``), each atomically."""
+    RESULTS.mkdir(exist_ok=True)
+    for suffix, content in ((".json", json.dumps(report, indent=2) + "\n"), (".md", text)):
+        tmp = RESULTS / f"{stem}{suffix}.tmp"
+        tmp.write_text(content)
+        tmp.replace(RESULTS / f"{stem}{suffix}")
+
+
 def geomean(values: list[float]) -> float:
     values = [v for v in values if v > 0]
     return float(torch.tensor(values).log().mean().exp()) if values else float("nan")
@@ -310,12 +319,7 @@ def main() -> None:
                          "onnxruntime": onnxruntime.__version__, "native": native_state,
                          "load_before": [round(v, 2) for v in load_before],
                          "load_after": [round(v, 2) for v in os.getloadavg()]}
-    RESULTS.mkdir(exist_ok=True)
-    stem = "cpu_inference_quick" if args.quick else "cpu_inference"
-    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", markdown(report))):
-        tmp = RESULTS / f"{stem}{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.replace(RESULTS / f"{stem}{suffix}")
+    save("cpu_inference_quick" if args.quick else "cpu_inference", report, markdown(report))
     print(markdown(report))
 
 

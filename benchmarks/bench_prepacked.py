@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,9 +23,8 @@ from sepconv import prepacked
 from sepconv.study.bench import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cpu_inference import interleaved
+from bench_cpu_inference import interleaved, save
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # (in, out, size, kernel, stride, input layout): channels_last inside an optimized model; the user's NCHW image
 # for the first layer
 CONVS = [(1, 32, 8, 3, 1, "cl"), (32, 64, 8, 3, 1, "cl"), (64, 64, 4, 3, 1, "cl"), (3, 16, 28, 3, 1, "cl"),
@@ -106,11 +104,7 @@ def main() -> None:
     report = {"threads": args.threads, "repeats": args.repeats, "load_before": load,
               "min_conv_macs": prepacked.MIN_CONV_MACS, "min_linear_macs": prepacked.MIN_LINEAR_MACS,
               "rows": convs(args.repeats) + linears(args.repeats), "machine": machine()}
-    RESULTS.mkdir(exist_ok=True)
-    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", markdown(report))):
-        tmp = RESULTS / f"prepacked{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.replace(RESULTS / f"prepacked{suffix}")
+    save("prepacked", report, markdown(report))
     print(markdown(report))
 
 
