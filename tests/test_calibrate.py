@@ -234,6 +234,10 @@ BAD = [
     ({"calibration": torch.randn(2, 3, 8, 8), "ridge": -1.0}, ArgumentError, "ridge must be"),
     ({"calibration": torch.randn(2, 3, 8, 8), "batch_size": 0}, ArgumentError, "batch_size must be"),
     ({"calibration": torch.randn(2, 3, 8, 8), "progress": "yes"}, ArgumentError, "progress must be"),
+    ({"calibration": torch.randn(2, 3, 8, 8), "calibration_images": "most"}, ArgumentError, "calibration_images"),
+    ({"calibration": torch.randn(2, 3, 8, 8), "calibration_images": 0}, ArgumentError, "calibration_images must"),
+    ({"calibration": torch.randn(2, 3, 8, 8), "calibration_images": True}, ArgumentError, "'auto', 'all' or a"),
+    ({"calibration": torch.randn(2, 3, 8, 8), "calibration_images": 2.5}, ArgumentError, "positive int, got 2.5"),
 ]
 
 

@@ -72,10 +72,10 @@ def _convert(model: nn.Module, monkeypatch: pytest.MonkeyPatch, path: str, metho
         return convert(model, method, rank=2, calibration=x, batch_size=8, refit=refit)
 
 
-def _assert_same(a: tuple, b: tuple) -> None:
+def _assert_same(a: tuple, b: tuple, atol: float = 1e-6) -> None:
     (new_a, report_a), (new_b, report_b) = a, b
     for (name, p), (_, q) in zip(new_a.state_dict().items(), new_b.state_dict().items()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=atol, msg=name)
     for key in ("output_error_before", "output_error_after", "agreement_before", "agreement_after"):
         assert report_a.calibration[key] == pytest.approx(report_b.calibration[key], rel=1e-5), key
     for row_a, row_b in zip(report_a.layers, report_b.layers):
@@ -132,8 +132,9 @@ def test_a_data_loader_is_not_assumed_to_come_back_in_order(monkeypatch: pytest.
     assert not CalibrationData(loader).ordered and CalibrationData(list(x.split(8))).ordered
     shuffled = convert(model, "depthwise", rank=2, calibration=loader)
     in_order = _convert(model, monkeypatch, "lockstep")
-    # the same sums in another order (the sampled positions aside, none here): the same fit to float rounding
-    _assert_same(shuffled, in_order)
+    # the same sums in another order (the sampled positions aside, none here): the same fit to float rounding (the
+    # batches hold other images, so their float32 products round differently; the solve amplifies that a little)
+    _assert_same(shuffled, in_order, atol=1e-5)
 
 
 def test_the_budget_decides_what_is_stored() -> None:

@@ -80,6 +80,9 @@ def test_calibrated_program(tmp_path: Path) -> None:
     assert report["calibration"]["images"] == 8
     program = torch.export.load(tmp_path / "o.pt2")
     assert program.module()(x).shape == (1, 32)
+    assert main([*argv, "--calibrate-images", "3"]) == 0
+    report = json.loads((tmp_path / "o.pt2.json").read_text())
+    assert (report["calibration"]["images"], report["calibration"]["images_given"]) == (3, 8)
 
 
 @pytest.mark.parametrize(("extra", "match"), [
@@ -91,6 +94,9 @@ def test_calibrated_program(tmp_path: Path) -> None:
     (["--calibrate", "{ints}"], "floating point"),
     (["--calibrate", "{npy}", "--calibrate-size", "0"], "calibrate-size must be"),
     (["--refit", "pointwise"], "needs --calibrate"),
+    (["--calibrate-images", "100"], "--calibrate-images 100 needs --calibrate"),
+    (["--calibrate", "{npy}", "--calibrate-images", "most"], "calibrate-images must be auto, all or a positive"),
+    (["--calibrate", "{npy}", "--calibrate-images", "0"], "calibrate-images must be"),
     (["--calibrate", "{npy}", "--refit", "twice"], "invalid choice"),
 ])
 def test_bad_calibration(files: dict[str, Path], tmp_path: Path, extra: list[str], match: str,

@@ -68,6 +68,7 @@ from .calibrate.allocation import error_curve
 from .calibrate.batches import CalibrationData
 from .calibrate.capture import Tap, eval_mode, run
 from .calibrate.compare import OutputComparison
+from .calibrate.images import needed_images
 from .calibrate.lockstep import BUDGET
 from .calibrate.measure import LayerTrace, measure
 from .calibrate.progress import CalibrationProgress
@@ -164,11 +165,14 @@ class ConversionReport:
         caption = f"MACs {self.macs_unit}"
         calib = self.calibration
         if calib is not None:
-            caption += (f"; calibration: {calib['images']} inputs, refit {calib['refit']}, "
-                        f"{calib['seconds']:.1f} s")
+            given, compared = calib.get("images_given", calib["images"]), calib.get("compared_images")
+            used = f"{calib['images']} of {given}" if given != calib["images"] else f"{calib['images']}"
+            caption += f"; calibration: {used} inputs, refit {calib['refit']}, {calib['seconds']:.1f} s"
             if calib.get("agreement_after") is not None:
                 caption += (f"; top-1 agreement with the original {calib['agreement_before']:.1%} -> "
                             f"{calib['agreement_after']:.1%}")
+            if compared is not None and compared != calib["images"]:
+                caption += f" (outputs compared on {compared} inputs)"
         return caption
 
     def __str__(self) -> str:
@@ -210,10 +214,12 @@ class _Options:
     refit: str
     ridge: float
     progress: bool | None
+    images: int | str = "auto"  # calibration_images: 'auto', 'all' or a count
 
 
 def _validate(model: object, method: object, budget: object, rank: object, energy: object, include: object,
-              exclude: object, calibration: object, refit: object, ridge: object, progress: object) -> _Options:
+              exclude: object, calibration: object, refit: object, ridge: object, progress: object,
+              images: object) -> _Options:
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if method not in METHODS:
@@ -235,8 +241,13 @@ def _validate(model: object, method: object, budget: object, rank: object, energ
         raise ArgumentError(f"refit={refit!r} needs calibration data: pass calibration=inputs (or refit='none')")
     if progress is not None and not isinstance(progress, bool):
         raise ArgumentError(f"progress must be True, False or None (a terminal decides), got {progress!r}")
+    if images not in ("auto", "all"):
+        try:
+            images = _checks.positive_int(images, "calibration_images")
+        except ArgumentError:
+            raise ArgumentError(f"calibration_images must be 'auto', 'all' or a positive int, got {images!r}") from None
     return _Options(str(method), budget, rank, energy, _globs(include, "include"), _globs(exclude, "exclude"),
-                    str(refit), _checks.number(ridge, "ridge", low=0), progress)
+                    str(refit), _checks.number(ridge, "ridge", low=0), progress, images)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------- candidates
@@ -560,7 +571,9 @@ def _calibration_summary(result: RefitResult, reports: list[LayerReport], measur
         if fit is not None:
             row.calib_error_before, row.calib_error_after = fit.error_before, fit.error_after
     data = measured.data
-    return {"images": data.images, "batches": data.batches, "refit": options.refit,  # type: ignore[union-attr]
+    return {"images": data.images, "images_given": data.given,  # type: ignore[union-attr]
+            "compared_images": result.compared, "batches": data.batches, "refit": options.refit,  # type: ignore
+
             "ridge": options.ridge, "allocation": "output error" if options.budget is not None else None,
             "output_error_before": result.before.error, "output_error_after": result.after.error,
             "agreement_before": result.before.agreement, "agreement_after": result.after.agreement,
@@ -587,6 +600,7 @@ def convert(
     refit: str | None = None,
     ridge: float = 1e-6,
     batch_size: int = 32,
+    calibration_images: int | str = "auto",
     progress: bool | None = None,
 ) -> tuple[nn.Module, ConversionReport]:
     """Replace the model's standard convs by optimal separable ones; the original model is not modified.
@@ -610,6 +624,11 @@ def convert(
         refit: ``'pointwise'`` (default with calibration), ``'alternating'`` or ``'none'``.
         ridge: relative ridge of the least-squares refit (``ridge · trace(G) / n`` is added to the Gram ``G``).
         batch_size: batch size used to split a calibration tensor.
+        calibration_images: how many calibration samples the passes use: ``'auto'`` (default) as many as the
+            statistics need (:func:`~sepconv.calibrate.images.needed_images`: every layer's refit rows, and at
+            least 256 inputs), spread evenly over the data; ``'all'``; or a count (evenly spread samples of a
+            tensor, evenly spread batches of an iterable). ``report.calibration`` gives ``images`` used of
+            ``images_given``.
         progress: show a progress bar of the calibration (``None``: only when stderr is a terminal).
 
     Returns:
@@ -621,10 +640,11 @@ def convert(
         ShapeError, DtypeMismatchError: calibration data that do not fit the model.
     """
     began = time.perf_counter()
-    options = _validate(model, method, budget, rank, energy, include, exclude, calibration, refit, ridge, progress)
+    options = _validate(model, method, budget, rank, energy, include, exclude, calibration, refit, ridge, progress,
+                        calibration_images)
     new_model = copy.deepcopy(model)
     cands, names = _candidates(new_model, model, options)
-    measured = _measured(model, new_model, cands, example_inputs, calibration, batch_size)
+    measured = _measured(model, new_model, cands, example_inputs, calibration, batch_size, options.images)
     with CalibrationProgress(options.progress if calibration is not None else False, 2 + len(cands),
                              measured.data.batches if measured.data is not None else 0) as bar:
         macs_before = _decompose(new_model, cands, measured, options, bar)
@@ -649,14 +669,18 @@ def _decompose(new_model: nn.Module, cands: list, measured: _Measured, options: 
 
 
 def _measured(model: nn.Module, new_model: nn.Module, cands: list, example_inputs: object, calibration: object,
-              batch_size: int | None) -> _Measured:
-    """The measurement phase of :func:`convert`: example-input positions and outputs, and the calibration data."""
+              batch_size: int | None, images: int | str) -> _Measured:
+    """The measurement phase of :func:`convert`: example-input positions and outputs, and the calibration data
+    (the ``images`` of it that the passes use: see ``calibration_images``)."""
     measured = _Measured(inputs=None if example_inputs is None else _as_tuple(example_inputs))
     if measured.inputs is not None:
         _measure_examples(new_model, cands, measured)
     if calibration is not None:
         dtype, device = _model_place(model)
-        measured.data = CalibrationData(calibration, batch_size=batch_size, dtype=dtype, device=device)
+        data = CalibrationData(calibration, batch_size=batch_size, dtype=dtype, device=device)
+        if images == "auto":
+            images = needed_images(new_model, [c.conv for c in cands], data)
+        measured.data = data if images == "all" else data.subset(images)  # type: ignore[arg-type]
     return measured
 
 

@@ -216,6 +216,7 @@ def convert_program(
     seed: int = 0,
     calibration: object = None,
     refit: str | None = None,
+    calibration_images: int | str = "auto",
 ) -> tuple[torch.export.ExportedProgram, ConversionReport]:
     """Convert an exported program's convs as :func:`sepconv.convert` would, and export the result again.
 
@@ -224,7 +225,8 @@ def convert_program(
         method, budget, rank, energy, include, exclude: as in :func:`sepconv.convert` (module names are the weights'
             holders, e.g. ``features.0``).
         seed: seed of the random example inputs (MACs per forward pass, measured output errors, re-export).
-        calibration, refit: as in :func:`sepconv.convert`: the program's user inputs, along dim 0. A program
+        calibration, refit, calibration_images: as in :func:`sepconv.convert`: the program's user inputs, along
+            dim 0. A program
             takes only its own static batch size ``B``: a calibration tensor (or tuple) is cut into batches of
             ``B`` (the last ``N mod B`` samples are left out); an iterable must yield batches of ``B``.
 
@@ -247,5 +249,6 @@ def convert_program(
         new_module, report = convert(gm, method, budget=budget, rank=rank, energy=energy, include=include,
                                      exclude=exclude, example_inputs=inputs,
                                      calibration=_whole_batches(calibration, inputs), refit=refit,
+                                     calibration_images=calibration_images,
                                      batch_size=inputs[0].shape[0] if inputs and inputs[0].dim() else 1)
         return torch.export.export(new_module, inputs, strict=False), report

@@ -15,10 +15,14 @@ Example:
     >>> data = CalibrationData(torch.randn(10, 3, 8, 8), batch_size=4)
     >>> data.images, data.batches, [b[0].shape[0] for b in data]
     (10, 3, [4, 4, 2])
+    >>> part = data.subset(5)  # two full batches of samples spread evenly over the ten
+    >>> part.images, part.batches, part.given
+    (8, 2, 10)
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -46,6 +50,11 @@ def _as_inputs(item: object, index: int) -> Batch:
                         f"input tensor (as a DataLoader yields (x, y)), got {type(item).__name__}")
 
 
+def _spread(count: int, total: int) -> list[int]:
+    """``count`` indices among ``range(total)``, evenly spaced, the first one 0."""
+    return [i * total // count for i in range(count)]
+
+
 class CalibrationData:
     """Re-iterable batches of model inputs (tuples of tensors), checked once when built.
 
@@ -60,6 +69,8 @@ class CalibrationData:
 
     Attributes:
         images: number of samples (sum of the batches' first dims).
+        given: number of samples of the source (more than ``images`` in a :meth:`subset`).
+        sizes: the samples of each batch.
         batches: number of batches.
         shapes: per model input, the shape of one sample (``x.shape[1:]``).
 
@@ -76,10 +87,13 @@ class CalibrationData:
         self.channels_last = False
         self._batches: list[Batch] | None = None
         self._iterable: Iterable | None = None
+        self._inputs: Batch | None = None
+        self._kept: set[int] | None = None  # the batch indices of the iterable that a subset keeps
         if isinstance(source, torch.Tensor):
-            self._batches = _split(self._check_tuple((source,)), self.batch_size)
-        elif isinstance(source, tuple):
-            self._batches = _split(self._check_tuple(source), self.batch_size)
+            source = (source,)
+        if isinstance(source, tuple):
+            self._inputs = self._check_tuple(source)
+            self._batches = _split(self._inputs, self.batch_size)
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, dict)):
             if iter(source) is source:
                 raise ArgumentError("calibration is a one-shot iterator (a generator?); it is read several times: "
@@ -90,12 +104,38 @@ class CalibrationData:
                                 f"(a DataLoader), got {type(source).__name__}")
         self.shapes: tuple[tuple[int, ...], ...] = ()
         self.images = self.batches = 0
+        self.sizes: list[int] = []
         for index, batch in enumerate(self._raw()):
             self._check_batch(batch, index)
-            self.images += batch[0].shape[0]
-            self.batches += 1
-        if self.batches == 0:
+            self.sizes.append(batch[0].shape[0])
+        if not self.sizes:
             raise ArgumentError("calibration is empty: it yielded no batch")
+        self.images, self.batches = sum(self.sizes), len(self.sizes)
+        self.given = self.images
+
+    def subset(self, images: int) -> CalibrationData:
+        """The same data restricted to about ``images`` samples spread evenly over them (all when ``images >=
+        self.images``): evenly spaced samples of a tensor or tuple, ``images`` rounded up to whole batches of
+        ``batch_size`` (a program with a static batch size gets full batches), evenly spaced whole batches of an
+        iterable (at least ``images`` samples). ``given`` keeps the full count."""
+        images = _checks.positive_int(images, "images")
+        if self._inputs is not None:
+            images = -(-images // self.batch_size) * self.batch_size
+        if images >= self.images:
+            return self
+        out = copy.copy(self)
+        if self._inputs is not None:
+            index = torch.arange(images) * self.images // images
+            out._inputs = tuple(t[index.to(t.device)] for t in self._inputs)
+            out._batches = _split(out._inputs, self.batch_size)
+            out.sizes = [b[0].shape[0] for b in out._batches]
+        else:
+            count = next(c for c in range(1, self.batches + 1)
+                         if sum(self.sizes[i] for i in _spread(c, self.batches)) >= images)
+            out._kept = set(_spread(count, self.batches))
+            out.sizes = [self.sizes[i] for i in sorted(out._kept)]
+        out.images, out.batches = sum(out.sizes), len(out.sizes)
+        return out
 
     def _check_tuple(self, inputs: tuple) -> Batch:
         if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
@@ -115,7 +155,8 @@ class CalibrationData:
             yield from self._batches
             return
         for index, item in enumerate(self._iterable):  # type: ignore[union-attr]
-            yield _as_inputs(item, index)
+            if self._kept is None or index in self._kept:
+                yield _as_inputs(item, index)
 
     def _check_batch(self, batch: Batch, index: int) -> None:
         where = f"calibration batch {index}"

@@ -6,7 +6,8 @@ are the *second-step features*: the first step's output channels (pointwise) or 
 (horizontal), and ``W`` the second step's weight reshaped to ``(groups, N/g, features/g)``. Every map works on
 the layer's own modules, so stride, dilation, padding (ints, ``'same'``, TF-same) and padding modes are those of
 the layer. Patches (``C·k`` values per position and group, channel-major then kernel taps) come from a one-hot
-grouped conv with the geometry of the conv they describe.
+grouped conv with the geometry of the conv they describe (:func:`patch_conv`, every position) or, at chosen
+output positions only, from a gather in the padded input (:func:`patch_rows`, the same values).
 
 Example:
     >>> import torch
@@ -17,6 +18,9 @@ Example:
     >>> w = conv.weight.detach().reshape(1, 4, 18)
     >>> bool(torch.allclose(z @ w.mT + conv.bias.detach(), group_rows(conv(x), 1), atol=1e-6))
     True
+    >>> rows = torch.tensor([0, 7, 24])
+    >>> torch.equal(patch_rows(conv, x, rows), z[:, rows])
+    True
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..functional import check_conv
 from ..layers import PaddedConv2d, SeparableConv1d, SeparableConv2d, SpatiallySeparableConv2d
 
 __all__ = [
     "first_output",
     "group_rows",
     "patch_conv",
+    "patch_rows",
     "second_features",
+    "second_rows",
     "second_step",
     "second_weight",
     "set_second_weight",
@@ -63,6 +71,47 @@ def patch_conv(conv: nn.Module) -> nn.Module:
     return layer.requires_grad_(False)
 
 
+def patch_rows(conv: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The patches of ``conv`` on ``x`` ``(B, C, *spatial)`` at output positions ``rows`` (flat indices over
+    ``(B, *out_spatial)``, as :func:`group_rows` numbers them): ``(groups, len(rows), C/g · taps)``, equal to
+    ``group_rows(patch_conv(conv)(x), groups)[:, rows]`` but gathered from the input, so that only the chosen
+    positions cost anything (the conv's padding, padding mode, stride and dilation)."""
+    gathered = _gather(conv, x, rows)
+    groups, per_group, taps = conv.groups, x.shape[1] // conv.groups, gathered.shape[1]
+    return gathered.reshape(len(rows), taps, groups, per_group).permute(2, 0, 3, 1).reshape(
+        groups, len(rows), per_group * taps)
+
+
+def _gather(conv: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``(len(rows), taps, C)``: the input values each chosen output position of ``conv`` sees, tap by tap.
+
+    Zero padding is a mask on clamped indices (no padded copy of ``x``); the other modes pad ``x`` first."""
+    nd, kernel = x.dim() - 2, tuple(conv.kernel_size)
+    padding = "same" if getattr(conv, "same", False) else conv.padding
+    call = check_conv(x, conv.weight, None, conv.stride, padding, conv.dilation, conv.groups, conv.padding_mode, nd)
+    before = [p[0] for p in call.pads]
+    if call.padding_mode != "zeros":
+        x, before = F.pad(x, [p for pair in reversed(call.pads) for p in pair], mode=call.padding_mode), [0] * nd
+    sizes = [n + p[0] + p[1] for n, p in zip(x.shape[2:], call.pads)] if call.padding_mode == "zeros" \
+        else list(x.shape[2:])
+    out = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(sizes, kernel, call.stride, call.dilation)]
+    rest, starts = rows, []
+    for size, s in zip(reversed(out), reversed(call.stride)):
+        starts.append(rest % size * s)
+        rest = rest // size
+    taps = torch.cartesian_prod(*[torch.arange(k, device=x.device) * d for k, d in zip(kernel, call.dilation)])
+    taps = taps.reshape(-1, nd)  # (taps, nd) offsets, row-major like the conv's weight
+    index = [start[:, None] + taps[:, axis] - before[axis] for axis, start in enumerate(reversed(starts))]
+    inside = None
+    for axis, i in enumerate(index):
+        if call.padding_mode == "zeros" and (call.pads[axis][0] or call.pads[axis][1]):
+            valid = (i >= 0) & (i < x.shape[2 + axis])
+            inside = valid if inside is None else inside & valid
+            index[axis] = i.clamp(0, x.shape[2 + axis] - 1)
+    gathered = x.movedim(1, -1)[(rest[:, None], *index)]  # (rows, taps, C)
+    return gathered if inside is None else gathered * inside[..., None].to(gathered.dtype)
+
+
 def second_step(layer: Converted) -> nn.Module:
     """The pointwise or horizontal conv of a converted layer."""
     return layer.horizontal if isinstance(layer, SpatiallySeparableConv2d) else layer.pointwise
@@ -80,6 +129,27 @@ def second_features(layer: Converted, mid: torch.Tensor, patches: nn.Module | No
     if isinstance(layer, SpatiallySeparableConv2d):
         mid = patches(mid)  # type: ignore[misc]
     return group_rows(mid, second_step(layer).groups)
+
+
+def second_rows(layer: Converted, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``(groups, len(rows), features/g)`` features of the second step at output positions ``rows`` (flat over
+    ``(B, *out_spatial)``) of the layer fed ``x``: ``second_features(layer, first_output(layer, x), ...)[:, rows]``,
+    computed at those positions only where the first step allows (a depthwise step without norm and activation:
+    its patches times its filters; the horizontal step: its patches of the vertical output)."""
+    if isinstance(layer, SpatiallySeparableConv2d):
+        return patch_rows(layer.horizontal, layer.vertical(x), rows)
+    groups = layer.pointwise.groups
+    if not (isinstance(layer.norm, nn.Identity) and isinstance(layer.act, nn.Identity)):
+        return group_rows(first_output(layer, x), groups)[:, rows]
+    depthwise = layer.depthwise
+    gathered = _gather(depthwise, x, rows)  # (rows, taps, C)
+    filters = depthwise.weight.reshape(depthwise.in_channels, -1, gathered.shape[1])  # (C, m, taps)
+    mid = gathered.new_zeros(len(rows), *filters.shape[:2])  # (rows, C, m): output channel c·m + j
+    for tap in range(gathered.shape[1]):  # a multiply-add per tap, contiguous along the channels
+        mid += gathered[:, tap, :, None] * filters[:, :, tap]
+    if depthwise.bias is not None:
+        mid += depthwise.bias.reshape(filters.shape[:2])
+    return mid.reshape(len(rows), groups, -1).transpose(0, 1)
 
 
 def second_weight(layer: Converted) -> torch.Tensor:

@@ -4,8 +4,9 @@ For a linear map ``targets ≈ W f`` (``f`` the features, plus a constant 1 when
 last) evaluated on many samples, :class:`LeastSquaresStats` keeps only ``G = Σ f fᵀ``, ``C = Σ f tᵀ`` and
 ``E = Σ |t|²`` per group, so the squared error of any ``W`` is ``E - 2 tr(W C) + tr(W G Wᵀ)`` and the
 best ``W`` solves ``(G + λ D) Wᵀ = C`` (``D``: identity on the weights, 0 on the intercept). Samples arrive
-batch by batch; each batch's products are computed and summed in the features' dtype over chunks of at most
-:data:`CHUNK` rows, then added to the float64 sums (float32 rounding then stays near ``1e-6`` of the entries).
+batch by batch; the products of each chunk of at most :data:`CHUNK` rows are computed in the features' dtype,
+summed there over at most :data:`PENDING` rows, then added to the float64 sums (float32 rounding then stays near
+``1e-6`` of the entries; adding a float32 matrix into a float64 one costs several times a same-dtype add).
 
 Ridge: ``λ = ridge · trace(G_weights) / n_features`` per group, i.e. ``ridge`` times the mean feature energy
 (default ``1e-6`` in :func:`sepconv.convert`): it only matters for directions the calibration data hardly
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["CHUNK", "LeastSquaresStats", "gram"]
+__all__ = ["CHUNK", "PENDING", "LeastSquaresStats", "gram"]
 
 CHUNK = 8192
+PENDING = 1 << 16  # rows summed in the features' dtype before they go into the float64 sums
 BLOCK = 768  # features per block of :func:`gram`
 
 
@@ -68,27 +70,76 @@ class LeastSquaresStats:
 
     def __init__(self, groups: int, features: int, outputs: int, intercept: bool,
                  device: torch.device | str | None = None) -> None:
-        size = features + int(intercept)
         self.groups, self.features, self.outputs, self.intercept = groups, features, outputs, intercept
-        self.gram = torch.zeros(groups, size, size, dtype=torch.float64, device=device)
-        self.cross = torch.zeros(groups, size, outputs, dtype=torch.float64, device=device)
+        self.device = device
+        self._gram: torch.Tensor | None = None  # float64, allocated by the first flush
+        self._cross: torch.Tensor | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # sums in the features' dtype
+        self._pending_rows = 0
         self.energy = 0.0
         self.count = 0
+
+    @property
+    def gram(self) -> torch.Tensor:
+        """``Σ f fᵀ`` ``(groups, F [+1], F [+1])``, float64 (intercept last)."""
+        self._flush()
+        if self._gram is None:
+            size = self.features + int(self.intercept)
+            self._gram = torch.zeros(self.groups, size, size, dtype=torch.float64, device=self.device)
+        return self._gram
+
+    @gram.setter
+    def gram(self, value: torch.Tensor) -> None:
+        self._flush()
+        self._gram = value
+
+    @property
+    def cross(self) -> torch.Tensor:
+        """``Σ f tᵀ`` ``(groups, F [+1], outputs)``, float64."""
+        self._flush()
+        if self._cross is None:
+            size = self.features + int(self.intercept)
+            self._cross = torch.zeros(self.groups, size, self.outputs, dtype=torch.float64, device=self.device)
+        return self._cross
+
+    @cross.setter
+    def cross(self, value: torch.Tensor) -> None:
+        self._flush()
+        self._cross = value
+
+    def _flush(self) -> None:
+        if self._pending is None:
+            return
+        gram_sum, cross_sum = self._pending
+        self._pending, self._pending_rows = None, 0
+        if self._gram is None or self._cross is None:
+            self._gram, self._cross = gram_sum.double(), cross_sum.double()
+        else:
+            self._gram += gram_sum
+            self._cross += cross_sum
 
     def add(self, features: torch.Tensor, targets: torch.Tensor) -> None:
         """Add samples: ``features (groups, S, features)`` and ``targets (groups, S, outputs)``."""
         features, targets = features.detach(), targets.detach()
-        sums: list[torch.Tensor] = []
+        n = self.features
         for start in range(0, features.shape[1], CHUNK):
             f, t = features[:, start:start + CHUNK], targets[:, start:start + CHUNK].to(features.dtype)
-            if self.intercept:
-                f = torch.cat([f, f.new_ones((*f.shape[:2], 1))], 2)
-            products = (gram(f), f.mT @ t)
-            sums = list(products) if not sums else [a.add_(b) for a, b in zip(sums, products)]
-            self.energy += float(t.double().square().sum())
-        if sums:
-            self.gram += sums[0].double()
-            self.cross += sums[1].double()
+            if self._pending is not None and (self._pending[0].dtype != f.dtype or self._pending_rows >= PENDING):
+                self._flush()
+            if self._pending is None:
+                size = n + int(self.intercept)
+                self._pending = (f.new_zeros(self.groups, size, size), f.new_zeros(self.groups, size, self.outputs))
+            gram_sum, cross_sum = self._pending
+            gram_sum[:, :n, :n] += gram(f)
+            cross_sum[:, :n] += f.mT @ t
+            if self.intercept:  # the constant feature's row and column, without building [f, 1]
+                column = f.sum(1)
+                gram_sum[:, :n, n] += column
+                gram_sum[:, n, :n] += column
+                gram_sum[:, n, n] += f.shape[1]
+                cross_sum[:, n] += t.sum(1)
+            self._pending_rows += f.shape[1]
+            self.energy += float(t.square().sum(dtype=torch.float64))
         self.count += features.shape[1]
 
     def error(self, weight: torch.Tensor) -> float:

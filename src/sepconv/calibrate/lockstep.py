@@ -70,20 +70,21 @@ class Lockstep:
             return state
         return None if state[0] is None else state[0].copy(), state[1].copy()
 
-    def pairs(self, node: int, fork: Callable[[int, object], None] | None = None,
+    def pairs(self, node: int, fork: Callable[[int, object], None] | None = None, fork_batches: int | None = None,
               ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Per batch: ``(converted model's input of node, original model's output of node or None)``.
 
         The converted pass stops before ``node`` (the layer is refitted before it runs), the original's after it.
         The first batch decides whether this point is stored: its passes' bytes, scaled to every batch, against
         the budget. With ``fork``, a copy of the converted pass also runs to the end from there, before the
-        batch is yielded, and ``fork(batch index, output)`` gets the output (the model as it is then).
+        batch is yielded, and ``fork(batch index, output)`` gets the output (the model as it is then), for the
+        first ``fork_batches`` batches (all by default).
         """
         keep: bool | None = None
         for index, batch in enumerate(self.data):
             reference, current = self._start(index, batch, keep is True)
             current.advance(node)
-            if fork is not None:
+            if fork is not None and (fork_batches is None or index < fork_batches):
                 ahead = current.copy()
                 ahead.advance(len(self.graph.nodes))
                 fork(index, ahead.result)
@@ -96,11 +97,15 @@ class Lockstep:
                 self._states[index] = (reference, current)
             yield current.argument(node), None if reference is None else reference.output(node)
 
-    def outputs(self) -> Iterator[tuple[object, object]]:
-        """Per batch: ``(converted model's output, original model's output or None)``; the stored passes are
-        released."""
+    def outputs(self, batches: int | None = None) -> Iterator[tuple[object, object]]:
+        """Per batch (the first ``batches``; all by default): ``(converted model's output, original model's output
+        or None)``; the stored passes are released."""
         end = len(self.graph.nodes)
+        for index in range(self.data.batches if batches is None else batches, self.data.batches):
+            self._states[index] = None  # not compared: released now
         for index, batch in enumerate(self.data):
+            if batches is not None and index >= batches:
+                break
             reference, current = self._start(index, batch, True)
             self._states[index] = None
             current.advance(end)

@@ -3,7 +3,8 @@
 For every conv it records the output shape (MACs per forward pass) and, for the candidate convs, the order of
 their first call, the number of calls per forward pass and the patch statistics of their inputs: Gram matrix of
 ``[patch, 1]`` and cross products with the conv's outputs (:class:`~sepconv.calibrate.gram.LeastSquaresStats`),
-over a random subset of the output positions, at most :func:`sample_target` per layer (sampling keeps this pass
+over a random subset of the output positions, at most :func:`sample_target` per layer, their patches gathered
+from the input at those positions only (:func:`~sepconv.calibrate.features.patch_rows`; sampling keeps this pass
 cheap; the errors it gives only rank the candidate ranks, the refit itself uses more positions). Given a
 :class:`~sepconv.calibrate.reference.Reference`, it also keeps the model's outputs and every candidate's outputs at
 the positions its refit will use, so that the refit need not run the original model again.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,14 +32,11 @@ from ..errors import ShapeError
 from .batches import CalibrationData
 from .capture import Tap, eval_mode, run
 from .compare import tensors
-from .features import group_rows, patch_conv
+from .features import group_rows, patch_rows
 from .gram import LeastSquaresStats
 from .reference import Reference, refit_share, sample_rows
 
-__all__ = ["LayerTrace", "measure", "sample_target"]
-
-#: largest patch tensor (elements) built at once: images are taken in chunks below it.
-PATCH_ELEMENTS = 1 << 24
+__all__ = ["LayerTrace", "checked_run", "measure", "sample_target"]
 
 
 def sample_target(patch_size: int) -> int:
@@ -57,7 +55,6 @@ class LayerTrace:
     out_positions: int = 1
     mid_positions: int = 1
     stats: LeastSquaresStats | None = None
-    patches: nn.Module | None = field(default=None, repr=False)
 
 
 class _Recorder:
@@ -93,25 +90,10 @@ class _Recorder:
             t.order, self.counter[0] = self.counter[0], self.counter[0] + 1
             t.out_positions, t.mid_positions = math.prod(y.shape[2:]), y.shape[2] * x.shape[-1]
             t.stats = LeastSquaresStats(self.groups, self.size, y.shape[1] // self.groups, True, y.device)
-            t.patches = patch_conv(t.conv)
         batch, positions = x.shape[0], t.out_positions
         take = min(batch * positions, -(-sample_target(self.size) * batch // self.images))
-        # draw the rows from as few images as keep them sparse (at most 1/8 of an image's positions each): the
-        # patches of only those images are built, which matters for large images with many positions
-        chosen = torch.randperm(batch, generator=self.generator)[:min(batch, -(-8 * take // positions))].sort().values
-        rows = torch.randperm(len(chosen) * positions, generator=self.generator)[:take].sort().values.to(y.device)
-        chosen = chosen.to(y.device)
-        t.stats.add(self._patch_rows(x[chosen], rows), group_rows(y[chosen], self.groups)[:, rows])
-
-    def _patch_rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Patch rows ``(groups, len(rows), size)`` at the chosen positions, a chunk of images at a time."""
-        positions = self.trace.out_positions
-        step = max(1, PATCH_ELEMENTS // max(1, self.size * self.groups * positions))
-        parts = []
-        for start in range(0, x.shape[0], step):
-            chosen = rows[(rows >= start * positions) & (rows < (start + step) * positions)] - start * positions
-            parts.append(group_rows(self.trace.patches(x[start:start + step]), self.groups)[:, chosen])
-        return torch.cat(parts, 1)
+        rows = torch.randperm(batch * positions, generator=self.generator)[:take].sort().values.to(y.device)
+        t.stats.add(patch_rows(t.conv, x, rows), group_rows(y, self.groups)[:, rows])
 
 
 def measure(model: nn.Module, candidates: dict[str, nn.Module], data: CalibrationData,
@@ -137,7 +119,7 @@ def measure(model: nn.Module, candidates: dict[str, nn.Module], data: Calibratio
         for index, batch in enumerate(data):
             for recorder in recorders:
                 recorder.batch = index
-            output = _first_pass_run(model, batch, taps, index)
+            output = checked_run(model, batch, taps, index)
             if reference is not None:
                 reference.add_outputs(tensors(output))
             if index == 0:
@@ -166,7 +148,9 @@ def _ignore(x: torch.Tensor, y: torch.Tensor) -> None:
     pass
 
 
-def _first_pass_run(model: nn.Module, batch: tuple, taps: list[Tap], index: int) -> object:
+def checked_run(model: nn.Module, batch: tuple, taps: list[Tap], index: int) -> object:
+    """``run(model, batch, taps)``; a batch ``index`` 0 that does not fit the model gets a clear
+    :class:`~sepconv.errors.ShapeError` quoting the model's error."""
     try:
         return run(model, batch, taps)
     except (RuntimeError, ValueError, TypeError, IndexError) as err:

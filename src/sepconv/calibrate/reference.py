@@ -29,13 +29,13 @@ SEED = 0
 
 
 def refit_rows(patch_size: int) -> int:
-    """Positions a layer's refit uses at most (per group): ``16 · (patch size + 1) + 16384``.
+    """Positions a layer's refit uses at most (per group): ``8 · (patch size + 1) + 8192``.
 
     The patch size (``C/g · kh · kw``) bounds the number of features of any refit of the layer; a ridge
     least-squares fit needs a few times more samples than unknowns, and more positions of the same images change
     the solution little but cost ``features²`` multiply-adds each.
     """
-    return 16 * (patch_size + 1) + 16384
+    return 8 * (patch_size + 1) + 8192
 
 
 def refit_share(patch_size: int, images: int, positions: int, calls: int = 1) -> float:

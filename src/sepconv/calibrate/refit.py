@@ -46,18 +46,22 @@ from .alternating import refit_first
 from .batches import CalibrationData
 from .capture import Tap, eval_mode, run
 from .compare import OutputComparison, tensors
-from .features import first_output, group_rows, patch_conv, second_features, second_weight, set_second_weight
+from .features import group_rows, patch_rows, second_rows, second_weight, set_second_weight
 from .gram import LeastSquaresStats
 from .graph import Graph, trace
 from .lockstep import BUDGET, Lockstep
-from .measure import PATCH_ELEMENTS
 from .progress import CalibrationProgress
 from .project import first_matrix, project, set_first_matrix
 from .reference import Reference, refit_share, sample_rows
 
 __all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers"]
 
+#: largest feature tensor (elements) of the positions of a chunk of images: a batch is taken in chunks below it
+PATCH_ELEMENTS = 1 << 24
 ROUNDS = 3  # second-step solves of 'alternating' (with a first-step update between two)
+#: the model outputs before and after the refit are compared on the first batches holding at least this many
+#: inputs, or half of them when there are more (the comparison before the refit costs a pass of the converted model)
+COMPARE_IMAGES = 128
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Target:
     layer: nn.Module
     calls: int
     method: str
+    positions: dict[tuple[int, ...], int] = field(default_factory=dict)  # output positions per input sample shape
 
 
 @dataclass
@@ -87,6 +92,17 @@ class RefitResult:
     layers: list[LayerFit] = field(default_factory=list)
     before: OutputComparison = field(default_factory=OutputComparison)
     after: OutputComparison = field(default_factory=OutputComparison)
+    compared: int = 0  # inputs whose outputs were compared
+
+
+def compared_batches(data: CalibrationData) -> int:
+    """The first batches of ``data`` whose outputs are compared (see :data:`COMPARE_IMAGES`)."""
+    wanted, total = min(data.images, max(COMPARE_IMAGES, data.images // 2)), 0
+    for index, size in enumerate(data.sizes):
+        total += size
+        if total >= wanted:
+            return index + 1
+    return data.batches
 
 
 def _relative(error: float, stats: LeastSquaresStats) -> float:
@@ -111,50 +127,44 @@ def _patch_size(conv: nn.Module) -> int:
     return conv.in_channels // conv.groups * math.prod(conv.kernel_size)
 
 
-def _positions(target: Target, x: torch.Tensor, patches: nn.Module | None, alternating: bool) -> int:
-    """Output positions per image of the layer fed ``x`` (from one image)."""
-    one = x[:1]
-    if alternating:
-        return math.prod(patches(one).shape[2:])  # type: ignore[misc]
-    return second_features(target.layer, first_output(target.layer, one), patches).shape[1]
+def _positions(target: Target, x: torch.Tensor) -> int:
+    """Output positions per sample of the layer fed ``x`` (computed once per input shape)."""
+    shape = tuple(x.shape[1:])
+    if shape not in target.positions:
+        target.positions[shape] = math.prod(target.layer(x[:1]).shape[2:])
+    return target.positions[shape]
 
 
+@torch.no_grad()
 def _accumulate(stats: LeastSquaresStats, target: Target, x: torch.Tensor, targets: torch.Tensor, batch: int,
-                call: int, images: int, patches: nn.Module | None, alternating: bool) -> None:
+                call: int, images: int, alternating: bool) -> None:
     """Add one batch (and call) of the layer: its input ``x`` ``(B, ...)`` and the original's outputs ``targets``
     ``(groups, rows, N/g)``, every position (``B · positions`` rows) or the sampled ones (:func:`sample_rows`)."""
     groups, layer = target.conv.groups, target.layer
-    positions = _positions(target, x, patches, alternating)
+    positions = _positions(target, x)
     share = refit_share(_patch_size(target.conv), images, positions, max(1, target.calls))
     rows = sample_rows(x.shape[0] * positions, share, batch, call)
     if rows is not None and targets.shape[1] != len(rows):
         targets = targets[:, rows.to(targets.device)]
-    rows = None if rows is None else rows.to(x.device)
+    rows = torch.arange(x.shape[0] * positions) if rows is None else rows
+    rows = rows.to(x.device)
     step = max(1, PATCH_ELEMENTS // max(1, stats.features * groups * positions))
     for i in range(0, x.shape[0], step):
         low, high = i * positions, min(x.shape[0], i + step) * positions
-        if rows is None:
-            chosen, t = None, targets[:, low:high]
-        else:
-            first, last = int(torch.searchsorted(rows, low)), int(torch.searchsorted(rows, high))
-            chosen, t = rows[first:last] - low, targets[:, first:last]
-        xi = x[i:i + step]
-        if alternating:
-            features = group_rows(patches(xi), groups)  # type: ignore[misc]
-        else:
-            features = second_features(layer, first_output(layer, xi), patches)
-        stats.add(features if chosen is None else features[:, chosen], t)
+        first, last = int(torch.searchsorted(rows, low)), int(torch.searchsorted(rows, high))
+        chosen, xi = rows[first:last] - low, x[i:i + step]
+        features = patch_rows(target.conv, xi, chosen) if alternating else second_rows(layer, xi, chosen)
+        stats.add(features, targets[:, first:last])
 
 
-def _new_stats(target: Target, alternating: bool) -> tuple[LeastSquaresStats, nn.Module | None]:
+def _new_stats(target: Target, alternating: bool) -> LeastSquaresStats:
     conv, layer = target.conv, target.layer
     groups, outputs = conv.groups, conv.out_channels // conv.groups
     if alternating:
-        return LeastSquaresStats(groups, _patch_size(conv), outputs, True, conv.weight.device), patch_conv(conv)
+        return LeastSquaresStats(groups, _patch_size(conv), outputs, True, conv.weight.device)
     bias = target.conv.bias is not None
     features = second_weight(layer).shape[-1] - int(bias)
-    patches = patch_conv(layer.horizontal) if target.method == "spatial" else None
-    return LeastSquaresStats(groups, features, outputs, bias, conv.weight.device), patches
+    return LeastSquaresStats(groups, features, outputs, bias, conv.weight.device)
 
 
 def _fit_second(target: Target, stats: LeastSquaresStats, ridge: float) -> LayerFit:
@@ -242,6 +252,8 @@ def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Tar
     converted model runs when the measuring pass kept the original's outputs (``reference``)."""
     known = reference is not None and _complete(reference, targets, data)
     result, before, held = RefitResult(), [], [0]
+    compared = compared_batches(data) if data.ordered else data.batches  # a shuffled order: compare every batch
+    result.compared = sum(data.sizes[:compared])
 
     def compare_before(index: int, output: object) -> None:  # the converted model before any refit
         if known:
@@ -251,25 +263,25 @@ def _refit_lockstep(original: nn.Module, converted: nn.Module, targets: list[Tar
             held[0] += sum(t.numel() * t.element_size() for t in before[-1])
 
     if not data.ordered:  # the end's batches may come in another order: compare in passes of their own
-        result.before = _compare(original, converted, data, None)
+        result.before = _compare(original, converted, data, None, compared)
     steps = Lockstep(graph, None if known else original, converted, data, budget)
     for index, target in enumerate(targets):
         if progress is not None:
             progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
-        stats, patches = _new_stats(target, mode == "alternating")
+        stats = _new_stats(target, mode == "alternating")
         fork = compare_before if index == 0 and data.ordered else None
-        for b, (x, y) in enumerate(steps.pairs(graph.index[target.name], fork)):
+        for b, (x, y) in enumerate(steps.pairs(graph.index[target.name], fork, compared)):
             t = reference.targets[target.name][b] if known else group_rows(y, target.conv.groups)  # type: ignore
-            _accumulate(stats, target, x, t, b, 0, data.images, patches, mode == "alternating")
+            _accumulate(stats, target, x, t, b, 0, data.images, mode == "alternating")
             if progress is not None:
                 progress.advance()
         if held[0] > budget:  # too large to keep: compare now, before the first refit, in passes of their own
-            before, held[0], result.before = [], 0, _compare(original, converted, data, None)
+            before, held[0], result.before = [], 0, _compare(original, converted, data, None, compared)
         fit = _fit_alternating if mode == "alternating" else _fit_second
         result.layers.append(fit(target, stats, ridge))
     if progress is not None:
         progress.start("comparing outputs")
-    for b, (new, old) in enumerate(steps.outputs()):
+    for b, (new, old) in enumerate(steps.outputs(compared)):
         expected = reference.outputs[b] if known else tensors(old)  # type: ignore[union-attr]
         result.after.add(tensors(new), expected)
         if before:
@@ -288,15 +300,15 @@ def _complete(reference: Reference, targets: list[Target], data: CalibrationData
 def _refit_prefixes(original: nn.Module, converted: nn.Module, targets: list[Target], data: CalibrationData,
                     mode: str, ridge: float, progress: CalibrationProgress | None) -> RefitResult:
     """The refit re-running both models' prefixes up to each layer (any model, traced or not)."""
-    result = RefitResult()
+    result = RefitResult(compared=data.images)
     for index, target in enumerate(targets if mode != "none" else []):
         if progress is not None:
             progress.start(f"refit {index + 1}/{len(targets)} {target.name}")
-        stats, patches = _new_stats(target, mode == "alternating")
+        stats = _new_stats(target, mode == "alternating")
         for b, batch in enumerate(data):
             pairs = _pairs(original, converted, target, batch, result.before if index == 0 else None)
             for call, (x, y) in enumerate(pairs):
-                _accumulate(stats, target, x, group_rows(y, target.conv.groups), b, call, data.images, patches,
+                _accumulate(stats, target, x, group_rows(y, target.conv.groups), b, call, data.images,
                             mode == "alternating")
             if progress is not None:
                 progress.advance()
@@ -309,11 +321,14 @@ def _refit_prefixes(original: nn.Module, converted: nn.Module, targets: list[Tar
 
 
 def _compare(original: nn.Module, converted: nn.Module, data: CalibrationData,
-             progress: CalibrationProgress | None) -> OutputComparison:
+             progress: CalibrationProgress | None, batches: int | None = None) -> OutputComparison:
+    """Both models' outputs compared on the first ``batches`` batches (all by default)."""
     comparison = OutputComparison()
     if progress is not None:
         progress.start("comparing outputs")
-    for batch in data:
+    for index, batch in enumerate(data):
+        if batches is not None and index >= batches:
+            break
         comparison.add(run(converted, batch), run(original, batch))
         if progress is not None:
             progress.advance()

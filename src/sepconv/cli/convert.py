@@ -12,8 +12,9 @@ MODEL_FILE is one of:
   converted model's ``state_dict``.
 
 ``--calibrate DATA`` (a data spec of ``sepconv study`` or an ``.npy``/``.pt`` tensor file, see
-:mod:`sepconv.cli._calibration`; ``--calibrate-size N`` inputs) allocates ranks by measured output error and
-refits the converted layers by least squares (``--refit``, :mod:`sepconv.calibrate`).
+:mod:`sepconv.cli._calibration`; ``--calibrate-size N`` inputs, of which ``--calibrate-images`` the passes use)
+allocates ranks by measured output error and refits the converted layers by least squares (``--refit``,
+:mod:`sepconv.calibrate`).
 
 ``OUT_FILE.json`` receives the report, including the conversion plan: ``sepconv.apply_plan(model, "OUT_FILE.json")``
 rebuilds the converted architecture from the original one, so ``load_state_dict(torch.load(OUT_FILE))`` works.
@@ -75,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(training images, standardised as sepconv study does) or an .npy/.pt tensor file")
     parser.add_argument("--calibrate-size", type=int, default=512, metavar="N",
                         help="number of calibration inputs (default 512)")
+    parser.add_argument("--calibrate-images", default="auto", metavar="auto|all|N",
+                        help="inputs the calibration passes use: auto (as many as the statistics need, at least 256, "
+                             "spread over the data; the default), all, or a count")
     parser.add_argument("--refit", choices=REFITS, default=None,
                         help="least-squares refit with --calibrate (default pointwise)")
     parser.add_argument("--batch-size", type=int, default=32,
@@ -171,10 +175,18 @@ def _calibration(args: argparse.Namespace) -> dict:
     if args.calibrate is None:
         if args.refit not in (None, "none"):
             raise ArgumentError(f"--refit {args.refit} needs --calibrate DATA")
+        if args.calibrate_images != "auto":
+            raise ArgumentError(f"--calibrate-images {args.calibrate_images} needs --calibrate DATA")
         return {}
     from ._calibration import load_calibration  # the study's data loaders, only when asked (fast --help)
 
-    return {"calibration": load_calibration(args.calibrate, args.calibrate_size), "refit": args.refit}
+    images = args.calibrate_images
+    if images not in ("auto", "all"):
+        if not images.isdigit() or int(images) < 1:
+            raise ArgumentError(f"--calibrate-images must be auto, all or a positive int, got {images!r}")
+        images = int(images)
+    return {"calibration": load_calibration(args.calibrate, args.calibrate_size), "refit": args.refit,
+            "calibration_images": images}
 
 
 def run(args: argparse.Namespace) -> int:
