@@ -28,7 +28,10 @@ forward pass); without either they are per output position of each layer (``macs
 Calibration (``calibration=`` unlabelled inputs, :mod:`sepconv.calibrate`): after the closed-form factorization
 each converted layer is refitted in forward order by ridge least squares on the calibration activations (its
 second step and bias, ``refit='pointwise'``; also its first step, ``refit='alternating'``), so that it reproduces
-the original layer's outputs on the original model's inputs; activations are streamed batch by batch. The
+the original layer's outputs on the original model's inputs; activations are streamed batch by batch. Each
+layer's statistics use a bounded number of output positions, so the passes run over the inputs that provide them
+(``calibration_images='auto'``: :func:`~sepconv.calibrate.images.needed_images`, at least 256, spread evenly
+over the data; ``'all'``, or a count); ``report.calibration`` gives ``images`` used of ``images_given``. The
 report then gives every layer's calibration output error before and after the refit and, in
 ``report.calibration``, the model's relative output error and (for ``(B, classes)`` outputs) the arg-max
 agreement with the original, before and after. ``report.plan`` lists the layers built, so that
@@ -617,18 +620,12 @@ def convert(
         rank: one rank for every layer (depth multiplier / mid channels), a positive int.
         energy: per-layer kept energy in ``(0, 1]``.
         include, exclude: module-name globs (a string or a list of them).
-        example_inputs: a tensor or tuple of tensors for ``model(*example_inputs)``: counts MACs per forward pass
-            and measures every layer's and the model's relative output error (in eval mode).
-        calibration: unlabelled inputs: a tensor ``(N, ...)``, a tuple of tensors (``model(*calibration)``) or a
-            re-iterable of batches (a ``DataLoader``; ``(x, y)`` batches give ``x``). See the module docstring.
+        example_inputs: tensor(s) for ``model(*example_inputs)``: MACs per forward pass, measured output errors.
+        calibration: unlabelled inputs: a tensor ``(N, ...)``, a tuple of tensors or a ``DataLoader`` (module doc).
         refit: ``'pointwise'`` (default with calibration), ``'alternating'`` or ``'none'``.
         ridge: relative ridge of the least-squares refit (``ridge · trace(G) / n`` is added to the Gram ``G``).
         batch_size: batch size used to split a calibration tensor.
-        calibration_images: how many calibration samples the passes use: ``'auto'`` (default) as many as the
-            statistics need (:func:`~sepconv.calibrate.images.needed_images`: every layer's refit rows, and at
-            least 256 inputs), spread evenly over the data; ``'all'``; or a count (evenly spread samples of a
-            tensor, evenly spread batches of an iterable). ``report.calibration`` gives ``images`` used of
-            ``images_given``.
+        calibration_images: inputs the calibration passes use: ``'auto'`` (module docstring), ``'all'`` or a count.
         progress: show a progress bar of the calibration (``None``: only when stderr is a terminal).
 
     Returns:
@@ -639,9 +636,8 @@ def convert(
             budget, no eligible conv, bad calibration data (empty, NaN/inf, a one-shot iterator).
         ShapeError, DtypeMismatchError: calibration data that do not fit the model.
     """
-    began = time.perf_counter()
-    options = _validate(model, method, budget, rank, energy, include, exclude, calibration, refit, ridge, progress,
-                        calibration_images)
+    began, options = time.perf_counter(), _validate(model, method, budget, rank, energy, include, exclude,
+                                                    calibration, refit, ridge, progress, calibration_images)
     new_model = copy.deepcopy(model)
     cands, names = _candidates(new_model, model, options)
     measured = _measured(model, new_model, cands, example_inputs, calibration, batch_size, options.images)
