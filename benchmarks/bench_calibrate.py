@@ -41,7 +41,7 @@ from sepconv.models import mobilenet_v1, small_cnn
 from sepconv.study.data import load
 
 RESULTS = Path(__file__).parent / "results"
-BUDGET, CALIBRATION_IMAGES = 0.4, 512
+BUDGET, CALIBRATION_IMAGES, HELD_OUT = 0.4, 512, 64
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 
@@ -147,7 +147,7 @@ def _one(name: str, seed: int, method: str, model: nn.Module, calib: torch.Tenso
         row[refit] = {**compare(new, model, held, held_y), "mac_ratio": report.mac_ratio,
                       "seconds": time.perf_counter() - started,
                       "calibration_agreement": report.calibration["agreement_after"],
-                      "ranks": [r.rank for r in report.layers]}
+                      "images": report.calibration["images"], "ranks": [r.rank for r in report.layers]}
     return row
 
 
@@ -171,6 +171,9 @@ def vgg16(classes: int = 1000) -> nn.Sequential:
 def timing_part(images: list[int], repeats: int, device: str) -> dict:
     torch.manual_seed(0)
     model = vgg16().to(device)
+    held = torch.randn(HELD_OUT, 3, 224, 224, generator=torch.Generator().manual_seed(2)).to(device)
+    with torch.no_grad():
+        expected = torch.cat([model(part) for part in held.split(32)])
     runs = []
     for n in images:
         x = torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
@@ -179,16 +182,20 @@ def timing_part(images: list[int], repeats: int, device: str) -> dict:
             loads.append(os.getloadavg()[0])
             floors.append(_floor(model, x))
             started = time.perf_counter()
-            _, report = convert(model, "depthwise", budget=BUDGET, calibration=x, batch_size=32)
+            new, report = convert(model, "depthwise", budget=BUDGET, calibration=x, batch_size=32)
             _sync(device)
             totals.append(time.perf_counter() - started)
+        with torch.no_grad():  # fresh inputs, never seen by the calibration (not timed)
+            out = torch.cat([new(part) for part in held.split(32)])
         runs.append({"images": n, "floor_seconds": floors, "convert_seconds": totals, "load_average_1min": loads,
                      "floor_median": statistics.median(floors), "convert_median": statistics.median(totals),
                      "ratio_to_floor": statistics.median(totals) / statistics.median(floors),
                      "date": time.strftime("%Y-%m-%d %H:%M"),
                      "mac_ratio": report.mac_ratio, "layers_converted": sum(r.method != "kept" for r in report.layers),
                      "output_error_before": report.calibration["output_error_before"],
-                     "output_error_after": report.calibration["output_error_after"]})
+                     "output_error_after": report.calibration["output_error_after"],
+                     "images_used": report.calibration["images"],
+                     "held_out_error": float((out - expected).norm() / expected.norm())})
         print(json.dumps(runs[-1]), flush=True)
     return {"machine": machine(), "device": device, "model": "VGG-16: 13 convs + global pooling + linear, random "
             "(He) weights, synthetic N(0, 1) inputs 3x224x224, batches of 32", "budget": BUDGET, "code": _commit(),
@@ -241,7 +248,7 @@ def _accuracy_lines(part: dict) -> list[str]:
              "err ratio >= 3.", "",
              "| network | seed | method | original acc | MACs | weight-only agree / err | calibrated, no refit "
              "agree / err | **calibrated (pointwise)** agree / err / acc | err ratio | alternating agree / err | "
-             "calibration s | targets |",
+             "calibration s (images used) | targets |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in part["rows"]:
         w, n, p, a = r["weight_only"], r["none"], r["pointwise"], r["alternating"]
@@ -251,7 +258,8 @@ def _accuracy_lines(part: dict) -> list[str]:
                      f"{p['mac_ratio']:.0%} | {w['agreement']:.1%} / {w['output_error']:.3f} | "
                      f"{n['agreement']:.1%} / {n['output_error']:.3f} | **{p['agreement']:.1%} / "
                      f"{p['output_error']:.3f}** / {p['accuracy']:.1%} | {ratio:.1f}x | {a['agreement']:.1%} / "
-                     f"{a['output_error']:.3f} | {p['seconds']:.1f} | {'met' if ok else 'MISSED'} |")
+                     f"{a['output_error']:.3f} | {p['seconds']:.1f} ({p.get('images', part['calibration_images'])}) | "
+                     f"{'met' if ok else 'MISSED'} |")
     return [*lines, ""]
 
 
@@ -264,15 +272,19 @@ def _timing_lines(key: str, part: dict) -> list[str]:
              f"{', code ' + part['code'] if part.get('code') else ''}. Budget {part['budget']}, refit pointwise. "
              "floor = "
              "one forward pass of the original over the calibration images (any calibration must run at least "
-             "this); medians of interleaved repeats.", "",
-             "| images | floor s (median) | calibrated convert s (median) | convert / floor | all convert runs (s) | "
-             "load average | MAC ratio | output error before -> after |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "this); medians of interleaved repeats. used = inputs the calibration passes ran on "
+             "(`calibration_images='auto'`); held-out err = relative output error on "
+             f"{HELD_OUT} fresh inputs.", "",
+             "| images | used | floor s (median) | calibrated convert s (median) | convert / floor | all convert runs "
+             "(s) | load average | MAC ratio | calibration err before -> after | held-out err |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in part["runs"]:
-        lines.append(f"| {r['images']} | {r['floor_median']:.1f} | {r['convert_median']:.1f} | "
-                     f"{r['ratio_to_floor']:.1f}x | {', '.join(f'{v:.1f}' for v in r['convert_seconds'])} | "
+        held = f"{r['held_out_error']:.3f}" if "held_out_error" in r else "-"
+        lines.append(f"| {r['images']} | {r.get('images_used', r['images'])} | {r['floor_median']:.1f} | "
+                     f"{r['convert_median']:.1f} | {r['ratio_to_floor']:.1f}x | "
+                     f"{', '.join(f'{v:.1f}' for v in r['convert_seconds'])} | "
                      f"{', '.join(f'{v:.1f}' for v in r['load_average_1min'])} | {r['mac_ratio']:.2f} | "
-                     f"{r['output_error_before']:.3f} -> {r['output_error_after']:.3f} |")
+                     f"{r['output_error_before']:.3f} -> {r['output_error_after']:.3f} | {held} |")
     return [*lines, ""]
 
 

@@ -79,6 +79,7 @@ def test_convert_variant(tmp_path: Path) -> None:
     assert "right after `sepconv.convert`" in (tmp_path / "report.md").read_text()
     # issue 14: the accuracy after the calibrated refit (no training) is reported beside the weight-only one
     assert 0 <= rows["convert"]["acc_calibrated_mean"] <= 100 and rows["convert"]["calibration_images"] > 0
+    assert 0 < rows["convert"]["calibration_images_used"] <= rows["convert"]["calibration_images"]
     assert "after the calibrated refit (no training" in (tmp_path / "report.md").read_text()
 
 

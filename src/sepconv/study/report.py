@@ -68,7 +68,9 @@ def summarize(results: dict) -> list[dict]:
                 rows[-1][f"acc_{key}_mean"], rows[-1][f"acc_{key}_std"] = _mean_std(values)
         if variant == "convert":  # the training budgets of its three accuracies
             rows[-1]["finetune_epochs"] = results["config"].get("finetune_epochs")
-            rows[-1]["calibration_images"] = runs[0].get("conversion", {}).get("calibration_images")
+            conversion = runs[0].get("conversion", {})
+            rows[-1]["calibration_images"] = conversion.get("calibration_images")
+            rows[-1]["calibration_images_used"] = conversion.get("calibration_images_used")
     return rows
 
 
@@ -184,7 +186,9 @@ def findings(summary: list[dict]) -> list[str]:
         if "acc_calibrated_mean" in conv:
             after_refit = {"acc_mean": conv["acc_calibrated_mean"], "acc_std": conv["acc_calibrated_std"],
                            "seeds": conv["seeds"]}
-            calibrated = (f"; after the calibrated refit (no training: {conv.get('calibration_images')} unlabelled "
+            given, used = conv.get("calibration_images"), conv.get("calibration_images_used")
+            images = f"{used} of {given}" if used not in (None, given) else f"{given}"
+            calibrated = (f"; after the calibrated refit (no training: {images} unlabelled "
                           f"training images, least squares) {accuracy_text(after_refit)}%")
         lines.append(f"**convert** (no training from scratch): right after `sepconv.convert` (weight-only, no "
                      f"training) the standard network scores {accuracy_text(before)}%{calibrated}; after the "

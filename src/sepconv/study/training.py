@@ -131,7 +131,8 @@ def converted(seed: int, data: Dataset, config: StudyConfig, out: Path,
     summary = {"mac_ratio": report.mac_ratio, "output_error": report.output_error,
                "params_after": report.params_after, "macs_after": report.macs_after,
                "ranks": {layer.name: layer.rank for layer in report.layers},
-               "calibration_images": len(calibration), "calibration_seconds": report.calibration["seconds"]}
+               "calibration_images": len(calibration), "calibration_images_used": report.calibration["images"],
+               "calibration_seconds": report.calibration["seconds"]}
     if measure:
         weight_only, _ = convert(teacher, method="depthwise", budget=config.convert_budget,
                                  example_inputs=data.x_val[:64].cpu())
