@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -76,7 +77,14 @@ def test_convert_uses_the_images_asked_for_and_says_so() -> None:
     assert batches.calibration["images"] == 150  # three whole batches of 50
 
 
-def test_outputs_are_compared_on_the_first_batches_before_and_after_the_refit() -> None:
+@pytest.mark.parametrize("path", ["kept", "original_runs", "no_memory"])
+def test_outputs_are_compared_on_the_first_batches_before_and_after_the_refit(path: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    if path == "original_runs":  # the measuring pass keeps nothing: the refit runs the original model too
+        monkeypatch.setattr(sys.modules["sepconv.convert"], "BUDGET", 0)
+    if path == "no_memory":  # and nothing is held between layers: the comparison before runs passes of its own
+        monkeypatch.setattr(sys.modules["sepconv.convert"], "BUDGET", 0)
+        monkeypatch.setattr(sys.modules["sepconv.calibrate.refit"], "BUDGET", 0)
     model = _net()
     x = torch.randn(600, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     new, report = convert(model, "depthwise", rank=1, calibration=x, batch_size=50, calibration_images="all")
