@@ -201,3 +201,25 @@ def test_optimized_model_on_a_cpu_without_avx512() -> None:
     done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["PrepackedPaddedConv2d", "True"]
+
+
+def test_a_new_thread_count_gets_its_own_plan_and_no_stale_ticket(any_size: None) -> None:
+    # oneDNN lays the prepacked weight out for the threads it runs on; a plan made for one thread count and run
+    # with another made oneDNN reorder the weight on every call (a 728 -> 1024 1x1 conv: 0.7 ms -> 17 ms)
+    from sepconv.backends import tickets
+
+    model = sepconv.optimize(nn.Sequential(nn.Conv2d(16, 24, 1, stride=2)))
+    conv, x = model[0], torch.randn(1, 16, 9, 9)
+    reference = nn.Conv2d.forward(conv, x)
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            for count in (1, 2, 1):
+                torch.set_num_threads(count)
+                assert tickets.lookup(conv, x, "auto") is None  # none yet, or made for another thread count
+                torch.testing.assert_close(model(x), reference, rtol=1e-5, atol=1e-5)
+                assert tickets.lookup(conv, x, "auto") is not None  # the ticket of this thread count
+        keys = set(prepacked.PLANS._entries[conv][1])
+        assert {(tuple(x.shape), 1), (tuple(x.shape), 2)} <= keys
+    finally:
+        torch.set_num_threads(threads)

@@ -161,7 +161,7 @@ def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
         if why.startswith(_SMALL):  # depends on the shape alone: remembered
             layer.__dict__.setdefault("_sepconv_small", set()).add(input.shape)
         return base.forward(layer, input)
-    key = (tuple(input.shape),)
+    key = (tuple(input.shape), torch.get_num_threads())  # oneDNN's weight layout depends on the threads
     if isinstance(layer, nn.Linear):
         prepared = PLANS.get(layer, key, lambda: _linear_plan(layer, input.shape[0]))
     else:

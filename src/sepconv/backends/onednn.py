@@ -134,7 +134,8 @@ def unsupported_reason(layer: nn.Module, x: torch.Tensor) -> str | None:
 def _plan(layer: nn.Module, x: torch.Tensor) -> _Plan:
     """The prepacked plan of ``layer`` for ``x``'s shape: built on every call, cached only for frozen layers
     (:mod:`sepconv.backends.plan_cache`)."""
-    return PLANS.get(layer, (tuple(x.shape), x.dtype), lambda: _Plan(layer, x))
+    key = (tuple(x.shape), x.dtype, torch.get_num_threads())  # oneDNN's weight layout depends on the threads
+    return PLANS.get(layer, key, lambda: _Plan(layer, x))
 
 
 def separable_forward(layer: nn.Module, x: torch.Tensor, depthwise_only: bool = False) -> torch.Tensor:

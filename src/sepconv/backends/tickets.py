@@ -5,8 +5,9 @@ the native kernel or the fused Triton kernel keeps a *ticket* (:class:`Ticket`):
 dtype, device), the backend and kernel settings, a snapshot of the layer's modules and tensors, and the prepared
 call. The next call with the same signature runs the prepared call directly, after the per-call guards that no
 signature captures (autograd, tracing and dispatch modes). Any difference (another shape, an edited parameter,
-another backend, a hook, a replaced sub-module) takes the full path, which validates and chooses again. This cuts
-the Python work per layer from about 50 us to about 10 us, which is most of the time of a small layer at batch 1.
+another backend or thread count, a hook, a replaced sub-module) takes the full path, which validates and chooses
+again. This cuts the Python work per layer from about 50 us to about 10 us, which is most of the time of a small
+layer at batch 1.
 
 Example:
     >>> import torch, sepconv
@@ -59,6 +60,9 @@ class Ticket:
         self.run = run
         self.shape, self.dtype, self.device, self.backend, self.settings = (x.shape, x.dtype, x.device, backend,
                                                                              _settings())
+        # the plans behind the call are made for this many threads (tiles; oneDNN's weight layout, which another
+        # thread count would reorder on every call)
+        self.threads = torch.get_num_threads()
         modules = list(layer.modules())
         # the layer itself is passed to valid_for, not kept: the ticket is the value of a weak-key entry of the layer
         self.modules = [(None if m is layer else m, m.training, len(m._parameters), len(m._buffers), len(m._modules))
@@ -72,7 +76,7 @@ class Ticket:
     def valid_for(self, layer: nn.Module, x: torch.Tensor, backend: str) -> bool:
         """Whether the prepared call computes ``layer(x)`` now (the autograd and tracing guards aside)."""
         if (x.shape != self.shape or x.dtype != self.dtype or backend != self.backend or x.device != self.device
-                or _settings() != self.settings):
+                or _settings() != self.settings or torch.get_num_threads() != self.threads):
             return False
         for m, training, n_params, n_buffers, n_modules in self.modules:
             m = layer if m is None else m
