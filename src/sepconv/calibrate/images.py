@@ -26,13 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from .batches import CalibrationData
 from .capture import Tap, eval_mode
-from .measure import checked_run
-from .reference import refit_rows
+from .measure import _ignore, checked_run
+from .reference import patch_size, refit_rows
 
 __all__ = ["MIN_IMAGES", "needed_images"]
 
@@ -58,10 +57,5 @@ def needed_images(model: nn.Module, convs: Sequence[nn.Module], data: Calibratio
     for conv, tap in zip(convs, taps):
         if tap.shapes:
             positions = sum(math.prod(shape[2:]) for shape in tap.shapes)
-            patch = conv.in_channels // conv.groups * math.prod(conv.kernel_size)
-            need = max(need, math.ceil(refit_rows(patch) / max(1, positions)))
+            need = max(need, math.ceil(refit_rows(patch_size(conv)) / max(1, positions)))
     return need
-
-
-def _ignore(x: torch.Tensor, y: torch.Tensor) -> None:
-    pass

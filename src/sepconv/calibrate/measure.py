@@ -34,7 +34,7 @@ from .capture import Tap, eval_mode, run
 from .compare import tensors
 from .features import group_rows, patch_rows
 from .gram import LeastSquaresStats
-from .reference import Reference, refit_share, sample_rows
+from .reference import Reference, patch_size, refit_share, sample_rows
 
 __all__ = ["LayerTrace", "checked_run", "measure", "sample_target"]
 
@@ -65,7 +65,7 @@ class _Recorder:
         self.trace, self.images, self.counter, self.generator = trace, images, counter, generator
         self.reference, self.batch = reference, 0
         conv = trace.conv
-        self.groups, self.size = conv.groups, conv.in_channels // conv.groups * math.prod(conv.kernel_size)
+        self.groups, self.size = conv.groups, patch_size(conv)
 
     def _keep(self, y: torch.Tensor) -> None:
         """The original's output rows that the refit of this layer will use (while called once per pass)."""

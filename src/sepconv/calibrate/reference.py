@@ -23,9 +23,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["SEED", "Reference", "refit_rows", "refit_share", "sample_rows"]
+__all__ = ["SEED", "Reference", "patch_size", "refit_rows", "refit_share", "sample_rows"]
 
 SEED = 0
+
+
+def patch_size(conv: object) -> int:
+    """Values per patch (per group) of a conv: ``C/g · kh · kw``."""
+    return conv.in_channels // conv.groups * math.prod(conv.kernel_size)  # type: ignore[attr-defined]
 
 
 def refit_rows(patch_size: int) -> int:

@@ -52,7 +52,7 @@ from .graph import Graph, trace
 from .lockstep import BUDGET, Lockstep
 from .progress import CalibrationProgress
 from .project import first_matrix, project, set_first_matrix
-from .reference import Reference, refit_share, sample_rows
+from .reference import Reference, patch_size, refit_share, sample_rows
 
 __all__ = ["REFITS", "LayerFit", "RefitResult", "Target", "refit_layers"]
 
@@ -123,10 +123,6 @@ def _pairs(original: nn.Module, converted: nn.Module, target: Target, batch: tup
     return list(zip(given.values, wanted.values))
 
 
-def _patch_size(conv: nn.Module) -> int:
-    return conv.in_channels // conv.groups * math.prod(conv.kernel_size)
-
-
 def _positions(target: Target, x: torch.Tensor) -> int:
     """Output positions per sample of the layer fed ``x`` (computed once per input shape)."""
     shape = tuple(x.shape[1:])
@@ -142,7 +138,7 @@ def _accumulate(stats: LeastSquaresStats, target: Target, x: torch.Tensor, targe
     ``(groups, rows, N/g)``, every position (``B · positions`` rows) or the sampled ones (:func:`sample_rows`)."""
     groups, layer = target.conv.groups, target.layer
     positions = _positions(target, x)
-    share = refit_share(_patch_size(target.conv), images, positions, max(1, target.calls))
+    share = refit_share(patch_size(target.conv), images, positions, max(1, target.calls))
     rows = sample_rows(x.shape[0] * positions, share, batch, call)
     if rows is not None and targets.shape[1] != len(rows):
         targets = targets[:, rows.to(targets.device)]
@@ -161,7 +157,7 @@ def _new_stats(target: Target, alternating: bool) -> LeastSquaresStats:
     conv, layer = target.conv, target.layer
     groups, outputs = conv.groups, conv.out_channels // conv.groups
     if alternating:
-        return LeastSquaresStats(groups, _patch_size(conv), outputs, True, conv.weight.device)
+        return LeastSquaresStats(groups, patch_size(conv), outputs, True, conv.weight.device)
     bias = target.conv.bias is not None
     features = second_weight(layer).shape[-1] - int(bias)
     return LeastSquaresStats(groups, features, outputs, bias, conv.weight.device)
