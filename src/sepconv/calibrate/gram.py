@@ -82,11 +82,7 @@ class LeastSquaresStats:
     @property
     def gram(self) -> torch.Tensor:
         """``Σ f fᵀ`` ``(groups, F [+1], F [+1])``, float64 (intercept last)."""
-        self._flush()
-        if self._gram is None:
-            size = self.features + int(self.intercept)
-            self._gram = torch.zeros(self.groups, size, size, dtype=torch.float64, device=self.device)
-        return self._gram
+        return self._sums()[0]
 
     @gram.setter
     def gram(self, value: torch.Tensor) -> None:
@@ -96,16 +92,22 @@ class LeastSquaresStats:
     @property
     def cross(self) -> torch.Tensor:
         """``Σ f tᵀ`` ``(groups, F [+1], outputs)``, float64."""
-        self._flush()
-        if self._cross is None:
-            size = self.features + int(self.intercept)
-            self._cross = torch.zeros(self.groups, size, self.outputs, dtype=torch.float64, device=self.device)
-        return self._cross
+        return self._sums()[1]
 
     @cross.setter
     def cross(self, value: torch.Tensor) -> None:
         self._flush()
         self._cross = value
+
+    def _sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float64 sums with every pending row added (zeros before any sample)."""
+        self._flush()
+        size = self.features + int(self.intercept)
+        if self._gram is None:
+            self._gram = torch.zeros(self.groups, size, size, dtype=torch.float64, device=self.device)
+        if self._cross is None:
+            self._cross = torch.zeros(self.groups, size, self.outputs, dtype=torch.float64, device=self.device)
+        return self._gram, self._cross
 
     def _flush(self) -> None:
         if self._pending is None:
