@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,15 +39,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> No
             writers choosing a format by suffix, such as PIL or matplotlib, still work).
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    # the name is chosen before the file exists, so that an interrupt (Ctrl-C) that lands right after the file is
+    # created is already inside the ``try`` that removes it (with ``mkstemp``, Python code ran in between)
+    tmp = path.parent / f".{path.stem}.{secrets.token_hex(8)}.tmp{path.suffix}"
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # never an existing file or link
         write(tmp)
         os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        if not (isinstance(err, FileExistsError) and err.filename == str(tmp)):  # not ours to remove
+            tmp.unlink(missing_ok=True)
         raise
 
 
