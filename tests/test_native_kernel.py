@@ -88,17 +88,19 @@ def test_depth_multipliers(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_large_channel_counts_and_batch_one(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """MobileNet-like shapes: many tiles, channel counts with vector tails, the multi-threaded split."""
+    """MobileNet-like shapes: many tiles, channel counts with vector tails, the split by output channels (2
+    threads from 512 KiB of pointwise weights, 1 thread from 2 MiB: 1030 x 520 floats)."""
     force_cpu_path(width, monkeypatch)
-    torch.set_num_threads(2)
+    cases = [(32, 64, 23, 1), (130, 250, 9, 2), (515, 300, 4, 1), (1030, 520, 3, 1)]
     try:
-        for cin, cout, size, stride in [(32, 64, 23, 1), (130, 250, 9, 2), (515, 300, 4, 1)]:
-            layer = sepconv.SeparableConv2d(cin, cout, 3, stride=stride, padding="same", activation="relu6",
-                                            pointwise_activation="relu").eval()
-            x = torch.randn(1, cin, size, size)
-            with torch.no_grad():
-                torch.testing.assert_close(layer(x), _plain(layer, x),
-                                           rtol=1e-4, atol=1e-4)
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            for cin, cout, size, stride in cases:
+                layer = sepconv.SeparableConv2d(cin, cout, 3, stride=stride, padding="same", activation="relu6",
+                                                pointwise_activation="relu").eval()
+                x = torch.randn(1, cin, size, size)
+                with torch.no_grad():
+                    torch.testing.assert_close(layer(x), _plain(layer, x), rtol=1e-4, atol=1e-4)
     finally:
         torch.set_num_threads(1)
 

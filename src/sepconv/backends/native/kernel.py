@@ -39,7 +39,7 @@ __all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "plan", "run"
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
 TILE_BYTES = 32 * 1024  # the depthwise rows of one tile stay in L1 while the GEMM reads them
-GEMM_ROWS = {0: 4, 1: 6, 2: 8}  # rows per register block of the GEMM (separable.cpp), per vector width
+GEMM_ROWS = {0: 4, 1: 6, 2: 14}  # rows per register block of the GEMM (separable.cpp), per vector width
 SPARE_BYTES = 256 * 1024  # outputs from this size on reuse their memory (frozen layers): no page faults
 PLANS = PlanCache()
 

@@ -306,12 +306,14 @@ INLINE void micro(const float* __restrict A, int64_t K, const float* __restrict 
   }
 }
 
-// Rows [r0, r0 + rows) of C against one panel, in register blocks of MR rows, then 4, 2, 1.
+// Rows [r0, r0 + rows) of C against one panel, in register blocks of MR rows, then 8 (when MR > 8), 4, 2, 1.
 template <int V, int MR>
 INLINE void panel_rows(const float* __restrict A, int64_t rows, int64_t K, const float* __restrict panel,
                        const float* __restrict bias, float* __restrict C, int64_t N, int64_t cols, int64_t act) {
   int64_t r = 0;
   for (; r + MR <= rows; r += MR) micro<V, MR>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
+  if constexpr (MR > 8)
+    for (; r + 8 <= rows; r += 8) micro<V, 8>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
   for (; r + 4 <= rows; r += 4) micro<V, 4>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
   for (; r + 2 <= rows; r += 2) micro<V, 2>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
   for (; r < rows; ++r) micro<V, 1>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
@@ -348,8 +350,11 @@ INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const 
     gemm_body<V, MR>(A, rows, K, Bp, bias, C, N, ldc, act);                                                     \
   }
 
+// Rows per register block (MR): with 2V columns, 2 * MR accumulators. AVX-512 has 32 vector registers: 14 rows
+// (28 accumulators, 2 weight vectors, 1 broadcast) load the weight panel 14/8 times less often than 8 rows (1
+// thread, MobileNet v1's separable layers at batch 1: 4.14 -> 3.99 ms in all); AVX2 has 16: 6 rows.
 #if defined(__x86_64__)
-SEPCONV_VARIANTS(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), avx512, 16, 8)
+SEPCONV_VARIANTS(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), avx512, 16, 14)
 SEPCONV_VARIANTS(__attribute__((target("avx2,fma"))), avx2, 8, 6)
 #endif
 SEPCONV_VARIANTS(, generic, 4, 4)
@@ -374,14 +379,18 @@ Kernels kernels_for(int64_t isa) {
   return {depthwise_generic, gemm_generic, 8};
 }
 
-// Whether the threads split the GEMM's output channels rather than the pixels: with several threads, a depthwise
-// output that fits L2 (up to 1 MiB) and weights of 512 KiB or more (batch 1, late layers), a split by pixels has
-// every thread read all the weights from L3 once per tile of its own. 2 threads, batch 1, MobileNet's 512-1024
-// channel layers: 1.12-1.27x faster, smaller weights gain nothing (the tests run it: test_large_channel_counts).
+// Whether to compute the whole depthwise output first and then split the GEMM by output channels (panels outer,
+// every panel read once for all the pixels), rather than tile by tile. It pays when the depthwise output fits L2
+// (up to 1 MiB) and the pointwise weights are large: with several threads from 512 KiB (a split by pixels has
+// every thread read all the weights from L3 once per tile of its own; 2 threads, batch 1, MobileNet's 512-1024
+// channel layers: 1.12-1.27x faster), with one thread from 2 MiB, weights that no longer stay in L2 from one tile
+// to the next (1 thread, batch 1, 1024 -> 1024 at 7x7: 0.94 -> 0.63 ms; 512 -> 1024 at 14x14 stride 2: 0.39 ->
+// 0.35 ms). The tests run both (test_large_channel_counts_and_batch_one).
 bool by_columns(const Geometry& g, int64_t P, int64_t N, int64_t panels, int64_t work) {
   const int64_t threads = at::get_num_threads();
-  return threads > 1 && work >= (1 << 18) && panels >= 2 * threads && P * g.depth * 4 <= (1 << 20) &&
-         g.depth * N * 4 >= (1 << 19);
+  const int64_t weight_bytes = g.depth * N * 4;
+  return work >= (1 << 18) && panels >= 2 * threads && P * g.depth * 4 <= (1 << 20) &&
+         weight_bytes >= (threads > 1 ? (1 << 19) : (1 << 21));
 }
 
 // The output tensor: a new view of `spare`'s memory when nothing else holds that memory any more (the caller has
