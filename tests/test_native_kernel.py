@@ -17,6 +17,7 @@ import sepconv
 from conftest import force_cpu_path
 from sepconv import backends
 from sepconv.backends import native
+from sepconv.backends.native import dense as native_dense
 
 WIDTHS = ["native", "native-avx2", "native-generic"]
 
@@ -177,3 +178,54 @@ def test_a_machine_without_a_compiler_falls_back_with_one_line(tmp_path) -> None
     assert done.stdout.split() == ["onednn", "True"]
     notice = [line for line in done.stderr.splitlines() if "native kernel" in line]
     assert len(notice) == 1 and "could not be built" in notice[0] and "Traceback" not in done.stderr
+
+
+def random_conv(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
+    """A standard conv the native dense path takes (patch of at most MAX_PATCH values) and an input for it."""
+    cin = rng.choice([1, 2, 3, 4, 7, 16, 31])
+    kernel = (rng.choice([1, 2, 3, 5]), rng.choice([1, 3, 4, 7]))
+    while cin * kernel[0] * kernel[1] > native_dense.MAX_PATCH:
+        cin = max(1, cin // 2)
+        kernel = (kernel[0], max(1, kernel[1] - 2))
+    stride, dilation = (rng.choice([1, 2, 3]), rng.choice([1, 2])), (rng.choice([1, 2]), rng.choice([1, 3]))
+    cout = rng.choice([1, 5, 16, 33, 64, 70])
+    if rng.random() < 0.4:  # TF 'same' at any stride: asymmetric padding
+        conv = sepconv.PaddedConv2d(cin, cout, kernel, stride, "same", dilation, bias=rng.random() < 0.7)
+    else:
+        padding = rng.choice([0, 1, (2, 0), (0, 3)])
+        conv = nn.Conv2d(cin, cout, kernel, stride, padding, dilation, bias=rng.random() < 0.7)
+    size = [d * (k - 1) + rng.randint(1, 16) for k, d in zip(kernel, dilation)]
+    x = torch.randn(rng.choice([1, 2, 3]), cin, *size)
+    layout = rng.random()
+    if layout < 0.3:
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout < 0.5:
+        x = x.repeat_interleave(2, dim=3)[..., ::2]  # strided columns
+    elif layout < 0.6:
+        x = x[:1].expand(3, -1, -1, -1)  # a zero batch stride
+    return conv.eval(), x
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("seed", range(16))
+def test_dense_convs_equal_torch_on_random_geometries(width: str, seed: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The implicit-im2col GEMM of standard convs with few channels (strides, dilation, TF 'same', kernels
+    larger than the image's interior, output channels off the panel width, every input layout), with each
+    folded activation."""
+    force_cpu_path(width, monkeypatch)
+    rng = random.Random(seed)
+    conv, x = random_conv(rng)
+    act = rng.choice([None, nn.ReLU(), nn.ReLU6()])
+    with torch.inference_mode():
+        assert native_dense.unsupported_reason(conv, x) is None
+        out = native_dense.run(native_dense.plan(conv, x, act), x)
+        reference = conv(x) if act is None else act(conv(x))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_declines_what_it_does_not_run() -> None:
+    x = torch.randn(1, 4, 9, 9)
+    assert "grouped" in native_dense.unsupported_reason(nn.Conv2d(4, 4, 3, groups=2), x)
+    assert "above" in native_dense.unsupported_reason(nn.Conv2d(4, 8, 9), x)  # 324 values

@@ -46,7 +46,8 @@ def test_does_not_fold_what_it_must_not() -> None:
                           sepconv.SeparableConv2d(4, 4, 3), nn.GELU()).eval()
     fast = sepconv.optimize(model)
     assert isinstance(fast[0].pointwise_act, nn.ReLU6) and isinstance(fast[1], nn.ReLU)  # already has one
-    assert fast[2].pointwise_act is None and isinstance(fast[4], nn.ReLU)  # a conv in between
+    assert fast[2].pointwise_act is None  # a conv in between, which takes the ReLU instead
+    assert isinstance(fast[3].activation, nn.ReLU) and isinstance(fast[4], nn.Identity)
     assert fast[5].pointwise_act is None and isinstance(fast[6], nn.GELU)  # not a fusable activation
     x = torch.randn(1, 4, 20, 20)
     with torch.inference_mode():

@@ -16,15 +16,21 @@ from torch import nn
 import sepconv
 from sepconv import prepacked
 from sepconv.backends import env
+from sepconv.backends.native import dense as native_dense
 
 pytestmark = pytest.mark.skipif(not env.onednn_available(), reason="this torch build has no oneDNN")
 
 
-@pytest.fixture
-def any_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The prepacked path at every size (the tests' layers are small, below the break-even)."""
+@pytest.fixture(params=["native", "onednn"])
+def any_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prepacked path at every size (the tests' layers are small, below the break-even), with each of the two
+    implementations of its convs: the native kernel (patches of up to MAX_PATCH values) and oneDNN."""
     monkeypatch.setattr(prepacked, "MIN_CONV_MACS", 0)
     monkeypatch.setattr(prepacked, "MIN_LINEAR_MACS", 0)
+    if request.param == "onednn":
+        monkeypatch.setattr(native_dense, "MAX_PATCH", -1)
+    elif native_dense.load_error() is not None:
+        pytest.skip(native_dense.load_error())
 
 
 def random_conv(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
@@ -155,6 +161,34 @@ def test_follows_visible_weight_changes_and_propagates_nan(any_size: None) -> No
     assert nan[0, :, 1:4, 2:5].all() and nan.sum() == 4 * 9
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6])
+def test_a_folded_activation_runs_on_every_path_and_keeps_nan(act: type, any_size: None) -> None:
+    """optimize moves the ReLU/ReLU6 after a plain conv into its prepacked twin: in registers (native), in place
+    after oneDNN, after the layer's own forward (autograd); NaN stays NaN on each."""
+    model = nn.Sequential(sepconv.PaddedConv2d(3, 32, 3, stride=2, padding="same"), nn.BatchNorm2d(32), act(),
+                          nn.Conv2d(32, 16, 3, padding=1, dilation=2), act()).eval()
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.5, 2)
+        model[1].bias.uniform_(-1, 3)  # ReLU6's upper clamp is reached
+    fast = sepconv.optimize(model)
+    assert isinstance(fast[0].activation, act) and isinstance(fast[2], nn.Identity)
+    assert isinstance(fast[3].activation, act) and isinstance(fast[4], nn.Identity)
+    x = 3 * torch.randn(2, 3, 23, 18)
+    x[1, 2, 4, 5] = float("nan")
+    reference = model(x).detach()
+    with torch.inference_mode():
+        strided = x.repeat_interleave(2, dim=3)[..., ::2]  # every other column of a wider tensor
+        for inp in (x, x.contiguous(memory_format=torch.channels_last), strided,
+                    x.transpose(2, 3).contiguous().transpose(2, 3)):
+            out = fast(inp)
+            torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5, equal_nan=True)
+    assert reference.isnan().any() and (out.isnan() == reference.isnan()).all()
+    grad_input = x.nan_to_num().requires_grad_()
+    fast(grad_input).sum().backward()  # autograd: the layers' own forward, then the activation
+    torch.testing.assert_close(fast(grad_input).detach(), model(grad_input).detach(), rtol=1e-4, atol=1e-5)
+    assert grad_input.grad is not None
+
+
 def test_small_layers_run_their_own_forward_and_remember_it() -> None:
     """Below the break-even the layer's own (faster) forward runs, straight away once the shape is known."""
     conv = prepacked.prepack(nn.Conv2d(8, 16, 3, padding=1).eval())  # 8x8: 74k multiply-adds
@@ -208,8 +242,8 @@ def test_a_new_thread_count_gets_its_own_plan_and_no_stale_ticket(any_size: None
     # with another made oneDNN reorder the weight on every call (a 728 -> 1024 1x1 conv: 0.7 ms -> 17 ms)
     from sepconv.backends import tickets
 
-    model = sepconv.optimize(nn.Sequential(nn.Conv2d(16, 24, 1, stride=2)))
-    conv, x = model[0], torch.randn(1, 16, 9, 9)
+    model = sepconv.optimize(nn.Sequential(nn.Conv2d(300, 24, 1, stride=2)))  # 300 > MAX_PATCH: oneDNN's
+    conv, x = model[0], torch.randn(1, 300, 9, 9)
     reference = nn.Conv2d.forward(conv, x)
     threads = torch.get_num_threads()
     try:

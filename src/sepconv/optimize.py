@@ -20,7 +20,7 @@ from torch import nn
 from .errors import ArgumentError
 from .fusion import fuse
 from .layers import SeparableConvNd
-from .prepacked import prepack
+from .prepacked import PrepackedConv2d, PrepackedPaddedConv2d, prepack
 
 __all__ = ["optimize"]
 
@@ -34,10 +34,13 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     channels_last, the copy frozen so that prepacked weights are kept per input shape), then every ReLU/ReLU6 that
     directly follows a :class:`~sepconv.SeparableConv2d` in an ``nn.Sequential`` (identities between them skipped)
     moves into that layer as its ``pointwise_act``, where the CPU kernel (and on CUDA the fused Triton kernel's
-    epilogue) applies it in registers instead of in a pass over memory. On CPU, float32 inference then runs each
-    separable layer as one native call (depthwise and pointwise fused, :mod:`sepconv.backends.native`), the plain
-    ``nn.Conv2d``, :class:`~sepconv.PaddedConv2d` and ``nn.Linear`` layers outside them run through oneDNN on
-    weights prepacked once per input shape where they are large enough for it to pay (:mod:`sepconv.prepacked`:
+    epilogue) applies it in registers instead of in a pass over memory; one that follows a plain conv moves into
+    its prepacked twin as ``activation`` (applied in registers by the native kernel of convs with few input
+    channels, :mod:`sepconv.backends.native.dense`, in place after oneDNN's conv otherwise). On CPU, float32
+    inference then runs each separable layer as one native call (depthwise and pointwise fused,
+    :mod:`sepconv.backends.native`), the plain ``nn.Conv2d``, :class:`~sepconv.PaddedConv2d` and ``nn.Linear``
+    layers outside them run through the native kernel (convs with few input channels) or oneDNN on weights
+    prepacked once per input shape where they are large enough for it to pay (:mod:`sepconv.prepacked`:
     their classes become the
     ``Prepacked*`` twins, with the same parameters and ``state_dict``), and every tensor stays channels_last from
     layer to layer.
@@ -56,29 +59,42 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     fast = fuse(model, channels_last=channels_last)
-    for module in list(fast.modules()):
-        if isinstance(module, nn.Sequential):
-            _fold_activations(module)
     inside_separable = {id(m) for layer in fast.modules() if isinstance(layer, SeparableConvNd)
                         for m in layer.modules()}
     for module in fast.modules():
         if id(module) not in inside_separable:
             prepack(module)
+    for module in list(fast.modules()):
+        if isinstance(module, nn.Sequential):
+            _fold_activations(module)
     return fast
 
 
+def _activation_slot(layer: nn.Module) -> str | None:
+    """The attribute of ``layer`` that can take a following ReLU/ReLU6 (``None``: it cannot, or has one)."""
+    if isinstance(layer, SeparableConvNd):
+        slot = "pointwise_act"
+    elif isinstance(layer, (PrepackedConv2d, PrepackedPaddedConv2d)):
+        slot = "activation"
+    else:
+        return None
+    return slot if getattr(layer, slot, None) is None else None
+
+
 def _fold_activations(sequence: nn.Sequential) -> None:
-    """Move each ReLU/ReLU6 that follows a separable layer of ``sequence`` into its ``pointwise_act``."""
+    """Move each ReLU/ReLU6 that follows a separable layer (into its ``pointwise_act``) or a prepacked conv (into
+    its ``activation``) of ``sequence``, identities between them skipped."""
     names = list(sequence._modules)
     for index, name in enumerate(names):
         layer = sequence._modules[name]
-        if not isinstance(layer, SeparableConvNd) or getattr(layer, "pointwise_act", None) is not None:
+        slot = _activation_slot(layer)
+        if slot is None:
             continue
         for later in names[index + 1:]:
             follower = sequence._modules[later]
             if type(follower) is nn.Identity:
                 continue
             if type(follower) in _FOLDABLE_ACTIVATIONS:
-                layer.pointwise_act = follower
+                setattr(layer, slot, follower)
                 sequence._modules[later] = nn.Identity()
             break

@@ -43,6 +43,22 @@ def output_size(size: int, kernel: int, stride: int, dilation: int, before: int,
     return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def conv_pads_and_outputs(conv: torch.nn.Conv2d, shape: Sequence[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """Per-axis ``(before, after)`` padding and output size of a 2D ``conv`` (an ``nn.Conv2d``, or a
+    :class:`sepconv.PaddedConv2d` with TF ``'same'``) for an input of ``shape`` ``(B, C, H, W)``.
+
+    Example:
+        >>> conv_pads_and_outputs(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), (1, 3, 9, 9))
+        ([(1, 1), (1, 1)], [5, 5])
+    """
+    padding = "same" if getattr(conv, "same", False) else conv.padding
+    pads = [(0, 0), (0, 0)] if padding == "valid" else resolve_padding(
+        shape[2:], padding, conv.kernel_size, conv.stride, conv.dilation)
+    outputs = [output_size(n, k, s, d, *pad) for n, k, s, d, pad in zip(
+        shape[2:], conv.kernel_size, conv.stride, conv.dilation, pads)]
+    return pads, outputs
+
+
 def pad_for_conv(
     x: torch.Tensor, pads: list[tuple[int, int]], padding_mode: str
 ) -> tuple[torch.Tensor, tuple[int, ...]]:

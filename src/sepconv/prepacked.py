@@ -14,6 +14,11 @@ faster and runs)
 - run ``torch.ops.mkldnn._convolution_pointwise`` (``_linear_pointwise``) on weights reordered once per input
   shape (:mod:`sepconv.backends.plan_cache`: the packs follow parameter replacement and autograd-visible
   in-place ops, not writes through ``.data``, as for every frozen layer),
+- except for convs with few input channels (a patch of at most
+  :data:`sepconv.backends.native.dense.MAX_PATCH` values, such as a network's stem): they run sepconv's native
+  kernel, an implicit-im2col GEMM that reads the input in place in any layout (:mod:`sepconv.backends.native.dense`),
+- apply the ReLU/ReLU6 :func:`sepconv.optimize` folded into the layer as ``activation`` (in registers on the
+  native kernel, in place after oneDNN),
 - and remember the prepared call (:mod:`sepconv.backends.tickets`), so that repeated calls skip the checks.
 
 Every other call (autograd, tracing, another dtype or device, backend ``'torch'``, no oneDNN, an input the layer
@@ -44,9 +49,10 @@ from torch import nn
 from .backends import get_backend, tickets
 from .backends.env import onednn_available
 from .backends.guards import needs_grad, plain_eager
+from .backends.native import dense as native_dense
 from .backends.plan_cache import PlanCache
 from .layers.conv import PaddedConv2d
-from .padding import output_size, resolve_padding
+from .padding import conv_pads_and_outputs
 
 __all__ = ["PrepackedConv2d", "PrepackedLinear", "PrepackedPaddedConv2d", "prepack", "unsupported_reason"]
 
@@ -82,7 +88,7 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
             return "the prepacked conv takes non-empty (B, in_channels, H, W) inputs"
         if layer.padding_mode != "zeros":
             return f"padding_mode {layer.padding_mode!r} (oneDNN pads with zeros only)"
-        outputs = _pads_and_outputs(layer, x.shape)[1]
+        outputs = conv_pads_and_outputs(layer, x.shape)[1]
         if min(outputs) <= 0:
             return "the input is smaller than the kernel: no output pixels"
         macs = x.shape[0] * layer.weight[0].numel() * layer.out_channels * outputs[0] * outputs[1]
@@ -95,21 +101,11 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
     return None
 
 
-def _pads_and_outputs(conv: nn.Conv2d, shape: torch.Size) -> tuple[list[tuple[int, int]], list[int]]:
-    """Per-axis ``(before, after)`` padding and output size of ``conv`` for an input of ``shape``."""
-    padding = "same" if getattr(conv, "same", False) else conv.padding
-    pads = [(0, 0), (0, 0)] if padding == "valid" else resolve_padding(
-        shape[2:], padding, conv.kernel_size, conv.stride, conv.dilation)
-    outputs = [output_size(n, k, s, d, *pad) for n, k, s, d, pad in zip(
-        shape[2:], conv.kernel_size, conv.stride, conv.dilation, pads)]
-    return pads, outputs
-
-
 class _ConvPlan:
     """The reordered weight, the padding left to oneDNN and the padding written beforehand, for one input shape."""
 
     def __init__(self, conv: nn.Conv2d, shape: torch.Size) -> None:
-        (top, bottom), (left, right) = _pads_and_outputs(conv, shape)[0]
+        (top, bottom), (left, right) = conv_pads_and_outputs(conv, shape)[0]
         symmetric = top == bottom and left == right
         self.pre_pad = None if symmetric else (top, bottom, left, right)
         self.padding = [top, left] if symmetric else [0, 0]
@@ -133,10 +129,16 @@ def _padded(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> to
     return out
 
 
-def _run_conv(plan: _ConvPlan, x: torch.Tensor) -> torch.Tensor:
+def _run_conv(plan: _ConvPlan, activation: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last) if plan.pre_pad is None else _padded(x, *plan.pre_pad)
-    return torch.ops.mkldnn._convolution_pointwise(x, plan.weight, plan.bias, plan.padding, plan.stride,
-                                                   plan.dilation, plan.groups, "none", [None], "")
+    out = torch.ops.mkldnn._convolution_pointwise(x, plan.weight, plan.bias, plan.padding, plan.stride,
+                                                  plan.dilation, plan.groups, "none", [None], "")
+    return out if activation is None else _activate_(activation, out)
+
+
+def _activate_(activation: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    """A folded ReLU/ReLU6 applied in place on a conv output nothing else holds (NaN kept, as torch's)."""
+    return out.relu_() if type(activation) is nn.ReLU else out.clamp_(0.0, 6.0)
 
 
 def _run_linear(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -148,10 +150,17 @@ def _linear_plan(layer: nn.Linear, batch: int) -> functools.partial:
     return functools.partial(_run_linear, weight, None if layer.bias is None else layer.bias.detach())
 
 
+def _own_forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
+    """The class's own ``forward``, then the activation :func:`sepconv.optimize` folded in (if any)."""
+    out = base.forward(layer, input)
+    activation = getattr(layer, "activation", None)
+    return out if activation is None else activation(out)
+
+
 def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
     small = layer.__dict__.get("_sepconv_small")  # input shapes below the break-even: nothing to check
     if small is not None and type(input) is torch.Tensor and input.shape in small:
-        return base.forward(layer, input)
+        return _own_forward(layer, base, input)
     backend = get_backend()
     prepared = tickets.lookup(layer, input, backend)
     if prepared is not None:
@@ -160,12 +169,16 @@ def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
     if why is not None:
         if why.startswith(_SMALL):  # depends on the shape alone: remembered
             layer.__dict__.setdefault("_sepconv_small", set()).add(input.shape)
-        return base.forward(layer, input)
+        return _own_forward(layer, base, input)
     key = (tuple(input.shape), torch.get_num_threads())  # oneDNN's weight layout depends on the threads
+    activation = getattr(layer, "activation", None)
     if isinstance(layer, nn.Linear):
         prepared = PLANS.get(layer, key, lambda: _linear_plan(layer, input.shape[0]))
+    elif native_dense.unsupported_reason(layer, input) is None:
+        prepared = functools.partial(native_dense.run, native_dense.plan(layer, input, activation))
     else:
-        prepared = functools.partial(_run_conv, PLANS.get(layer, key, lambda: _ConvPlan(layer, input.shape)))
+        prepared = functools.partial(
+            _run_conv, PLANS.get(layer, key, lambda: _ConvPlan(layer, input.shape)), activation)
     tickets.remember(layer, input, backend, prepared)
     return prepared(input)
 

@@ -269,13 +269,46 @@ INLINE void depthwise_body(const float* __restrict x, const float* __restrict w,
   }
 }
 
+// Element strides of a (B, C, H, W) tensor in any memory format.
+struct Strides {
+  int64_t b, c, h, w;
+};
+
+// The patches of output pixels [ow0, ow1) of output line (b, oh) of a standard conv (im2col) into buf
+// (ow1 - ow0, kh * kw * C), taps in (i, j, c) order, zeros outside the image; x read through its strides. For the
+// pixels the implicit im2col (conv_line) cannot take: those whose taps cross the border.
+inline void patch_rows(const float* __restrict x, const Strides& st, float* __restrict buf, const Geometry& g,
+                       int64_t b, int64_t oh, int64_t ow0, int64_t ow1) {
+  const int64_t C = g.channels, K = g.kh * g.kw * C;
+  for (int64_t ow = ow0; ow < ow1; ++ow) {
+    float* row = buf + (ow - ow0) * K;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ih = oh * g.sh - g.pad_top + i * g.dh;
+      for (int64_t j = 0; j < g.kw; ++j, row += C) {
+        const int64_t iw = ow * g.sw - g.pad_left + j * g.dw;
+        if (ih < 0 || ih >= g.height || iw < 0 || iw >= g.width) {
+          std::memset(row, 0, sizeof(float) * C);
+          continue;
+        }
+        const float* tap = x + b * st.b + ih * st.h + iw * st.w;
+        for (int64_t c = 0; c < C; ++c) row[c] = tap[c * st.c];
+      }
+    }
+  }
+}
+
 // C rows [0, MR_) x one panel of NR = 2V columns: C = act(A B + bias). A: (rows, K) row-major (lda = K).
 // Bp: the panel, (K, NR) row-major. Columns beyond `cols` (the last panel's padding) are not stored. The
 // accumulators start from the bias (bias is padded to the panels) and every loop over the rows is unrolled, so
 // that they live in registers from the first multiply-add to the store.
-template <int V, int MR>
-INLINE void micro(const float* __restrict A, int64_t K, const float* __restrict Bp, const float* __restrict bias,
-                  float* __restrict C, int64_t ldc, int64_t cols, int64_t act) {
+//
+// Gather = true reads row r's element k at A[r * lda + off[k]] instead of A[r * lda + k]: the rows of an implicit
+// im2col (a standard conv's patches read in place from its input; off holds the taps' offsets), one more scalar
+// load per k for the MR broadcasts.
+template <int V, int MR, bool Gather = false>
+INLINE void micro(const float* __restrict A, int64_t lda, const int64_t* __restrict off, int64_t K,
+                  const float* __restrict Bp, const float* __restrict bias, float* __restrict C, int64_t ldc,
+                  int64_t cols, int64_t act) {
   using vec = typename Vec<V>::type;
   vec acc0[MR], acc1[MR];
   const vec bias0 = Vec<V>::load(bias), bias1 = Vec<V>::load(bias + V);
@@ -283,9 +316,10 @@ INLINE void micro(const float* __restrict A, int64_t K, const float* __restrict 
   for (int r = 0; r < MR; ++r) { acc0[r] = bias0; acc1[r] = bias1; }
   for (int64_t k = 0; k < K; ++k) {
     const vec b0 = Vec<V>::load(Bp + k * 2 * V), b1 = Vec<V>::load(Bp + k * 2 * V + V);
+    const int64_t column = Gather ? off[k] : k;
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const vec a = Vec<V>::splat(A[r * K + k]);
+      const vec a = Vec<V>::splat(A[r * lda + column]);
       acc0[r] += a * b0;
       acc1[r] += a * b1;
     }
@@ -306,17 +340,19 @@ INLINE void micro(const float* __restrict A, int64_t K, const float* __restrict 
   }
 }
 
-// Rows [r0, r0 + rows) of C against one panel, in register blocks of MR rows, then 8 (when MR > 8), 4, 2, 1.
-template <int V, int MR>
-INLINE void panel_rows(const float* __restrict A, int64_t rows, int64_t K, const float* __restrict panel,
-                       const float* __restrict bias, float* __restrict C, int64_t N, int64_t cols, int64_t act) {
+// Rows [0, rows) of C against one panel, in register blocks of MR rows, then 8 (when MR > 8), 4, 2, 1; A's rows
+// lda apart (and read through off when Gather, see micro).
+template <int V, int MR, bool Gather = false>
+INLINE void panel_rows(const float* __restrict A, int64_t lda, const int64_t* __restrict off, int64_t rows,
+                       int64_t K, const float* __restrict panel, const float* __restrict bias, float* __restrict C,
+                       int64_t N, int64_t cols, int64_t act) {
   int64_t r = 0;
-  for (; r + MR <= rows; r += MR) micro<V, MR>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
+  for (; r + MR <= rows; r += MR) micro<V, MR, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
   if constexpr (MR > 8)
-    for (; r + 8 <= rows; r += 8) micro<V, 8>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
-  for (; r + 4 <= rows; r += 4) micro<V, 4>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
-  for (; r + 2 <= rows; r += 2) micro<V, 2>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
-  for (; r < rows; ++r) micro<V, 1>(A + r * K, K, panel, bias, C + r * N, N, cols, act);
+    for (; r + 8 <= rows; r += 8) micro<V, 8, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+  for (; r + 4 <= rows; r += 4) micro<V, 4, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+  for (; r + 2 <= rows; r += 2) micro<V, 2, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+  for (; r < rows; ++r) micro<V, 1, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
 }
 
 // C (rows, N) = act(A (rows, K) B + bias), C's rows `ldc` apart; Bp: (panels, K, 2V), bias: (panels * 2V). Small
@@ -330,14 +366,30 @@ INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const 
     for (int64_t r0 = 0; r0 < rows; r0 += MR) {
       const int64_t block = std::min<int64_t>(MR, rows - r0);
       for (int64_t pn = 0; pn < panels; ++pn)
-        panel_rows<V, MR>(A + r0 * K, block, K, Bp + pn * K * NR, bias + pn * NR, C + r0 * ldc + pn * NR, ldc,
+        panel_rows<V, MR>(A + r0 * K, K, nullptr, block, K, Bp + pn * K * NR, bias + pn * NR, C + r0 * ldc + pn * NR, ldc,
                           std::min<int64_t>(NR, N - pn * NR), act);
     }
     return;
   }
   for (int64_t pn = 0; pn < panels; ++pn)
-    panel_rows<V, MR>(A, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
+    panel_rows<V, MR>(A, K, nullptr, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
                       std::min<int64_t>(NR, N - pn * NR), act);
+}
+
+// count neighbouring output pixels of a standard conv whose taps are all inside the image, straight from the
+// input: pixel r's patch element k is x[r * step + off[k]] (an implicit im2col). C: their rows, N apart; Bp and
+// bias as for gemm_body. Row blocks outside, so that each output row is written whole while in cache.
+template <int V, int MR>
+INLINE void conv_line_body(const float* __restrict x, int64_t step, const int64_t* __restrict off, int64_t count,
+                           int64_t K, const float* __restrict Bp, const float* __restrict bias, float* __restrict C,
+                           int64_t N, int64_t act) {
+  const int64_t NR = 2 * V, panels = (N + NR - 1) / NR;
+  for (int64_t r0 = 0; r0 < count; r0 += MR) {
+    const int64_t block = std::min<int64_t>(MR, count - r0);
+    for (int64_t pn = 0; pn < panels; ++pn)
+      panel_rows<V, MR, true>(x + r0 * step, step, off, block, K, Bp + pn * K * NR, bias + pn * NR,
+                              C + r0 * N + pn * NR, N, std::min<int64_t>(NR, N - pn * NR), act);
+  }
 }
 
 #define SEPCONV_VARIANTS(TARGET, SUFFIX, V, MR)                                                                \
@@ -348,6 +400,10 @@ INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const 
   TARGET void gemm_##SUFFIX(const float* A, int64_t rows, int64_t K, const float* Bp, const float* bias,         \
                             float* C, int64_t N, int64_t ldc, int64_t act) {                                     \
     gemm_body<V, MR>(A, rows, K, Bp, bias, C, N, ldc, act);                                                     \
+  }                                                                                                              \
+  TARGET void conv_line_##SUFFIX(const float* x, int64_t step, const int64_t* off, int64_t count, int64_t K,     \
+                                 const float* Bp, const float* bias, float* C, int64_t N, int64_t act) {         \
+    conv_line_body<V, MR>(x, step, off, count, K, Bp, bias, C, N, act);                                         \
   }
 
 // Rows per register block (MR): with 2V columns, 2 * MR accumulators. AVX-512 has 32 vector registers: 14 rows
@@ -364,19 +420,23 @@ using DepthwiseFn = void (*)(const float*, const float*, const float*, float*, c
 using GemmFn = void (*)(const float*, int64_t, int64_t, const float*, const float*, float*, int64_t, int64_t,
                        int64_t);
 
+using ConvLineFn = void (*)(const float*, int64_t, const int64_t*, int64_t, int64_t, const float*, const float*,
+                           float*, int64_t, int64_t);
+
 struct Kernels {
   DepthwiseFn depthwise;
   GemmFn gemm;
+  ConvLineFn conv_line;
   int64_t panel;  // NR, the pointwise weights' panel width
 };
 
 // isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline; the caller checks what the CPU supports.
 Kernels kernels_for(int64_t isa) {
 #if defined(__x86_64__)
-  if (isa == 2) return {depthwise_avx512, gemm_avx512, 32};
-  if (isa == 1) return {depthwise_avx2, gemm_avx2, 16};
+  if (isa == 2) return {depthwise_avx512, gemm_avx512, conv_line_avx512, 32};
+  if (isa == 1) return {depthwise_avx2, gemm_avx2, conv_line_avx2, 16};
 #endif
-  return {depthwise_generic, gemm_generic, 8};
+  return {depthwise_generic, gemm_generic, conv_line_generic, 8};
 }
 
 // Whether to compute the whole depthwise output first and then split the GEMM by output channels (panels outer,
@@ -491,6 +551,69 @@ at::Tensor depthwise(const at::Tensor& x_any, const at::Tensor& dw_w, const std:
   return out;
 }
 
+// A standard conv (groups 1) with its activation: x (B, C, H, W) float32, any memory format (read in place
+// through its strides: a network's (B, 3, H, W) input needs no layout copy) -> (B, N, OH, OW) channels_last.
+// Line by line of output pixels, the GEMM of the separable kernel multiplies the pixels' patches by the prepacked
+// weights (panels, kh * kw * C, NR), bias and activation in registers: the patches of the pixels whose taps are
+// all inside the image are read straight from the input (conv_line, an implicit im2col), the others are gathered
+// with their zeros into a per-thread buffer first (patch_rows). For convs with few input channels (a network's
+// stem), where oneDNN's direct kernels run far below the FMA rate. geometry as for separable (its first value,
+// the depth multiplier, must be 1).
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& bias, at::IntArrayRef geometry,
+                 int64_t act, int64_t isa, const std::optional<at::Tensor>& spare) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat, "sepconv native: x must be a float32 (B, C, H, W) tensor");
+  TORCH_CHECK(geometry.size() == 12 && geometry[0] == 1, "sepconv native: geometry needs 12 values, multiplier 1");
+  TORCH_CHECK(x.stride(0) >= 0 && x.stride(1) >= 0 && x.stride(2) >= 0 && x.stride(3) >= 0,
+              "sepconv native: negative strides");
+  Geometry g{x.size(0), x.size(2), x.size(3), x.size(1), 1, x.size(1), geometry[1], geometry[2], geometry[3],
+             geometry[4], geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]};
+  const int64_t N = geometry[11], K = g.kh * g.kw * g.channels;
+  const Kernels k = kernels_for(isa);
+  const int64_t panels = (N + k.panel - 1) / k.panel;
+  TORCH_CHECK(w_packed.is_contiguous() && w_packed.numel() == panels * K * k.panel && bias.is_contiguous() &&
+                  bias.numel() == panels * k.panel,
+              "sepconv native: conv weights not packed for this isa");
+  at::Tensor out = output_for(spare, {g.batch, N, g.out_h, g.out_w}, x.options());
+  const int64_t lines = g.batch * g.out_h;
+  if (lines * g.out_w == 0 || N == 0) return out;
+  const Strides st{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  std::vector<int64_t> off(static_cast<size_t>(K));  // patch element (i, j, c) -> offset from the patch's corner
+  for (int64_t i = 0, q = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j)
+      for (int64_t c = 0; c < g.channels; ++c) off[q++] = i * g.dh * st.h + j * g.dw * st.w + c * st.c;
+  // interior columns: ow with ow*sw - pad_left >= 0 and ow*sw - pad_left + (kw-1)*dw < width
+  const int64_t lo = std::min(g.out_w, (g.pad_left + g.sw - 1) / g.sw);
+  const int64_t span = g.width - 1 - (g.kw - 1) * g.dw + g.pad_left;
+  const int64_t hi = std::min(g.out_w - 1, span < 0 ? -1 : span / g.sw);
+  const float *xp = x.data_ptr<float>(), *wp = w_packed.data_ptr<float>(), *bp = bias.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const auto gathered = [&](std::vector<float>& buf, int64_t b, int64_t oh, int64_t ow0, int64_t ow1) {
+    if (ow1 <= ow0) return;
+    patch_rows(xp, st, buf.data(), g, b, oh, ow0, ow1);
+    k.gemm(buf.data(), ow1 - ow0, K, wp, bp, op + ((b * g.out_h + oh) * g.out_w + ow0) * N, N, N, act);
+  };
+  const auto lines_from = [&](int64_t l0, int64_t l1) {
+    std::vector<float> buf(static_cast<size_t>(g.out_w * K));
+    for (int64_t l = l0; l < l1; ++l) {
+      const int64_t b = l / g.out_h, oh = l % g.out_h, ih0 = oh * g.sh - g.pad_top;
+      if (ih0 < 0 || ih0 + (g.kh - 1) * g.dh >= g.height || hi < lo) {
+        gathered(buf, b, oh, 0, g.out_w);
+        continue;
+      }
+      gathered(buf, b, oh, 0, lo);
+      const float* corner = xp + b * st.b + ih0 * st.h + (lo * g.sw - g.pad_left) * st.w;
+      k.conv_line(corner, g.sw * st.w, off.data(), hi + 1 - lo, K, wp, bp, op + (l * g.out_w + lo) * N, N, act);
+      gathered(buf, b, oh, hi + 1, g.out_w);
+    }
+  };
+  const int64_t line_work = g.out_w * K * N;  // below about 256k multiply-adds in all, one thread does it all
+  if (lines * line_work < (1 << 18))
+    lines_from(0, lines);
+  else
+    at::parallel_for(0, lines, std::max<int64_t>(1, (1 << 16) / line_work), lines_from);
+  return out;
+}
+
 // Another tensor on t's memory that is not a view of t (a view would keep t itself alive): what a plan keeps
 // as the spare of its outputs.
 at::Tensor alias(const at::Tensor& t) {
@@ -509,6 +632,9 @@ TORCH_LIBRARY(sepconv_native, m) {
   m.def("depthwise(Tensor x, Tensor dw_w, Tensor? dw_b, int[] geometry, int act, int isa, Tensor? spare=None) "
         "-> Tensor");
   m.impl("depthwise", c10::DispatchKey::CPU, TORCH_FN(depthwise));
+  m.def("dense(Tensor x, Tensor w_packed, Tensor bias, int[] geometry, int act, int isa, Tensor? spare=None) "
+        "-> Tensor");
+  m.impl("dense", c10::DispatchKey::CPU, TORCH_FN(dense));
   m.def("panel_width(int isa) -> int", TORCH_FN(panel_width));
   m.def("alias(Tensor t) -> Tensor");
   m.impl("alias", c10::DispatchKey::CPU, TORCH_FN(alias));
