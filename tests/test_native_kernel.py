@@ -229,3 +229,55 @@ def test_dense_declines_what_it_does_not_run() -> None:
     x = torch.randn(1, 4, 9, 9)
     assert "grouped" in native_dense.unsupported_reason(nn.Conv2d(4, 4, 3, groups=2), x)
     assert "above" in native_dense.unsupported_reason(nn.Conv2d(4, 8, 9), x)  # 324 values
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_max_pool_equals_torch_with_nan_and_infinities(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Max pooling: every channel tail, windows cut by the padding, NaN anywhere in a window wins (as torch's),
+    infinities kept; the result is exactly torch's."""
+    import torch.nn.functional as F
+
+    from sepconv.backends.native import pool
+
+    force_cpu_path(width, monkeypatch)
+    rng = torch.Generator().manual_seed(0)
+    for channels in (1, 3, 4, 8, 13, 16, 17, 33, 128):
+        for size, kernel, stride, pad in [((9, 9), 3, 2, 1), ((8, 11), 3, 2, 0), ((7, 7), 2, 1, 1), ((5, 6), 3, 1, 1)]:
+            x = torch.randn(2, channels, *size, generator=rng)
+            x[0, channels // 2, 1, 2] = float("nan")
+            x[1, 0, -1, -1] = float("nan")
+            x[1, -1, 2, 3] = float("inf")
+            x[0, 0, 0, 0] = float("-inf")
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                out = pool.max_pool2d(x, (kernel, kernel), (stride, stride), [(pad, pad), (pad, pad)])
+                expected = F.max_pool2d(x, kernel, stride, padding=pad)
+            assert out is not None and out.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
+
+
+def test_max_pool_declines_what_it_does_not_run() -> None:
+    from sepconv.backends.native import pool
+
+    x = torch.randn(1, 4, 9, 9)
+    args = ((3, 3), (2, 2), [(1, 1), (1, 1)])
+    assert pool.max_pool2d(x, *args) is None  # (B, C, H, W)-contiguous: torch's own call and layout
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert pool.max_pool2d(cl.double(), *args) is None
+    assert pool.max_pool2d(cl.clone().requires_grad_(), *args) is None
+    with sepconv.set_backend("torch"):
+        assert pool.max_pool2d(cl, *args) is None
+
+
+def test_xception_pooling_takes_the_native_kernel_and_equals_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sepconv.models.xception import _MaxPoolSame
+
+    force_cpu_path("native", monkeypatch)
+    for size in ((147, 147), (74, 75), (19, 19)):
+        x = torch.randn(1, 16, *size).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = _MaxPoolSame()(x)
+            with sepconv.set_backend("torch"):
+                expected = _MaxPoolSame()(x)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(out, expected)

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -392,6 +393,52 @@ INLINE void conv_line_body(const float* __restrict x, int64_t step, const int64_
   }
 }
 
+// Where the lanes of v (as int32 bits) are NaN: -1, else 0. Integer arithmetic only: GCC lowers a vector select
+// on a float comparison other than a plain maximum (`v > m ? v : m`) to one comparison per lane in these
+// templates, which made the pooling 40x slower. NaN: |bits| > 0x7f800000, so 0x7f800000 - |bits| < 0.
+// (A macro: a template taking the local vector typedef deduced a scalar.)
+#define SEPCONV_NAN_LANES(bits) ((0x7f800000 - ((bits) & 0x7fffffff)) >> 31)
+
+// Max pooling of output pixels [p0, p1) into out (p1 - p0, C): per pixel, the maximum over its taps inside the
+// image (zero taps: -inf), vectors of V channels then scalars. A NaN tap makes the output NaN, as in torch.
+template <int V>
+INLINE void max_pool_body(const float* __restrict x, float* __restrict out, const Geometry& g, int64_t p0,
+                          int64_t p1) {
+  using vec = typename Vec<V>::type;
+  typedef int32_t lanes __attribute__((vector_size(sizeof(vec))));
+  const int64_t C = g.channels;
+  Taps t;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t ow = p % g.out_w, r = p / g.out_w, oh = r % g.out_h, b = r / g.out_h;
+    taps_of(g, b, oh, ow, t);
+    float* row = out + (p - p0) * C;
+    if (t.count == 0) {
+      std::fill(row, row + C, -std::numeric_limits<float>::infinity());
+      continue;
+    }
+    int64_t c = 0;
+    for (; c + V <= C; c += V) {  // the maximum, and apart the OR of the NaN taps' bits, which wins where any
+      vec m = Vec<V>::load(x + t.input[0] + c);
+      lanes nan = reinterpret_cast<lanes>(m) & SEPCONV_NAN_LANES(reinterpret_cast<lanes>(m));
+      for (int64_t s = 1; s < t.count; ++s) {
+        const vec v = Vec<V>::load(x + t.input[s] + c);
+        m = v > m ? v : m;
+        nan |= reinterpret_cast<lanes>(v) & SEPCONV_NAN_LANES(reinterpret_cast<lanes>(v));
+      }
+      const lanes any = SEPCONV_NAN_LANES(nan);
+      Vec<V>::store(row + c, reinterpret_cast<vec>((reinterpret_cast<lanes>(m) & ~any) | nan));
+    }
+    for (; c < C; ++c) {
+      float m = x[t.input[0] + c];
+      for (int64_t s = 1; s < t.count; ++s) {
+        const float v = x[t.input[s] + c];
+        m = (v > m || v != v) ? v : m;
+      }
+      row[c] = m;
+    }
+  }
+}
+
 #define SEPCONV_VARIANTS(TARGET, SUFFIX, V, MR)                                                                \
   TARGET void depthwise_##SUFFIX(const float* x, const float* w, const float* bias, float* buf,                 \
                                  const Geometry& g, int64_t p0, int64_t p1, int64_t act) {                      \
@@ -404,6 +451,9 @@ INLINE void conv_line_body(const float* __restrict x, int64_t step, const int64_
   TARGET void conv_line_##SUFFIX(const float* x, int64_t step, const int64_t* off, int64_t count, int64_t K,     \
                                  const float* Bp, const float* bias, float* C, int64_t N, int64_t act) {         \
     conv_line_body<V, MR>(x, step, off, count, K, Bp, bias, C, N, act);                                         \
+  }                                                                                                              \
+  TARGET void max_pool_##SUFFIX(const float* x, float* out, const Geometry& g, int64_t p0, int64_t p1) {        \
+    max_pool_body<V>(x, out, g, p0, p1);                                                                         \
   }
 
 // Rows per register block (MR): with 2V columns, 2 * MR accumulators. AVX-512 has 32 vector registers: 14 rows
@@ -423,20 +473,23 @@ using GemmFn = void (*)(const float*, int64_t, int64_t, const float*, const floa
 using ConvLineFn = void (*)(const float*, int64_t, const int64_t*, int64_t, int64_t, const float*, const float*,
                            float*, int64_t, int64_t);
 
+using MaxPoolFn = void (*)(const float*, float*, const Geometry&, int64_t, int64_t);
+
 struct Kernels {
   DepthwiseFn depthwise;
   GemmFn gemm;
   ConvLineFn conv_line;
+  MaxPoolFn max_pool;
   int64_t panel;  // NR, the pointwise weights' panel width
 };
 
 // isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline; the caller checks what the CPU supports.
 Kernels kernels_for(int64_t isa) {
 #if defined(__x86_64__)
-  if (isa == 2) return {depthwise_avx512, gemm_avx512, conv_line_avx512, 32};
-  if (isa == 1) return {depthwise_avx2, gemm_avx2, conv_line_avx2, 16};
+  if (isa == 2) return {depthwise_avx512, gemm_avx512, conv_line_avx512, max_pool_avx512, 32};
+  if (isa == 1) return {depthwise_avx2, gemm_avx2, conv_line_avx2, max_pool_avx2, 16};
 #endif
-  return {depthwise_generic, gemm_generic, conv_line_generic, 8};
+  return {depthwise_generic, gemm_generic, conv_line_generic, max_pool_generic, 8};
 }
 
 // Whether to compute the whole depthwise output first and then split the GEMM by output channels (panels outer,
@@ -614,6 +667,29 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w_packed, const at::Tens
   return out;
 }
 
+// Max pooling, any window, stride, dilation and zero-or-more padding (padded taps never win, as with torch's
+// -inf padding): x (B, C, H, W) float32, any format -> (B, C, OH, OW) channels_last. geometry as for separable
+// (multiplier and N ignored). PyTorch's channels_last max pooling ran at a third of this speed (Xception's 3x3
+// stride-2 'same' pooling of 128 x 147 x 147, 2 threads: 0.60 ms against ONNX Runtime's 0.21).
+at::Tensor max_pool(const at::Tensor& x_any, at::IntArrayRef geometry, int64_t isa) {
+  TORCH_CHECK(x_any.dim() == 4 && x_any.scalar_type() == at::kFloat,
+              "sepconv native: x must be a float32 (B, C, H, W) tensor");
+  TORCH_CHECK(geometry.size() == 12, "sepconv native: geometry needs 12 values");
+  const at::Tensor x = x_any.contiguous(at::MemoryFormat::ChannelsLast);
+  Geometry g{x.size(0), x.size(2), x.size(3), x.size(1), 1, x.size(1), geometry[1], geometry[2], geometry[3],
+             geometry[4], geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]};
+  TORCH_CHECK(g.kh * g.kw <= 64, "sepconv native: at most 64 taps");
+  at::Tensor out = at::empty({g.batch, g.channels, g.out_h, g.out_w}, x.options(), at::MemoryFormat::ChannelsLast);
+  const int64_t P = g.batch * g.out_h * g.out_w;
+  if (P == 0 || g.channels == 0) return out;
+  const Kernels k = kernels_for(isa);
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, P, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.channels * g.kh * g.kw)),
+                   [&](int64_t p0, int64_t p1) { k.max_pool(xp, op + p0 * g.channels, g, p0, p1); });
+  return out;
+}
+
 // Another tensor on t's memory that is not a view of t (a view would keep t itself alive): what a plan keeps
 // as the spare of its outputs.
 at::Tensor alias(const at::Tensor& t) {
@@ -635,6 +711,8 @@ TORCH_LIBRARY(sepconv_native, m) {
   m.def("dense(Tensor x, Tensor w_packed, Tensor bias, int[] geometry, int act, int isa, Tensor? spare=None) "
         "-> Tensor");
   m.impl("dense", c10::DispatchKey::CPU, TORCH_FN(dense));
+  m.def("max_pool(Tensor x, int[] geometry, int isa) -> Tensor");
+  m.impl("max_pool", c10::DispatchKey::CPU, TORCH_FN(max_pool));
   m.def("panel_width(int isa) -> int", TORCH_FN(panel_width));
   m.def("alias(Tensor t) -> Tensor");
   m.impl("alias", c10::DispatchKey::CPU, TORCH_FN(alias));
