@@ -15,8 +15,9 @@ faster and runs)
   shape (:mod:`sepconv.backends.plan_cache`: the packs follow parameter replacement and autograd-visible
   in-place ops, not writes through ``.data``, as for every frozen layer),
 - except for convs with few input channels (a patch of at most
-  :data:`sepconv.backends.native.dense.MAX_PATCH` values, such as a network's stem): they run sepconv's native
-  kernel, an implicit-im2col GEMM that reads the input in place in any layout (:mod:`sepconv.backends.native.dense`),
+  :data:`sepconv.backends.native.dense.MAX_PATCH` values) where oneDNN would need a pass over the input first (a
+  ``(B, C, H, W)`` input, an asymmetric padding: a network's stem): they run sepconv's native kernel, an
+  implicit-im2col GEMM that reads the input in place in any layout (:mod:`sepconv.backends.native.dense`),
 - apply the ReLU/ReLU6 :func:`sepconv.optimize` folded into the layer as ``activation`` (in registers on the
   native kernel, in place after oneDNN),
 - and remember the prepared call (:mod:`sepconv.backends.tickets`), so that repeated calls skip the checks.
@@ -157,6 +158,15 @@ def _own_forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Ten
     return out if activation is None else activation(out)
 
 
+def _native_pays(conv: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the native kernel beats oneDNN on ``conv(x)``: where oneDNN needs a pass over the input first, to
+    convert a (B, C, H, W) input (a network's first conv) or to write an asymmetric padding (TF 'same' at stride
+    2). On channels_last inputs with symmetric padding, oneDNN was as fast or up to 1.15x faster (1x1 stride-2
+    shortcuts, 3x3 convs of 3-32 channels; 1 and 2 threads, batch 1 and 8)."""
+    (top, bottom), (left, right) = conv_pads_and_outputs(conv, x.shape)[0]
+    return not x.is_contiguous(memory_format=torch.channels_last) or top != bottom or left != right
+
+
 def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
     small = layer.__dict__.get("_sepconv_small")  # input shapes below the break-even: nothing to check
     if small is not None and type(input) is torch.Tensor and input.shape in small:
@@ -174,7 +184,7 @@ def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
     activation = getattr(layer, "activation", None)
     if isinstance(layer, nn.Linear):
         prepared = PLANS.get(layer, key, lambda: _linear_plan(layer, input.shape[0]))
-    elif native_dense.unsupported_reason(layer, input) is None:
+    elif _native_pays(layer, input) and native_dense.unsupported_reason(layer, input) is None:
         prepared = functools.partial(native_dense.run, native_dense.plan(layer, input, activation))
     else:
         prepared = functools.partial(

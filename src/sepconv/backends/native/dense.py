@@ -6,7 +6,8 @@ weights with the separable kernel's GEMM, bias and activation (ReLU, ReLU6) in r
 runs such layers far below the FMA rate: MobileNet's stem (3 -> 32, 3x3, stride 2 on 224x224) took 0.41 ms plus
 0.05 ms for its ReLU at batch 1 on one thread, against 0.16 ms here (``benchmarks/bench_cpu_inference.py``).
 :mod:`sepconv.prepacked` runs it for the ``Prepacked*`` convs of :func:`sepconv.optimize` whose patch has at most
-:data:`MAX_PATCH` values; larger patches stay with oneDNN.
+:data:`MAX_PATCH` values where oneDNN would need a pass over the input first (a ``(B, C, H, W)`` input, an
+asymmetric padding); elsewhere oneDNN was as fast or faster.
 
 Example:
     >>> import torch
@@ -30,8 +31,9 @@ from .kernel import ACTIVATIONS, SPARE_BYTES, _pack
 
 __all__ = ["MAX_PATCH", "PLANS", "plan", "run", "unsupported_reason"]
 
-# Patch values (kh * kw * C) up to which the native path runs: measured faster than oneDNN's prepacked conv on
-# MobileNet's stem (27) and Xception's second conv (32 -> 64, 3x3: 288; 1 and 2 threads, batch 1 and 8).
+# Patch values (kh * kw * C) up to which the native path may run (sepconv.prepacked takes it only where oneDNN
+# needs a pass over the input first); measured on MobileNet's and Xception's stems (27) up to Xception's second
+# conv (32 -> 64, 3x3: 288), 1 and 2 threads, batch 1 and 8.
 MAX_PATCH = 288
 PLANS = PlanCache()
 
