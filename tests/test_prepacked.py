@@ -189,6 +189,15 @@ def test_a_folded_activation_runs_on_every_path_and_keeps_nan(act: type, any_siz
     assert grad_input.grad is not None
 
 
+def test_an_activation_the_path_does_not_apply_runs_the_layer_itself(any_size: None) -> None:
+    conv = prepacked.prepack(nn.Conv2d(3, 4, 3, padding=1).eval())
+    conv.activation = nn.GELU()
+    x = torch.randn(1, 3, 6, 6)
+    assert "GELU" in prepacked.unsupported_reason(conv, x)
+    with torch.inference_mode():
+        torch.testing.assert_close(conv(x), nn.functional.gelu(nn.Conv2d.forward(conv, x)))
+
+
 def test_small_layers_run_their_own_forward_and_remember_it() -> None:
     """Below the break-even the layer's own (faster) forward runs, straight away once the shape is known."""
     conv = prepacked.prepack(nn.Conv2d(8, 16, 3, padding=1).eval())  # 8x8: 74k multiply-adds

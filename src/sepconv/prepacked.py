@@ -95,6 +95,9 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
         macs = x.shape[0] * layer.weight[0].numel() * layer.out_channels * outputs[0] * outputs[1]
         if macs < MIN_CONV_MACS:
             return f"{_SMALL} ({MIN_CONV_MACS} multiply-adds): the layer's own forward is faster"
+    activation = getattr(layer, "activation", None)
+    if activation is not None and type(activation) not in (nn.ReLU, nn.ReLU6):
+        return f"activation {type(activation).__name__} is not applied by the prepacked path (ReLU, ReLU6)"
     if needs_grad(layer, x):
         return "gradients are needed; the prepacked path is inference-only"
     if not plain_eager():
