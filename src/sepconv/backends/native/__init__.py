@@ -4,7 +4,10 @@
   vector width (:func:`isa`);
 - :mod:`~sepconv.backends.native.kernel`: which calls it runs (:func:`unsupported_reason`) and the call itself
   (:func:`separable_forward`);
-- ``separable.cpp``: the kernel.
+- :mod:`~sepconv.backends.native.dense`: standard convs with few input channels (a network's stem) on the same
+  GEMM, for :mod:`sepconv.prepacked`;
+- :mod:`~sepconv.backends.native.pool`: max pooling of channels_last maps (Xception's);
+- ``separable.cpp``: the kernels.
 
 Example:
     >>> from sepconv.backends import native

@@ -6,6 +6,10 @@
 // prepacked pointwise weights and writes the output rows with the pointwise bias and activation applied in
 // registers. Tiles run in parallel. Nothing but the input, the weights and the output touches memory.
 //
+// The same GEMM also runs standard convs with few input channels (`dense`: a network's stem, the patches read in
+// place from the input, an implicit im2col), and the file has the depthwise step alone (`depthwise`) and max
+// pooling (`max_pool`), all on channels_last outputs.
+//
 // Vectors are GCC vector extensions of V floats; each kernel is compiled for AVX-512 (V = 16), AVX2+FMA (V = 8)
 // and baseline x86-64 / any CPU (V = 4), and the caller picks one (`isa`), so every variant can be tested on a
 // machine that has the widest. Activations keep NaN as torch does: `v < 0 ? 0 : v` is false for NaN.
