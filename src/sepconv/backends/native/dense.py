@@ -27,7 +27,7 @@ from torch import nn
 from ...padding import conv_pads_and_outputs
 from ..plan_cache import PlanCache
 from .build import isa, load_error
-from .kernel import ACTIVATIONS, SPARE_BYTES, _pack
+from .kernel import ACTIVATIONS, _pack, keep_output, keeps_outputs
 
 __all__ = ["MAX_PATCH", "PLANS", "plan", "run", "unsupported_reason"]
 
@@ -64,8 +64,7 @@ class _Plan:
         self.act = ACTIVATIONS[type(act)] if act is not None else 0
         self.width = width
         self.spare: torch.Tensor | None = None
-        self.keeps_spare = (getattr(conv, "_sepconv_frozen", False)
-                            and 4 * shape[0] * n * outs[0] * outs[1] >= SPARE_BYTES)
+        self.keeps_spare = keeps_outputs(conv, shape[0] * n * outs[0] * outs[1])
 
 
 def plan(conv: nn.Conv2d, x: torch.Tensor, act: nn.Module | None) -> _Plan:
@@ -81,6 +80,5 @@ def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
     :func:`sepconv.backends.native.kernel.run`)."""
     out = torch.ops.sepconv_native.dense(x, prepared.packed, prepared.bias, prepared.geometry, prepared.act,
                                          prepared.width, prepared.spare)
-    if prepared.keeps_spare and (prepared.spare is None or prepared.spare.data_ptr() != out.data_ptr()):
-        prepared.spare = torch.ops.sepconv_native.alias(out)
+    keep_output(prepared, out)
     return out

@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +35,8 @@ from ..fold import norm_affine, norm_reason
 from ..plan_cache import PlanCache
 from .build import isa, load_error
 
-__all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "plan", "run", "separable_forward",
+__all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "keep_output", "keeps_outputs", "plan", "run",
+           "separable_forward",
            "unsupported_reason"]
 
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
@@ -98,8 +101,7 @@ class _Plan:
         self.tile = _tile(shape[0] * out[0] * out[1], k, threads, GEMM_ROWS[width])
         self.width = width
         self.spare: torch.Tensor | None = None
-        frozen = getattr(layer, "_sepconv_frozen", False)
-        self.keeps_spare = frozen and 4 * shape[0] * n * out[0] * out[1] >= SPARE_BYTES
+        self.keeps_spare = keeps_outputs(layer, shape[0] * n * out[0] * out[1])
 
 
 def _tile(pixels: int, depth: int, threads: int, rows: int) -> int:
@@ -147,9 +149,21 @@ def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
     out = torch.ops.sepconv_native.separable(x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed,
                                              prepared.pw_bias, prepared.geometry, prepared.act_mid,
                                              prepared.act_out, prepared.width, prepared.tile, prepared.spare)
+    keep_output(prepared, out)
+    return out
+
+
+def keeps_outputs(layer: nn.Module, elements: int) -> bool:
+    """Whether a plan of ``layer`` keeps the memory of its outputs of ``elements`` floats: frozen layers, from
+    :data:`SPARE_BYTES` on."""
+    return getattr(layer, "_sepconv_frozen", False) and 4 * elements >= SPARE_BYTES
+
+
+def keep_output(prepared: Any, out: torch.Tensor) -> None:
+    """Remember ``out``'s memory as the spare of ``prepared`` (a plan with ``keeps_spare`` and ``spare``), which
+    the kernel writes the next output into once the caller has dropped this one."""
     if prepared.keeps_spare and (prepared.spare is None or prepared.spare.data_ptr() != out.data_ptr()):
         prepared.spare = alias(out)
-    return out
 
 
 def alias(t: torch.Tensor) -> torch.Tensor:

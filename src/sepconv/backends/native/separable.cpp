@@ -23,6 +23,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -88,6 +89,14 @@ inline void taps_of(const Geometry& g, int64_t b, int64_t oh, int64_t ow, Taps& 
       t.weight[t.count++] = (i * g.kw + j) * g.depth;
     }
   }
+}
+
+// The first and last interior output columns [lo, hi] (hi < lo: none): those whose horizontal taps are all
+// inside the image, ow * sw - pad_left >= 0 and ow * sw - pad_left + (kw - 1) * dw < width.
+inline std::pair<int64_t, int64_t> interior_columns(const Geometry& g) {
+  const int64_t lo = std::min(g.out_w, (g.pad_left + g.sw - 1) / g.sw);
+  const int64_t span = g.width - 1 - (g.kw - 1) * g.dw + g.pad_left;
+  return {lo, std::min(g.out_w - 1, span < 0 ? -1 : span / g.sw)};
 }
 
 // The input channel of each output channel k of a depth multiplier M, as lane indices per vector of V outputs:
@@ -237,10 +246,7 @@ INLINE void depthwise_quad(const float* __restrict x, const float* __restrict w,
 template <int V>
 INLINE void depthwise_body(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
                            float* __restrict buf, const Geometry& g, int64_t p0, int64_t p1, int64_t act) {
-  // interior columns: ow with ow*sw - pad_left >= 0 and ow*sw - pad_left + (kw-1)*dw < width
-  const int64_t lo = (g.pad_left + g.sw - 1) / g.sw;
-  const int64_t span = g.width - 1 - (g.kw - 1) * g.dw + g.pad_left;
-  const int64_t hi = span < 0 ? -1 : span / g.sw;  // last interior column
+  const auto [lo, hi] = interior_columns(g);
   Taps edge, inner;
   std::optional<Multiplied> map;
   if (g.mult != 1) map.emplace(g.depth, g.mult, V);
@@ -650,10 +656,7 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w_packed, const at::Tens
   for (int64_t i = 0, q = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j)
       for (int64_t c = 0; c < g.channels; ++c) off[q++] = i * g.dh * st.h + j * g.dw * st.w + c * st.c;
-  // interior columns: ow with ow*sw - pad_left >= 0 and ow*sw - pad_left + (kw-1)*dw < width
-  const int64_t lo = std::min(g.out_w, (g.pad_left + g.sw - 1) / g.sw);
-  const int64_t span = g.width - 1 - (g.kw - 1) * g.dw + g.pad_left;
-  const int64_t hi = std::min(g.out_w - 1, span < 0 ? -1 : span / g.sw);
+  const auto [lo, hi] = interior_columns(g);
   const float *xp = x.data_ptr<float>(), *wp = w_packed.data_ptr<float>(), *bp = bias.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const auto gathered = [&](std::vector<float>& buf, int64_t b, int64_t oh, int64_t ow0, int64_t ow1) {
