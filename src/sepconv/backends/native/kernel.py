@@ -36,8 +36,7 @@ from ..plan_cache import PlanCache
 from .build import isa, load_error
 
 __all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "keep_output", "keeps_outputs", "plan", "run",
-           "separable_forward",
-           "unsupported_reason"]
+           "separable_forward", "unsupported_reason"]
 
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
