@@ -161,6 +161,25 @@ def test_follows_visible_weight_changes_and_propagates_nan(any_size: None) -> No
     assert nan[0, :, 1:4, 2:5].all() and nan.sum() == 4 * 9
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_follows_weight_changes_keeps_nan_and_needs_no_onednn(bias: bool, monkeypatch: pytest.MonkeyPatch,
+                                                                     any_size: None) -> None:
+    monkeypatch.setattr(prepacked, "onednn_available", lambda: False)  # the linear path is torch.addmm alone
+    fast = prepacked.prepack(nn.Linear(12, 5, bias=bias).eval())
+    x = torch.randn(3, 12)
+    with torch.inference_mode():
+        assert prepacked.unsupported_reason(fast, x) is None
+        torch.testing.assert_close(fast(x), nn.Linear.forward(fast, x))
+        torch.testing.assert_close(fast(x[:1]), nn.Linear.forward(fast, x[:1]))  # another batch, same pack
+    with torch.no_grad():
+        fast.weight.mul_(2)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), nn.Linear.forward(fast, x))
+        x[1, 4] = float("nan")
+        out = fast(x)
+    assert out[1].isnan().all() and not out[[0, 2]].isnan().any()
+
+
 @pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6])
 def test_a_folded_activation_runs_on_every_path_and_keeps_nan(act: type, any_size: None) -> None:
     """optimize moves the ReLU/ReLU6 after a plain conv into its prepacked twin: in registers (native), in place
