@@ -19,6 +19,7 @@ from torch import nn
 
 from .errors import ArgumentError
 from .fusion import fuse
+from .global_pool import to_global_mean
 from .layers import SeparableConvNd
 from .prepacked import PrepackedConv2d, PrepackedPaddedConv2d, prepack
 
@@ -42,7 +43,8 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     layers outside them run through the native kernel (convs with few input channels) or oneDNN on weights
     prepacked once per input shape where they are large enough for it to pay (:mod:`sepconv.prepacked`:
     their classes become the
-    ``Prepacked*`` twins, with the same parameters and ``state_dict``), and every tensor stays channels_last from
+    ``Prepacked*`` twins, with the same parameters and ``state_dict``), an ``nn.AdaptiveAvgPool2d(1)`` becomes a
+    :class:`~sepconv.global_pool.GlobalMeanPool2d` (one ``mean``), and every tensor stays channels_last from
     layer to layer.
 
     The result computes the same function as ``model.eval()`` up to float rounding (NaN and infinities included).
@@ -64,6 +66,7 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     for module in fast.modules():
         if id(module) not in inside_separable:
             prepack(module)
+            to_global_mean(module)
     for module in list(fast.modules()):
         if isinstance(module, nn.Sequential):
             _fold_activations(module)
