@@ -34,8 +34,7 @@ class GlobalMeanPool2d(nn.AdaptiveAvgPool2d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if (_is_global(self.output_size) and type(input) is torch.Tensor and input.dim() in (3, 4)
-                and input.is_floating_point() and input.shape[-1] > 0 and input.shape[-2] > 0
-                and all(size > 0 for size in input.shape[:-2])):
+                and input.is_floating_point() and input.numel() > 0):
             return input.mean((-2, -1), keepdim=True)
         return super().forward(input)
 

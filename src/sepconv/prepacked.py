@@ -191,13 +191,13 @@ def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
         if why.startswith(_SMALL):  # depends on the shape alone: remembered
             layer.__dict__.setdefault("_sepconv_small", set()).add(input.shape)
         return _own_forward(layer, base, input)
-    key = (tuple(input.shape), torch.get_num_threads())  # oneDNN's weight layout depends on the threads
     activation = getattr(layer, "activation", None)
     if isinstance(layer, nn.Linear):
         prepared = PLANS.get(layer, "transposed", lambda: _linear_plan(layer))  # one for every batch size
     elif _native_pays(layer, input) and native_dense.unsupported_reason(layer, input) is None:
         prepared = functools.partial(native_dense.run, native_dense.plan(layer, input, activation))
     else:
+        key = (tuple(input.shape), torch.get_num_threads())  # oneDNN's weight layout depends on the threads
         prepared = functools.partial(
             _run_conv, PLANS.get(layer, key, lambda: _ConvPlan(layer, input.shape)), activation)
     tickets.remember(layer, input, backend, prepared)
