@@ -155,8 +155,9 @@ def _run_linear(weight_t: torch.Tensor, bias: torch.Tensor | None, x: torch.Tens
 def _linear_plan(layer: nn.Linear) -> functools.partial:
     """The weight transposed once to ``(in_features, out_features)``: the GEMM then streams it row by row. It was
     as fast as oneDNN's reordered weight (``mkldnn._linear_pointwise``) or faster at every size measured (1024 ->
-    1000 on 1 thread, batch 2: 0.31 ms against 0.44; batch 32: 1.06 against 1.21), level with ``F.linear`` in a
-    warm loop at batch 1-2 and faster from batch 4 and inside a model, where the caches are cold (see
+    1000 on 1 thread, batch 2: 0.31 ms against 0.44; batch 32: 1.06 against 1.21). Against ``F.linear`` in a
+    warm loop it was within the run-to-run noise at batch 1-4 (either ahead by up to 30%) and faster from batch 8
+    (1 thread: 0.32 ms against 0.58); inside a model, where the caches are cold, faster at batch 1 and 2 (see
     ``MIN_LINEAR_MACS``)."""
     weight_t = layer.weight.detach().t().contiguous()
     return functools.partial(_run_linear, weight_t, None if layer.bias is None else layer.bias.detach())
