@@ -24,7 +24,7 @@ TIERS: dict[int, tuple[str, ...]] = {
     2: ("backends",),
     3: ("layers",),
     4: ("convert", "convert_program", "program_file", "fusion", "cost", "model_cost", "optimize", "prepacked",
-        "global_pool", "calibrate", "plan", "models"),
+        "global_pool", "lean_sequential", "calibrate", "plan", "models"),
     5: ("study", "filters", "interop"),
     6: ("cli", "__main__"),
 }

@@ -54,6 +54,28 @@ def test_does_not_fold_what_it_must_not() -> None:
         torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("order", ["vh", "hv"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_spatially_separable_layer_takes_the_following_norm_and_activation(order: str, bias: bool) -> None:
+    """fuse folds the BatchNorm after a SpatiallySeparableConv2d into its second step (the one with the bias),
+    optimize moves the ReLU6 after it into that step's activation; the function is unchanged, NaN included."""
+    model = randomize_norms(nn.Sequential(
+        sepconv.SpatiallySeparableConv2d(5, 8, (3, 5), stride=2, padding=1, order=order, bias=bias),
+        nn.BatchNorm2d(8), nn.ReLU6()))
+    fast = sepconv.optimize(model)
+    second = fast[0].horizontal if order == "vh" else fast[0].vertical
+    assert isinstance(fast[1], nn.Identity) and isinstance(fast[2], nn.Identity)
+    assert isinstance(second.activation, nn.ReLU6) and second.bias is not None
+    assert isinstance(model[1], nn.BatchNorm2d) and not hasattr(model[0].horizontal, "activation")  # untouched
+    x = 3 * torch.randn(2, 5, 13, 12)
+    x[1, 2, 5:7, 5:7] = float("nan")
+    with torch.inference_mode():
+        reference = model(x)
+        for _ in range(3):  # the later calls run the convs from their tickets
+            torch.testing.assert_close(fast(x), reference, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert reference.isnan().any()
+
+
 @pytest.mark.parametrize("name", ["mobilenet_v1", "small_cnn-depthwise", "small_cnn-spatial", "small_cnn-standard"])
 def test_whole_models_compute_the_same_function(name: str) -> None:
     if name == "mobilenet_v1":

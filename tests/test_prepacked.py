@@ -236,6 +236,42 @@ def test_small_layers_run_their_own_forward_and_remember_it() -> None:
         assert prepacked.unsupported_reason(linear, torch.randn(4096, 64)) is None
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_small_padded_convs_skip_the_checks_after_one_validated_call(seed: int) -> None:
+    """A small PaddedConv2d (below the break-even) runs its own validated forward once, then the conv alone from
+    its ticket: same results (TF 'same' padding at any stride, dilation, groups, folded activation, NaN), the
+    weights it has now, and the original error for an input the layer rejects."""
+    rng = random.Random(seed)
+    groups = rng.choice([1, 2])
+    conv = sepconv.PaddedConv2d(groups * rng.randint(1, 4), groups * rng.randint(1, 4),
+                                (rng.randint(1, 4), rng.randint(1, 4)), rng.choice([1, 2, (2, 1)]),
+                                rng.choice(["same", "valid", 1, (0, 2)]), rng.choice([1, (1, 2)]), groups,
+                                rng.random() < 0.5).eval()
+    fast = prepacked.prepack(copy.deepcopy(conv))
+    fast.activation = rng.choice([None, nn.ReLU(), nn.ReLU6()])
+    x = 4 * torch.randn(rng.choice([1, 2]), conv.in_channels, rng.randint(6, 11), rng.randint(6, 11))
+    x[0, :, 2:4, 2:4] = float("nan")
+
+    def expected() -> torch.Tensor:
+        out = sepconv.PaddedConv2d.forward(fast, x)
+        return out if fast.activation is None else fast.activation(out)
+
+    with torch.inference_mode():
+        assert "break-even" in prepacked.unsupported_reason(fast, x)
+        for _ in range(3):  # the validated call, then the ticket's
+            torch.testing.assert_close(fast(x), expected(), equal_nan=True)  # NaN where the layer has NaN
+    with torch.no_grad():
+        fast.weight.mul_(-2)  # an in-place op autograd sees: the ticket is dropped
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), expected(), equal_nan=True)
+        wrong = torch.randn(1, conv.in_channels + 1, 9, 9)
+        with pytest.raises(sepconv.ShapeError) as original:
+            conv(wrong)
+        with pytest.raises(sepconv.ShapeError) as ours:
+            fast(wrong)
+    assert str(ours.value) == str(original.value)
+
+
 def test_prepack_leaves_other_modules_and_subclasses_alone() -> None:
     class MyConv(nn.Conv2d):
         pass

@@ -2,7 +2,8 @@
 
 In eval mode a BatchNorm is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) * gamma + beta``,
 so after a conv it can be folded into the conv's weight and bias. :func:`fuse` does this for
-``(conv, BatchNorm)`` pairs in every ``nn.Sequential`` and for the ``depthwise -> norm`` step inside
+``(conv, BatchNorm)`` pairs in every ``nn.Sequential`` (a spatially separable layer's second step counts as its
+conv) and for the ``depthwise -> norm`` step inside
 :class:`sepconv.SeparableConv2d`; results change only by float rounding.
 """
 
@@ -19,6 +20,7 @@ from .errors import ArgumentError
 from .functional import batchnorm_affine
 from .layers.depthwise import DepthwiseConvNd
 from .layers.separable import SeparableConvNd
+from .layers.spatial import SpatiallySeparableConv2d
 
 __all__ = ["fuse"]
 
@@ -41,10 +43,13 @@ def _fold(conv: nn.Module, bn: nn.Module) -> None:
 
 
 def _conv_of(module: nn.Module) -> nn.Module | None:
-    """The conv whose output a following BatchNorm normalises (the pointwise step of a separable layer)."""
+    """The conv whose output a following BatchNorm normalises (the pointwise step of a separable layer, the
+    second step of a spatially separable one)."""
     if isinstance(module, SeparableConvNd):  # unless something other than an (eval-mode) dropout follows it
         after = (module.pointwise_norm, module.drop, module.pointwise_act)
         return module.pointwise if all(m is None or isinstance(m, (nn.Identity, nn.Dropout)) for m in after) else None
+    if isinstance(module, SpatiallySeparableConv2d):  # its second step (which holds the bias)
+        return module.horizontal if module.order == "vh" else module.vertical
     if isinstance(module, (nn.modules.conv._ConvNd, DepthwiseConvNd)) and not isinstance(
             module, nn.modules.conv._ConvTransposeNd):
         return module
@@ -65,7 +70,8 @@ def fuse(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """Return an eval-mode copy of ``model`` with BatchNorm folded into the convs before them.
 
     Folds ``(conv, BatchNorm)`` pairs that follow each other in an ``nn.Sequential`` (``nn.Conv*d``,
-    :class:`sepconv.PaddedConv2d`, depthwise layers, and the pointwise step of separable layers), the norm
+    :class:`sepconv.PaddedConv2d`, depthwise layers, the pointwise step of separable layers and the second step of
+    :class:`sepconv.SpatiallySeparableConv2d`), the norm
     between the depthwise and pointwise steps of :class:`sepconv.SeparableConv2d` and its ``pointwise_norm``
     (after the pointwise step). The original model
     is not modified. With ``channels_last`` the 4D weights are stored channels_last (the fast CPU layout).

@@ -20,7 +20,8 @@ from torch import nn
 from .errors import ArgumentError
 from .fusion import fuse
 from .global_pool import to_global_mean
-from .layers import SeparableConvNd
+from .layers import SeparableConvNd, SpatiallySeparableConv2d
+from .lean_sequential import to_lean
 from .prepacked import PrepackedConv2d, PrepackedPaddedConv2d, prepack
 
 __all__ = ["optimize"]
@@ -35,8 +36,9 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     channels_last, the copy frozen so that prepacked weights are kept per input shape), then every ReLU/ReLU6 that
     directly follows a :class:`~sepconv.SeparableConv2d` in an ``nn.Sequential`` (identities between them skipped)
     moves into that layer as its ``pointwise_act``, where the CPU kernel (and on CUDA the fused Triton kernel's
-    epilogue) applies it in registers instead of in a pass over memory; one that follows a plain conv moves into
-    its prepacked twin as ``activation`` (applied in registers by the native kernel of convs with few input
+    epilogue) applies it in registers instead of in a pass over memory; one that follows a plain conv (or a
+    :class:`~sepconv.SpatiallySeparableConv2d`, whose second step is one) moves into its prepacked twin as
+    ``activation`` (applied in registers by the native kernel of convs with few input
     channels, :mod:`sepconv.backends.native.dense`, in place after oneDNN's conv otherwise). On CPU, float32
     inference then runs each separable layer as one native call (depthwise and pointwise fused,
     :mod:`sepconv.backends.native`), the plain ``nn.Conv2d``, :class:`~sepconv.PaddedConv2d` and ``nn.Linear``
@@ -44,8 +46,9 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     prepacked once per input shape where they are large enough for it to pay (:mod:`sepconv.prepacked`:
     their classes become the
     ``Prepacked*`` twins, with the same parameters and ``state_dict``), an ``nn.AdaptiveAvgPool2d(1)`` becomes a
-    :class:`~sepconv.global_pool.GlobalMeanPool2d` (one ``mean``), and every tensor stays channels_last from
-    layer to layer.
+    :class:`~sepconv.global_pool.GlobalMeanPool2d` (one ``mean``), every ``nn.Sequential`` a
+    :class:`~sepconv.lean_sequential.LeanSequential` (which steps over the identities folding left instead of
+    calling them), and every tensor stays channels_last from layer to layer.
 
     The result computes the same function as ``model.eval()`` up to float rounding (NaN and infinities included).
     It is for inference: like :func:`sepconv.fuse`, its cached weights follow parameter replacement and in-place
@@ -70,27 +73,34 @@ def optimize(model: nn.Module, channels_last: bool = True) -> nn.Module:
     for module in list(fast.modules()):
         if isinstance(module, nn.Sequential):
             _fold_activations(module)
+            to_lean(module)
     return fast
 
 
-def _activation_slot(layer: nn.Module) -> str | None:
-    """The attribute of ``layer`` that can take a following ReLU/ReLU6 (``None``: it cannot, or has one)."""
+def _activation_slot(layer: nn.Module) -> tuple[nn.Module, str] | None:
+    """The module and attribute that can take a ReLU/ReLU6 following ``layer`` (``None``: none can, or it has
+    one): a separable layer's ``pointwise_act``, a prepacked conv's ``activation``, the ``activation`` of a
+    spatially separable layer's second step (a prepacked conv)."""
     if isinstance(layer, SeparableConvNd):
-        slot = "pointwise_act"
+        target, slot = layer, "pointwise_act"
     elif isinstance(layer, (PrepackedConv2d, PrepackedPaddedConv2d)):
-        slot = "activation"
+        target, slot = layer, "activation"
+    elif isinstance(layer, SpatiallySeparableConv2d):
+        target, slot = layer.horizontal if layer.order == "vh" else layer.vertical, "activation"
+        if not isinstance(target, (PrepackedConv2d, PrepackedPaddedConv2d)):
+            return None
     else:
         return None
-    return slot if getattr(layer, slot, None) is None else None
+    return (target, slot) if getattr(target, slot, None) is None else None
 
 
 def _fold_activations(sequence: nn.Sequential) -> None:
-    """Move each ReLU/ReLU6 that follows a separable layer (into its ``pointwise_act``) or a prepacked conv (into
-    its ``activation``) of ``sequence``, identities between them skipped."""
+    """Move each ReLU/ReLU6 that follows a separable layer (into its ``pointwise_act``), a prepacked conv (into
+    its ``activation``) or a spatially separable layer (into its second step's ``activation``) of ``sequence``,
+    identities between them skipped."""
     names = list(sequence._modules)
     for index, name in enumerate(names):
-        layer = sequence._modules[name]
-        slot = _activation_slot(layer)
+        slot = _activation_slot(sequence._modules[name])
         if slot is None:
             continue
         for later in names[index + 1:]:
@@ -98,6 +108,6 @@ def _fold_activations(sequence: nn.Sequential) -> None:
             if type(follower) is nn.Identity:
                 continue
             if type(follower) in _FOLDABLE_ACTIVATIONS:
-                setattr(layer, slot, follower)
+                setattr(*slot, follower)
                 sequence._modules[later] = nn.Identity()
             break
