@@ -189,6 +189,27 @@ def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.Monk
         layer(x)  # nor turning the kernel off
 
 
+def test_alternating_shapes_keep_a_ticket_each_and_an_edit_voids_them_all() -> None:
+    layer, x = ticketed_layer()  # x's ticket is the first filed
+    inputs = [x] + [torch.randn(*shape) for shape in [(2, 16, 12, 12), (1, 16, 7, 9), (3, 16, 5, 5), (1, 16, 6, 6)]]
+    with torch.inference_mode():
+        for inp in inputs[1:4]:
+            layer(inp)
+        for inp in inputs[:4]:  # each of PER_LAYER shapes has its own valid ticket, used in any order
+            assert tickets.lookup(layer, inp, "auto") is not None
+            layer(inp)
+        layer(inputs[4])  # a fifth shape: the ticket filed first is forgotten
+        assert tickets.lookup(layer, x, "auto") is None
+        assert all(tickets.lookup(layer, inp, "auto") is not None for inp in inputs[1:])
+    with torch.no_grad():
+        layer.pointwise.weight.mul_(-1)
+    with torch.inference_mode():
+        assert all(tickets.lookup(layer, inp, "auto") is None for inp in inputs)
+        for inp in inputs:  # the full path, with the edited weights
+            torch.testing.assert_close(layer(inp), torch.nn.functional.conv2d(
+                layer.depthwise(inp), layer.pointwise.weight, layer.pointwise.bias), rtol=1e-5, atol=1e-5)
+
+
 def test_a_ticket_neither_keeps_its_layer_alive_nor_survives_a_replaced_submodule() -> None:
     import gc
     import weakref

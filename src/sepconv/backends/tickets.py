@@ -1,9 +1,10 @@
 """Remembered decisions for frozen layers: repeated inference calls skip validation and path selection.
 
 A frozen layer (:func:`sepconv.backends.freeze`, ``sepconv.fuse``, ``sepconv.optimize``) that ran an input through
-the native kernel or the fused Triton kernel keeps a *ticket* (:class:`Ticket`): the input's signature (shape,
-dtype, device), the backend and kernel settings, a snapshot of the layer's modules and tensors, and the prepared
-call. The next call with the same signature runs the prepared call directly, after the per-call guards that no
+the native kernel or the fused Triton kernel keeps a *ticket* (:class:`Ticket`) per input shape (up to
+:data:`PER_LAYER` shapes): the input's signature (shape, dtype, device), the backend and kernel settings, a
+snapshot of the layer's modules and tensors, and the prepared call. The next call with the same signature runs the
+prepared call directly, after the per-call guards that no
 signature captures (autograd, tracing and dispatch modes). Any difference (another shape, an edited parameter,
 another backend or thread count, a hook, a replaced sub-module) takes the full path, which validates and chooses
 again. This cuts the Python work per layer from about 50 us to about 10 us, which is most of the time of a small
@@ -92,13 +93,21 @@ class Ticket:
         return True
 
 
-_TICKETS: weakref.WeakKeyDictionary[nn.Module, Ticket] = weakref.WeakKeyDictionary()
+# a layer's tickets, the most recently filed first: one per input shape, up to PER_LAYER shapes (a model that
+# alternates batch sizes or image sizes keeps a ticket for each; the study times batch 1 and 64 in turn)
+_TICKETS: weakref.WeakKeyDictionary[nn.Module, list[Ticket]] = weakref.WeakKeyDictionary()
+PER_LAYER = 4
 
 
 def lookup(layer: nn.Module, x: object, backend: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The prepared call of frozen ``layer`` for ``x`` if its ticket is valid and the per-call guards allow it."""
-    ticket = _TICKETS.get(layer)
-    if ticket is None or type(x) is not torch.Tensor or not ticket.valid_for(layer, x, backend):
+    """The prepared call of frozen ``layer`` for ``x`` if its ticket for ``x``'s shape is valid and the per-call
+    guards allow it."""
+    filed = _TICKETS.get(layer)
+    if filed is None or type(x) is not torch.Tensor:
+        return None
+    shape = x.shape
+    ticket = next((t for t in filed if t.shape == shape), None)
+    if ticket is None or not ticket.valid_for(layer, x, backend):
         return None
     if needs_grad(layer, x) or not plain_eager():
         return None
@@ -106,16 +115,18 @@ def lookup(layer: nn.Module, x: object, backend: str) -> Callable[[torch.Tensor]
 
 
 def remember(layer: nn.Module, x: torch.Tensor, backend: str, run: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    """File ``run`` (the whole forward of frozen ``layer`` for inputs like ``x``) as the layer's ticket. Layers
-    that are not frozen, or hold inference tensors (no version counter), get none."""
+    """File ``run`` (the whole forward of frozen ``layer`` for inputs like ``x``) as the layer's ticket for ``x``'s
+    shape, in place of the one it had for that shape; the oldest beyond :data:`PER_LAYER` shapes is forgotten.
+    Layers that are not frozen, or hold inference tensors (no version counter), get none."""
     if not getattr(layer, "_sepconv_frozen", False):
         return
+    others = [t for t in _TICKETS.get(layer, ()) if t.shape != x.shape]
     try:
-        _TICKETS[layer] = Ticket(layer, x, backend, run)
+        _TICKETS[layer] = [Ticket(layer, x, backend, run), *others[:PER_LAYER - 1]]
     except RuntimeError:  # an inference tensor has no version: never reuse
         _TICKETS.pop(layer, None)
 
 
 def drop(layer: nn.Module) -> None:
-    """Forget ``layer``'s ticket."""
+    """Forget ``layer``'s tickets."""
     _TICKETS.pop(layer, None)
