@@ -111,6 +111,24 @@ def _plain(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return layer(x)
 
 
+def test_direct_calls_equal_the_registered_operators_and_the_profiler_sees_them() -> None:
+    """sepconv calls the kernel's functions directly (no dispatcher parsing); they are the torch.ops operators'
+    functions, and torch.profiler still names each call."""
+    if native.load_error() is not None:
+        pytest.skip(native.load_error())
+    layer = sepconv.optimize(nn.Sequential(sepconv.SeparableConv2d(8, 16, 3, padding=1)))[0]
+    x = torch.randn(2, 8, 9, 9)
+    with torch.inference_mode():
+        layer(x)
+        prepared = native.plan(layer, x)
+        args = (x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed, prepared.pw_bias, prepared.geometry,
+                prepared.act_mid, prepared.act_out, prepared.width, prepared.tile, None)
+        torch.testing.assert_close(native.build.calls().separable(*args), torch.ops.sepconv_native.separable(*args))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            layer(x)
+    assert "sepconv_native::separable" in {event.name for event in profile.events()}
+
+
 def test_training_and_autograd_use_the_pytorch_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     force_cpu_path("native", monkeypatch)
     layer, x = random_layer(random.Random(3))

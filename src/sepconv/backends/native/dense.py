@@ -26,7 +26,7 @@ from torch import nn
 
 from ...padding import conv_pads_and_outputs
 from ..plan_cache import PlanCache
-from .build import isa, load_error
+from .build import calls, isa, load_error
 from .kernel import ACTIVATIONS, _pack, keep_output, keeps_outputs
 
 __all__ = ["MAX_PATCH", "PLANS", "plan", "run", "unsupported_reason"]
@@ -63,6 +63,7 @@ class _Plan:
         self.geometry = [1, *conv.kernel_size, *conv.stride, *conv.dilation, pads[0][0], pads[1][0], *outs, n]
         self.act = ACTIVATIONS[type(act)] if act is not None else 0
         self.width = width
+        self.call = calls().dense
         self.spare: torch.Tensor | None = None
         self.keeps_spare = keeps_outputs(conv, shape[0] * n * outs[0] * outs[1])
 
@@ -78,7 +79,7 @@ def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
     """``act(conv(x))`` in channels_last for a prepared plan; ``x`` must have the shape the plan was made for.
     Frozen layers' large outputs reuse their memory once the caller has dropped the previous one (as
     :func:`sepconv.backends.native.kernel.run`)."""
-    out = torch.ops.sepconv_native.dense(x, prepared.packed, prepared.bias, prepared.geometry, prepared.act,
-                                         prepared.width, prepared.spare)
+    out = prepared.call(x, prepared.packed, prepared.bias, prepared.geometry, prepared.act, prepared.width,
+                        prepared.spare)
     keep_output(prepared, out)
     return out

@@ -33,7 +33,7 @@ from torch import nn
 from ...padding import resolve_padding
 from ..fold import norm_affine, norm_reason
 from ..plan_cache import PlanCache
-from .build import isa, load_error
+from .build import calls, isa, load_error
 
 __all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "keep_output", "keeps_outputs", "plan", "run",
            "separable_forward", "unsupported_reason"]
@@ -99,6 +99,7 @@ class _Plan:
                          pads[1][0], *out, n]
         self.tile = _tile(shape[0] * out[0] * out[1], k, threads, GEMM_ROWS[width])
         self.width = width
+        self.call = calls().separable
         self.spare: torch.Tensor | None = None
         self.keeps_spare = keeps_outputs(layer, shape[0] * n * out[0] * out[1])
 
@@ -145,9 +146,9 @@ def run(prepared: _Plan, x: torch.Tensor) -> torch.Tensor:
     the next output there once the caller has dropped the previous one (it checks that nothing else holds that
     memory); a caller that keeps every output gets fresh memory each time.
     """
-    out = torch.ops.sepconv_native.separable(x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed,
-                                             prepared.pw_bias, prepared.geometry, prepared.act_mid,
-                                             prepared.act_out, prepared.width, prepared.tile, prepared.spare)
+    out = prepared.call(x, prepared.dw_weight, prepared.dw_bias, prepared.pw_packed, prepared.pw_bias,
+                        prepared.geometry, prepared.act_mid, prepared.act_out, prepared.width, prepared.tile,
+                        prepared.spare)
     keep_output(prepared, out)
     return out
 
@@ -174,8 +175,8 @@ def depthwise_only(prepared: _Plan, x: torch.Tensor, spare: torch.Tensor | None 
     """The depthwise step of a prepared plan alone (with its bias and activation): ``(B, C*m, H_out, W_out)``
     channels_last, written into ``spare``'s memory when nothing else holds it. The benchmarks time it against
     the copy bandwidth (with a ``spare``, so that they time the kernel, not the allocator)."""
-    return torch.ops.sepconv_native.depthwise(x, prepared.dw_weight, prepared.dw_bias, prepared.geometry,
-                                              prepared.act_mid, prepared.width, spare)
+    return calls().depthwise(x, prepared.dw_weight, prepared.dw_bias, prepared.geometry, prepared.act_mid,
+                             prepared.width, spare)
 
 
 def separable_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 from ...padding import output_size
 from .. import get_backend
 from ..guards import plain_eager
-from .build import isa, load_error
+from .build import calls, isa, load_error
 
 __all__ = ["max_pool2d"]
 
@@ -43,4 +43,4 @@ def max_pool2d(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]
     if min(outs) <= 0 or kernel[0] * kernel[1] > 64 or load_error() is not None:
         return None
     geometry = [1, *kernel, *stride, 1, 1, pads[0][0], pads[1][0], *outs, 0]
-    return torch.ops.sepconv_native.max_pool(x, geometry, isa())
+    return calls().max_pool(x, geometry, isa())
