@@ -3,6 +3,7 @@ shortcuts it enables (tickets, reused output memory) invisible except in time.""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -155,6 +156,14 @@ def test_threads_sharing_a_model_get_their_own_outputs() -> None:
     assert not failures
 
 
+@pytest.fixture(params=["native", "python"])
+def ticket_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Tickets checked in one C++ call (where the native kernel is loaded) or in Python."""
+    if request.param == "python":
+        monkeypatch.setattr(tickets, "native_check", lambda *args: None)
+    return request.param
+
+
 def ticketed_layer() -> tuple[nn.Module, torch.Tensor]:
     """A frozen layer that ran once through the native kernel (so it holds a ticket), and its input."""
     if native.load_error() is not None:
@@ -167,8 +176,9 @@ def ticketed_layer() -> tuple[nn.Module, torch.Tensor]:
     return layer, x
 
 
-def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.MonkeyPatch, ticket_check: str) -> None:
     layer, x = ticketed_layer()
+    assert (tickets._TICKETS[layer][0].check is None) == (ticket_check == "python")
     with torch.no_grad():
         layer.pointwise.weight.mul_(-1)  # autograd-visible edit: the layer's state changes
     with torch.inference_mode():
@@ -189,7 +199,7 @@ def test_tickets_follow_edits_shapes_backends_and_hooks(monkeypatch: pytest.Monk
         layer(x)  # nor turning the kernel off
 
 
-def test_alternating_shapes_keep_a_ticket_each_and_an_edit_voids_them_all() -> None:
+def test_alternating_shapes_keep_a_ticket_each_and_an_edit_voids_them_all(ticket_check: str) -> None:
     layer, x = ticketed_layer()  # x's ticket is the first filed
     inputs = [x] + [torch.randn(*shape) for shape in [(2, 16, 12, 12), (1, 16, 7, 9), (3, 16, 5, 5), (1, 16, 6, 6)]]
     with torch.inference_mode():
@@ -210,7 +220,7 @@ def test_alternating_shapes_keep_a_ticket_each_and_an_edit_voids_them_all() -> N
                 layer.depthwise(inp), layer.pointwise.weight, layer.pointwise.bias), rtol=1e-5, atol=1e-5)
 
 
-def test_a_ticket_neither_keeps_its_layer_alive_nor_survives_a_replaced_submodule() -> None:
+def test_a_ticket_neither_keeps_its_layer_alive_nor_survives_a_replaced_submodule(ticket_check: str) -> None:
     import gc
     import weakref
 
@@ -222,3 +232,41 @@ def test_a_ticket_neither_keeps_its_layer_alive_nor_survives_a_replaced_submodul
     del layer
     gc.collect()
     assert alive() is None
+
+
+CHANGES = {
+    "nothing": lambda layer: None,
+    "training flag": lambda layer: layer.act.train(),
+    "hook": lambda layer: layer.pointwise.register_forward_hook(lambda *args: None),
+    "pre-hook": lambda layer: layer.register_forward_pre_hook(lambda *args: None),
+    "replaced module": lambda layer: setattr(layer, "act", nn.ReLU()),
+    "new parameter": lambda layer: setattr(layer.depthwise, "bias", nn.Parameter(torch.zeros(16))),
+    "new buffer": lambda layer: layer.pointwise.register_buffer("extra", torch.zeros(1)),
+    "in-place edit": lambda layer: layer.pointwise.weight.add_(1),
+    "data assignment": lambda layer: setattr(layer.pointwise.weight, "data", torch.zeros_like(layer.pointwise.weight)),
+    "setting": lambda layer: os.environ.__setitem__("SEPCONV_NATIVE_ISA", "generic"),
+    "threads": lambda layer: torch.set_num_threads(torch.get_num_threads() + 1),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_the_native_check_agrees_with_the_python_one(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    layer, x = ticketed_layer()
+    ticket = tickets._TICKETS[layer][0]
+    if ticket.check is None:
+        pytest.skip("the native kernel is not loaded")
+    monkeypatch.delenv("SEPCONV_NATIVE_ISA", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            CHANGES[change](layer)
+        native_verdict = ticket.valid_for(layer, x, "auto")
+        check, ticket.check = ticket.check, None
+        assert native_verdict == ticket.valid_for(layer, x, "auto") == (change == "nothing")
+        ticket.check = check
+        assert not ticket.valid_for(layer, torch.randn(2, 16, 12, 12), "auto")  # another shape
+        assert not ticket.valid_for(layer, x.double(), "auto")
+        assert not ticket.valid_for(layer, x, "torch")
+    finally:
+        torch.set_num_threads(threads)
+        os.environ.pop("SEPCONV_NATIVE_ISA", None)

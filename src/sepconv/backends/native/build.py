@@ -1,9 +1,10 @@
 """Compile (once, cached on disk) and load sepconv's native CPU kernel, or say why it cannot run.
 
-The kernel is the C++ file next to this module, built with PyTorch's C++ extension tooling
+The kernel is the C++ files next to this module (``separable.cpp``: the kernels; ``ticket_check.cpp``: the
+tickets' check, :mod:`sepconv.backends.tickets`), built with PyTorch's C++ extension tooling
 (:func:`torch.utils.cpp_extension.load`, gcc/g++ and ninja) the first time a call can use it, or ahead of time by
 ``python -m sepconv.backends.native.build`` (the Makefile's install step runs it). The build lives in a folder
-keyed by the source, the torch and Python versions, so an upgrade rebuilds it:
+keyed by the sources, the torch and Python versions, so an upgrade rebuilds it:
 ``$SEPCONV_NATIVE_DIR`` if set, else ``$XDG_CACHE_HOME/sepconv/native`` (``~/.cache/sepconv/native``).
 
 ``SEPCONV_NATIVE=0`` turns the kernel off. Where the build fails (no compiler, no headers), :func:`load_error`
@@ -38,7 +39,7 @@ from ...errors import ArgumentError
 __all__ = ["ISAS", "build", "cache_dir", "calls", "isa", "load_error"]
 
 ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
-SOURCE = Path(__file__).with_name("separable.cpp")
+SOURCES = [Path(__file__).with_name(name) for name in ("separable.cpp", "ticket_check.cpp")]
 CFLAGS = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-Wno-psabi", "-fopenmp"]
 _LOG = logging.getLogger("sepconv")
 
@@ -54,7 +55,7 @@ def cache_dir() -> Path:
     if root is None:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(cache, "sepconv", "native")
-    tag = hashlib.sha256(SOURCE.read_bytes() + " ".join(
+    tag = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES) + " ".join(
         [torch.__version__, sys.version, platform.machine(), *CFLAGS]).encode()).hexdigest()[:16]
     return Path(root) / tag
 
@@ -65,9 +66,9 @@ def build() -> ModuleType:
 
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    return cpp_extension.load(name="sepconv_native", sources=[str(SOURCE)], extra_cflags=CFLAGS,
-                              extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=True,
-                              verbose=False)
+    return cpp_extension.load(name="sepconv_native", sources=[str(source) for source in SOURCES],
+                              extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"], build_directory=str(folder),
+                              is_python_module=True, verbose=False)
 
 
 @functools.cache

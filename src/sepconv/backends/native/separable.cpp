@@ -744,8 +744,12 @@ TORCH_LIBRARY(sepconv_native, m) {
 }
 
 // The same entry points as direct Python calls (the extension is also a Python module): the dispatcher's argument
-// parsing of torch.ops costs about 2.4 us of the 7.4 us of a small layer's call; sepconv's Python code calls these.
+// parsing of torch.ops costs about 2.4 us of the 7.4 us of a small layer's call; sepconv's Python code calls these,
+// and the tickets' check (ticket_check.cpp).
+void register_ticket_check(pybind11::module_& m);  // ticket_check.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  register_ticket_check(m);
   m.def("separable", &separable);
   m.def("depthwise", &depthwise);
   m.def("dense", &dense);
