@@ -129,6 +129,24 @@ def test_direct_calls_equal_the_registered_operators_and_the_profiler_sees_them(
     assert "sepconv_native::separable" in {event.name for event in profile.events()}
 
 
+@pytest.mark.parametrize(("n", "grain"), [(100, 1), (1000, 7), (5, 3), (1, 1)])
+def test_work_split_hands_out_every_chunk_once_and_slow_threads_get_robbed(n: int, grain: int) -> None:
+    """The kernels' split (dynamic_for): each thread runs its static share, then steals from the back of the
+    others'; every index is handed out exactly once, and a thread slowed down runs fewer chunks."""
+    if native.load_error() is not None:
+        pytest.skip(native.load_error())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        counts, chunks = native.build.calls().dynamic_for_coverage(n, grain, 0)
+        assert counts == [1] * n and sum(chunks) == -(-n // grain)
+        if n >= 100:
+            counts, chunks = native.build.calls().dynamic_for_coverage(n, grain, 2000)  # thread 0: 2 ms a chunk
+            assert counts == [1] * n and chunks[1] > chunks[0] and chunks[1] > -(-n // grain) // 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_training_and_autograd_use_the_pytorch_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     force_cpu_path("native", monkeypatch)
     layer, x = random_layer(random.Random(3))
