@@ -217,18 +217,24 @@ def test_an_activation_the_path_does_not_apply_runs_the_layer_itself(any_size: N
         torch.testing.assert_close(conv(x), nn.functional.gelu(nn.Conv2d.forward(conv, x)))
 
 
-def test_small_layers_run_their_own_forward_and_remember_it() -> None:
-    """Below the break-even the layer's own (faster) forward runs, straight away once the shape is known."""
+def test_small_layers_run_the_native_kernel_or_their_own_forward() -> None:
+    """Below oneDNN's break-even a conv the native kernel takes runs it (faster than PyTorch's own conv there), from
+    its ticket after the first call; one it does not take (grouped here) runs its own forward, straight away once
+    the shape is known; so does a small linear."""
     conv = prepacked.prepack(nn.Conv2d(8, 16, 3, padding=1).eval())  # 8x8: 74k multiply-adds
+    grouped = prepacked.prepack(nn.Conv2d(8, 16, 3, padding=1, groups=2).eval())
     x, big = torch.randn(1, 8, 8, 8), torch.randn(1, 8, 160, 160)  # 29 M multiply-adds
     with torch.inference_mode():
         assert "break-even" in prepacked.unsupported_reason(conv, x)
         assert prepacked.unsupported_reason(conv, big) is None
         for _ in range(2):
             out = conv(x)
+            assert out.is_contiguous(memory_format=torch.channels_last) == (native_dense.load_error() is None)
+            torch.testing.assert_close(out, nn.Conv2d.forward(conv, x), rtol=1e-5, atol=1e-5)
+            out = grouped(x)
             assert not out.is_contiguous(memory_format=torch.channels_last)  # PyTorch's NCHW conv
-            torch.testing.assert_close(out, nn.Conv2d.forward(conv, x))
-        assert conv._sepconv_small == {x.shape}
+            torch.testing.assert_close(out, nn.Conv2d.forward(grouped, x))
+        assert grouped._sepconv_small == {x.shape} and not hasattr(conv, "_sepconv_small")
         assert conv(big).is_contiguous(memory_format=torch.channels_last)  # the prepacked path
     linear = prepacked.prepack(nn.Linear(64, 10).eval())
     with torch.inference_mode():
@@ -237,10 +243,15 @@ def test_small_layers_run_their_own_forward_and_remember_it() -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_small_padded_convs_skip_the_checks_after_one_validated_call(seed: int) -> None:
-    """A small PaddedConv2d (below the break-even) runs its own validated forward once, then the conv alone from
-    its ticket: same results (TF 'same' padding at any stride, dilation, groups, folded activation, NaN), the
-    weights it has now, and the original error for an input the layer rejects."""
+@pytest.mark.parametrize("kernel", ["native", "torch"])
+def test_small_padded_convs_skip_the_checks_after_one_validated_call(seed: int, kernel: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small PaddedConv2d (below the break-even) runs the native kernel, or where it does not (forced here) its
+    own validated forward once, then the conv alone from its ticket: same results (TF 'same' padding at any
+    stride, dilation, groups, folded activation, NaN), the weights it has now, and the original error for an
+    input the layer rejects."""
+    if kernel == "torch":
+        monkeypatch.setattr(native_dense, "MAX_PATCH", -1)
     rng = random.Random(seed)
     groups = rng.choice([1, 2])
     conv = sepconv.PaddedConv2d(groups * rng.randint(1, 4), groups * rng.randint(1, 4),

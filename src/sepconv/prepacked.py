@@ -7,8 +7,9 @@ too: MobileNet's first conv (3 -> 32, stride 2, TF 'same' padding) took 0.84 ms 
 0.3 ms for the same work on prepacked weights and a channels_last input. :func:`sepconv.optimize` turns the plain
 convs and linears of its copy into :class:`PrepackedConv2d`, :class:`PrepackedPaddedConv2d` and
 :class:`PrepackedLinear`: the same parameters, ``state_dict`` and function, whose inference calls on float32 CPU
-tensors of :data:`MIN_CONV_MACS` (:data:`MIN_LINEAR_MACS`) multiply-adds or more (below, PyTorch's own call is
-faster and runs)
+tensors of :data:`MIN_CONV_MACS` (:data:`MIN_LINEAR_MACS`) multiply-adds or more (below, oneDNN's prepacked call
+costs more than it saves: convs the native kernel takes run it, 1.1-1.7x faster than PyTorch's own conv at these
+sizes, the others and linears run PyTorch's own call)
 
 - convert the input to channels_last once, with an asymmetric 'same' padding written in the same pass,
 - run ``torch.ops.mkldnn._convolution_pointwise`` on weights reordered once per input shape, and linears as
@@ -60,8 +61,10 @@ __all__ = ["PrepackedConv2d", "PrepackedLinear", "PrepackedPaddedConv2d", "prepa
 
 PLANS = PlanCache()
 # oneDNN's prepacked call costs a fixed 15-30 µs more than PyTorch's own small conv; the linear path's checks cost
-# about 2 µs: below these sizes (multiply-adds per call; benchmarks/bench_prepacked.py, results/prepacked.md) the
-# layer's own forward runs, and the input shape is remembered, so that the next such call goes straight to it.
+# about 2 µs: below these sizes (multiply-adds per call; benchmarks/bench_prepacked.py, results/prepacked.md) a conv
+# the native kernel takes runs it (1.1-1.7x faster than PyTorch's conv from 10 k to 3 M multiply-adds, one thread:
+# the study's convs on 8x8 and 4x4 maps at batch 1-16; one case of eight 0.94x), anything else its own forward, and
+# the input shape is remembered, so that the next such call goes straight to it.
 # A classifier head such as MobileNet's (1024 -> 1000 at batch 1) is above: inside the model, after the convs have
 # evicted the caches, addmm on the transposed weight took 0.21 ms against F.linear's 0.31 (1 thread).
 MIN_CONV_MACS = 4_000_000
@@ -85,8 +88,7 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
     if isinstance(layer, nn.Linear):
         if x.dim() != 2 or x.shape[1] != layer.in_features or x.shape[0] == 0:
             return "the prepacked linear takes non-empty (B, in_features) inputs"
-        if x.shape[0] * layer.in_features * layer.out_features < MIN_LINEAR_MACS:
-            return f"{_SMALL} ({MIN_LINEAR_MACS} multiply-adds): the layer's own forward is faster"
+        macs, least = x.shape[0] * layer.in_features * layer.out_features, MIN_LINEAR_MACS
     else:
         if x.dim() != 4 or x.shape[1] != layer.in_channels or x.numel() == 0:
             return "the prepacked conv takes non-empty (B, in_channels, H, W) inputs"
@@ -96,8 +98,7 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
         if min(outputs) <= 0:
             return "the input is smaller than the kernel: no output pixels"
         macs = x.shape[0] * layer.weight[0].numel() * layer.out_channels * outputs[0] * outputs[1]
-        if macs < MIN_CONV_MACS:
-            return f"{_SMALL} ({MIN_CONV_MACS} multiply-adds): the layer's own forward is faster"
+        least = MIN_CONV_MACS
     activation = getattr(layer, "activation", None)
     if activation is not None and type(activation) not in (nn.ReLU, nn.ReLU6):
         return f"activation {type(activation).__name__} is not applied by the prepacked path (ReLU, ReLU6)"
@@ -105,6 +106,8 @@ def unsupported_reason(layer: nn.Module, x: object) -> str | None:
         return "gradients are needed; the prepacked path is inference-only"
     if not plain_eager():
         return "tracing, compiling or a dispatch mode is active: the public PyTorch ops are kept"
+    if macs < least:  # last: every other condition of a prepared call holds (the native kernel may take it)
+        return f"{_SMALL} ({least} multiply-adds): the layer's own forward is faster"
     return None
 
 
@@ -202,18 +205,22 @@ def _forward(layer: nn.Module, base: type, input: torch.Tensor) -> torch.Tensor:
         return prepared(input)
     why = unsupported_reason(layer, input)
     activation = getattr(layer, "activation", None)
-    if why is not None:
-        if why.startswith(_SMALL) and base is PaddedConv2d:  # its forward validates every call: after one
-            out = _own_forward(layer, base, input)  # validated call, the ticket runs the conv alone
+    small = why is not None and why.startswith(_SMALL)
+    native = (not isinstance(layer, nn.Linear) and (why is None or small)
+              and native_dense.unsupported_reason(layer, input) is None)
+    if small and not native:
+        if base is PaddedConv2d:  # its forward validates every call: after one validated call, the ticket runs the
+            out = _own_forward(layer, base, input)  # conv alone
             pads = conv_pads_and_outputs(layer, input.shape)[0]
             tickets.remember(layer, input, backend, functools.partial(_run_small_conv, layer, pads, activation))
             return out
-        if why.startswith(_SMALL):  # depends on the shape alone: remembered
-            layer.__dict__.setdefault("_sepconv_small", set()).add(input.shape)
+        layer.__dict__.setdefault("_sepconv_small", set()).add(input.shape)  # depends on the shape alone
+        return _own_forward(layer, base, input)
+    if why is not None and not small:
         return _own_forward(layer, base, input)
     if isinstance(layer, nn.Linear):
         prepared = PLANS.get(layer, "transposed", lambda: _linear_plan(layer))  # one for every batch size
-    elif _native_pays(layer, input) and native_dense.unsupported_reason(layer, input) is None:
+    elif native and (small or _native_pays(layer, input)):  # below oneDNN's break-even, faster than torch's conv
         prepared = functools.partial(native_dense.run, native_dense.plan(layer, input, activation))
     else:
         key = (tuple(input.shape), torch.get_num_threads())  # oneDNN's weight layout depends on the threads
