@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -145,6 +146,41 @@ def test_work_split_hands_out_every_chunk_once_and_slow_threads_get_robbed(n: in
             assert counts == [1] * n and chunks[1] > chunks[0] and chunks[1] > -(-n // grain) // 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_kernels_release_the_gil_while_they_run() -> None:
+    """Another Python thread runs while a kernel call is in progress (a server answering two requests at once):
+    the direct calls release the GIL as torch.ops does. With a switch interval far longer than the test, a thread
+    holding the GIL keeps it until it blocks: this thread then counts only while the kernel has let it go."""
+    import threading
+
+    if native.load_error() is not None:
+        pytest.skip(native.load_error())
+    layer = sepconv.optimize(nn.Sequential(sepconv.SeparableConv2d(256, 256, 3, padding=1)))[0]
+    x = torch.randn(8, 256, 28, 28)  # a call of tens of milliseconds
+    inside, done, steps = threading.Event(), threading.Event(), [0]
+    interval = sys.getswitchinterval()
+    with torch.inference_mode():
+        prepared = native.plan(layer, x)
+
+        def work() -> None:
+            inside.set()
+            for _ in range(3):
+                native.run(prepared, x)
+            done.set()
+
+        try:
+            sys.setswitchinterval(100.0)
+            worker = threading.Thread(target=work)
+            worker.start()
+            inside.wait()
+            while not done.is_set():
+                steps[0] += 1
+                time.sleep(0)  # lets the worker take the GIL back when its call returns
+            worker.join()
+        finally:
+            sys.setswitchinterval(interval)
+    assert steps[0] > 100  # with the GIL held through each call, this thread would not run until the worker ends
 
 
 def test_training_and_autograd_use_the_pytorch_paths(monkeypatch: pytest.MonkeyPatch) -> None:

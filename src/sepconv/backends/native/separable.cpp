@@ -822,9 +822,12 @@ void register_ticket_check(pybind11::module_& m);  // ticket_check.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_ticket_check(m);
-  m.def("separable", &separable);
-  m.def("depthwise", &depthwise);
-  m.def("dense", &dense);
-  m.def("max_pool", &max_pool);
+  // the GIL released while the kernels run (they touch no Python object), as torch.ops does: other Python threads
+  // (a server running two requests at once) go on meanwhile
+  using released = pybind11::call_guard<pybind11::gil_scoped_release>;
+  m.def("separable", &separable, released());
+  m.def("depthwise", &depthwise, released());
+  m.def("dense", &dense, released());
+  m.def("max_pool", &max_pool, released());
   m.def("dynamic_for_coverage", &dynamic_for_coverage);
 }
