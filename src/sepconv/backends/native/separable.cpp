@@ -22,12 +22,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <thread>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -531,7 +531,8 @@ struct alignas(64) Share {
       const uint64_t f = v >> 32, b = v & kLow;
       if (f >= b) return -1;
       const uint64_t next = front ? ((f + 1) << 32) | b : (f << 32) | (b - 1);
-      if (span.compare_exchange_weak(v, next, std::memory_order_relaxed)) return static_cast<int64_t>(front ? f : b - 1);
+      if (span.compare_exchange_weak(v, next, std::memory_order_relaxed))
+        return static_cast<int64_t>(front ? f : b - 1);
     }
   }
 };
@@ -555,7 +556,8 @@ void dynamic_for(int64_t n, int64_t grain, const F& f) {
   std::vector<Share> shares(static_cast<size_t>(threads));
   const int64_t per = (chunks + threads - 1) / threads;
   for (int64_t t = 0; t < threads; ++t) {
-    const uint64_t f0 = static_cast<uint64_t>(std::min(chunks, t * per)), b0 = static_cast<uint64_t>(std::min(chunks, (t + 1) * per));
+    const auto f0 = static_cast<uint64_t>(std::min(chunks, t * per));
+    const auto b0 = static_cast<uint64_t>(std::min(chunks, (t + 1) * per));
     shares[t].span.store((f0 << 32) | b0, std::memory_order_relaxed);
   }
   at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t) {
@@ -774,7 +776,8 @@ at::Tensor max_pool(const at::Tensor& x_any, at::IntArrayRef geometry, int64_t i
 
 // Test support for dynamic_for: how often each index of [0, n) was handed out (each must be once) and how many
 // chunks each thread ran, with the first thread slowed down by `delay_us` per chunk, so that the others steal.
-std::pair<std::vector<int64_t>, std::vector<int64_t>> dynamic_for_coverage(int64_t n, int64_t grain, int64_t delay_us) {
+std::pair<std::vector<int64_t>, std::vector<int64_t>> dynamic_for_coverage(int64_t n, int64_t grain,
+                                                                          int64_t delay_us) {
   std::vector<std::atomic<int64_t>> seen(static_cast<size_t>(n));
   std::vector<std::atomic<int64_t>> ran(static_cast<size_t>(std::max(1, at::get_num_threads())));
   dynamic_for(n, grain, [&](int64_t i0, int64_t i1) {
