@@ -121,8 +121,12 @@ def lookup(layer: nn.Module, x: object, backend: str) -> Callable[[torch.Tensor]
     if filed is None or type(x) is not torch.Tensor:
         return None
     shape = x.shape
-    ticket = next((t for t in filed if t.shape == shape), None)
-    if ticket is None or not ticket.valid_for(layer, x, backend):
+    for ticket in filed:  # a loop, not a generator: this runs before every layer call
+        if ticket.shape == shape:
+            break
+    else:
+        return None
+    if not ticket.valid_for(layer, x, backend):
         return None
     if needs_grad(layer, x) or not plain_eager():
         return None
