@@ -93,8 +93,9 @@ def load_error() -> str | None:
 
 def calls() -> ModuleType:
     """The kernel's entry points as direct Python functions (``separable``, ``depthwise``, ``dense``,
-    ``max_pool``: the ``torch.ops.sepconv_native`` operators without the dispatcher's argument parsing, about
-    2.4 µs less per call). Only once :func:`load_error` has returned ``None``."""
+    ``max_pool``, ``panel_width``, ``alias``: the ``torch.ops.sepconv_native`` operators without the dispatcher's
+    argument parsing, about 2.4 µs less per call; the kernels release the GIL) and the tickets' ``TicketCheck``.
+    Raises a clear error where the kernel is not loaded (call :func:`load_error` first)."""
     module = _load()[0]
     if module is None:
         raise RuntimeError("sepconv's native kernel is not loaded: check load_error() first")

@@ -59,7 +59,7 @@ class _Plan:
         n = conv.out_channels
         weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(n, -1)  # patches in (i, j, c) order
         self.packed, self.bias = _pack(weight, None if conv.bias is None else conv.bias.detach(),
-                                       torch.ops.sepconv_native.panel_width(width))
+                                       calls().panel_width(width))
         self.geometry = [1, *conv.kernel_size, *conv.stride, *conv.dilation, pads[0][0], pads[1][0], *outs, n]
         self.act = ACTIVATIONS[type(act)] if act is not None else 0
         self.width = width

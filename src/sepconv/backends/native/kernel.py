@@ -91,7 +91,7 @@ class _Plan:
         post_norm = getattr(layer, "pointwise_norm", None) if self.fused_post else None
         pw_weight, pw_bias = _folded(pw.weight.detach().reshape(n, k), None if pw.bias is None else pw.bias.detach(),
                                      post_norm)
-        self.pw_packed, self.pw_bias = _pack(pw_weight, pw_bias, torch.ops.sepconv_native.panel_width(width))
+        self.pw_packed, self.pw_bias = _pack(pw_weight, pw_bias, calls().panel_width(width))
         post_act = getattr(layer, "pointwise_act", None) if self.fused_post else None
         self.act_mid = ACTIVATIONS[type(layer.act)]
         self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
@@ -168,7 +168,7 @@ def keep_output(prepared: Any, out: torch.Tensor) -> None:
 
 def alias(t: torch.Tensor) -> torch.Tensor:
     """Another tensor on ``t``'s memory that is not a view of ``t`` (a view would keep ``t`` itself alive)."""
-    return torch.ops.sepconv_native.alias(t)
+    return calls().alias(t)
 
 
 def depthwise_only(prepared: _Plan, x: torch.Tensor, spare: torch.Tensor | None = None) -> torch.Tensor:

@@ -832,5 +832,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("depthwise", &depthwise, released());
   m.def("dense", &dense, released());
   m.def("max_pool", &max_pool, released());
+  m.def("panel_width", &panel_width);
+  m.def("alias", &alias);
   m.def("dynamic_for_coverage", &dynamic_for_coverage);
 }
