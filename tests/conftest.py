@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -23,10 +24,13 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # The CPU inference paths a test can force: the native kernel at each vector width (the widest the CPU has,
-# AVX2, baseline) and oneDNN with the native kernel turned off (as on a machine without a compiler).
+# AVX2, baseline), the wide-panel GEMM variants for every layer ("-wide": otherwise chosen by output channels),
+# and oneDNN with the native kernel turned off (as on a machine without a compiler).
 CPU_PATHS = {
     "native": {},
+    "native-wide": {},
     "native-avx2": {"SEPCONV_NATIVE_ISA": "avx2"},
+    "native-avx2-wide": {"SEPCONV_NATIVE_ISA": "avx2"},
     "native-generic": {"SEPCONV_NATIVE_ISA": "generic"},
     "onednn": {"SEPCONV_NATIVE": "0"},
 }
@@ -38,6 +42,8 @@ def force_cpu_path(name: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
     for key, value in CPU_PATHS[name].items():
         monkeypatch.setenv(key, value)
+    if name.endswith("-wide"):
+        monkeypatch.setattr(native.kernel, "MAX_PADDING", math.inf)
     path = name.split("-")[0]
     if path == "native" and native.load_error() is not None:
         pytest.skip(native.load_error())

@@ -20,7 +20,7 @@ from sepconv import backends
 from sepconv.backends import native
 from sepconv.backends.native import dense as native_dense
 
-WIDTHS = ["native", "native-avx2", "native-generic"]
+WIDTHS = ["native", "native-wide", "native-avx2", "native-avx2-wide", "native-generic"]
 
 
 def random_layer(rng: random.Random) -> tuple[sepconv.SeparableConv2d, torch.Tensor]:
@@ -353,3 +353,23 @@ def test_xception_pooling_takes_the_native_kernel_and_equals_torch(monkeypatch: 
                 expected = _MaxPoolSame()(x)
         assert out.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(out, expected)
+
+
+def test_the_wide_gemm_is_chosen_where_the_output_channels_fill_its_panels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AVX-512 and AVX2 each have a second GEMM with wider weight panels (64 and 24 columns); a layer takes it when
+    its output channels pad to at most MAX_PADDING times the default panels' columns, and the plan packs for it."""
+    if native.load_error() is not None:
+        pytest.skip(native.load_error())
+    calls = native.build.calls()
+    assert [calls.panel_width(v) for v in (0, 1, 2, 3, 4)] == [8, 16, 32, 64, 24]
+    variant = native.kernel.gemm_variant
+    assert [variant(2, n) for n in (64, 128, 728, 33, 31, 16)] == [3, 3, 3, 3, 2, 2]  # 728: 768 vs 736 columns
+    assert [variant(1, n) for n in (256, 512, 48, 64, 128, 16)] == [4, 4, 4, 1, 1, 1]  # 64: 72 vs 64 columns
+    assert variant(0, 64) == 0
+    force_cpu_path("native-avx2", monkeypatch)
+    layer = sepconv.SeparableConv2d(8, 256, 3, padding=1).eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.inference_mode():
+        prepared = native.plan(layer, x)
+    assert prepared.width == 4 and prepared.pw_packed.shape == (11, 8, 24) and prepared.tile % 12 == 0
+    assert_native_is_plain(layer, x)

@@ -27,7 +27,7 @@ from torch import nn
 from ...padding import conv_pads_and_outputs
 from ..plan_cache import PlanCache
 from .build import calls, isa, load_error
-from .kernel import ACTIVATIONS, _pack, keep_output, keeps_outputs
+from .kernel import ACTIVATIONS, _pack, gemm_variant, keep_output, keeps_outputs
 
 __all__ = ["MAX_PATCH", "PLANS", "plan", "run", "unsupported_reason"]
 
@@ -58,11 +58,12 @@ class _Plan:
         pads, outs = conv_pads_and_outputs(conv, shape)
         n = conv.out_channels
         weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(n, -1)  # patches in (i, j, c) order
+        variant = gemm_variant(width, n)
         self.packed, self.bias = _pack(weight, None if conv.bias is None else conv.bias.detach(),
-                                       calls().panel_width(width))
+                                       calls().panel_width(variant))
         self.geometry = [1, *conv.kernel_size, *conv.stride, *conv.dilation, pads[0][0], pads[1][0], *outs, n]
         self.act = ACTIVATIONS[type(act)] if act is not None else 0
-        self.width = width
+        self.width = variant
         self.call = calls().dense
         self.spare: torch.Tensor | None = None
         self.keeps_spare = keeps_outputs(conv, shape[0] * n * outs[0] * outs[1])

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -35,13 +36,15 @@ from ..fold import norm_affine, norm_reason
 from ..plan_cache import PlanCache
 from .build import calls, isa, load_error
 
-__all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "keep_output", "keeps_outputs", "plan", "run",
-           "separable_forward", "unsupported_reason"]
+__all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "gemm_variant", "keep_output", "keeps_outputs",
+           "plan", "run", "separable_forward", "unsupported_reason"]
 
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
 TILE_BYTES = 32 * 1024  # the depthwise rows of one tile stay in L1 while the GEMM reads them
-GEMM_ROWS = {0: 4, 1: 6, 2: 14}  # rows per register block of the GEMM (separable.cpp), per vector width
+GEMM_ROWS = {0: 4, 1: 6, 2: 14, 3: 7, 4: 4}  # rows per register block of the GEMM (separable.cpp), per variant
+WIDE = {2: 3, 1: 4}  # per vector width, its variant with wider weight panels (separable.cpp, kernels_for)
+MAX_PADDING = 1.05  # the wide variant pads the output channels to at most this times the default's columns
 SPARE_BYTES = 256 * 1024  # outputs from this size on reuse their memory (frozen layers): no page faults
 PLANS = PlanCache()
 
@@ -91,17 +94,28 @@ class _Plan:
         post_norm = getattr(layer, "pointwise_norm", None) if self.fused_post else None
         pw_weight, pw_bias = _folded(pw.weight.detach().reshape(n, k), None if pw.bias is None else pw.bias.detach(),
                                      post_norm)
-        self.pw_packed, self.pw_bias = _pack(pw_weight, pw_bias, calls().panel_width(width))
+        variant = gemm_variant(width, n)
+        self.pw_packed, self.pw_bias = _pack(pw_weight, pw_bias, calls().panel_width(variant))
         post_act = getattr(layer, "pointwise_act", None) if self.fused_post else None
         self.act_mid = ACTIVATIONS[type(layer.act)]
         self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
         self.geometry = [dw.out_channels // dw.in_channels, kh, kw, *dw.stride, *dw.dilation, pads[0][0],
                          pads[1][0], *out, n]
-        self.tile = _tile(shape[0] * out[0] * out[1], k, threads, GEMM_ROWS[width])
-        self.width = width
+        self.tile = _tile(shape[0] * out[0] * out[1], k, threads, math.lcm(GEMM_ROWS[width], GEMM_ROWS[variant]))
+        self.width = variant
         self.call = calls().separable
         self.spare: torch.Tensor | None = None
         self.keeps_spare = keeps_outputs(layer, shape[0] * n * out[0] * out[1])
+
+
+def gemm_variant(width: int, n: int) -> int:
+    """The kernel variant for ``n`` output channels at vector width ``width``: the wide-panel one where it has one
+    and it pads ``n`` to at most :data:`MAX_PADDING` times the default panels' columns."""
+    wide = WIDE.get(width)
+    if wide is None:
+        return width
+    narrow, broad = calls().panel_width(width), calls().panel_width(wide)
+    return wide if -(-n // broad) * broad <= MAX_PADDING * (-(-n // narrow) * narrow) else width
 
 
 def _tile(pixels: int, depth: int, threads: int, rows: int) -> int:

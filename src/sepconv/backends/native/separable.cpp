@@ -313,7 +313,7 @@ inline void patch_rows(const float* __restrict x, const Strides& st, float* __re
   }
 }
 
-// C rows [0, MR_) x one panel of NR = 2V columns: C = act(A B + bias). A: (rows, K) row-major (lda = K).
+// C rows [0, MR) x one panel of NR = NV * V columns: C = act(A B + bias). A: (rows, K) row-major (lda = K).
 // Bp: the panel, (K, NR) row-major. Columns beyond `cols` (the last panel's padding) are not stored. The
 // accumulators start from the bias (bias is padded to the panels) and every loop over the rows is unrolled, so
 // that they live in registers from the first multiply-add to the store.
@@ -321,23 +321,29 @@ inline void patch_rows(const float* __restrict x, const Strides& st, float* __re
 // Gather = true reads row r's element k at A[r * lda + off[k]] instead of A[r * lda + k]: the rows of an implicit
 // im2col (a standard conv's patches read in place from its input; off holds the taps' offsets), one more scalar
 // load per k for the MR broadcasts.
-template <int V, int MR, bool Gather = false>
+template <int V, int MR, int NV, bool Gather = false>
 INLINE void micro(const float* __restrict A, int64_t lda, const int64_t* __restrict off, int64_t K,
                   const float* __restrict Bp, const float* __restrict bias, float* __restrict C, int64_t ldc,
                   int64_t cols, int64_t act) {
   using vec = typename Vec<V>::type;
-  vec acc0[MR], acc1[MR];
-  const vec bias0 = Vec<V>::load(bias), bias1 = Vec<V>::load(bias + V);
+  constexpr int NR = NV * V;
+  vec acc[NV][MR];
+#pragma GCC unroll 4
+  for (int n = 0; n < NV; ++n) {
+    const vec b = Vec<V>::load(bias + n * V);
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) { acc0[r] = bias0; acc1[r] = bias1; }
+    for (int r = 0; r < MR; ++r) acc[n][r] = b;
+  }
   int ahead_row = 0;
   for (int64_t k = 0; k < K; ++k) {
-    const vec b0 = Vec<V>::load(Bp + k * 2 * V), b1 = Vec<V>::load(Bp + k * 2 * V + V);
+    vec b[NV];
+#pragma GCC unroll 4
+    for (int n = 0; n < NV; ++n) b[n] = Vec<V>::load(Bp + k * NR + n * V);
     // the panel streams from L2 (from 192 rows of K on AVX-512 it does not fit L1): asked for 16 rows ahead (the
     // hardware prefetchers left the FMAs waiting on these loads; 1 and 2 threads, MobileNet's and Xception's
     // layers: 0-15% faster, most from K = 512 on); past the panel's end, this is the next panel
-    __builtin_prefetch(Bp + (k + 16) * 2 * V);
-    __builtin_prefetch(Bp + (k + 16) * 2 * V + 16);
+#pragma GCC unroll 4
+    for (int l = 0; l < std::max(NR, 32); l += 16) __builtin_prefetch(Bp + (k + 16) * NR + l);
     // and one row of A per k, each row every MR k, 3 cache lines ahead (the panel's stream evicts A's rows from L1:
     // 1-11% per layer, A/B in one process, 1 and 2 threads, batch 1 and 8, never slower)
     if constexpr (!Gather && MR > 4) {
@@ -348,75 +354,76 @@ INLINE void micro(const float* __restrict A, int64_t lda, const int64_t* __restr
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const vec a = Vec<V>::splat(A[r * lda + column]);
-      acc0[r] += a * b0;
-      acc1[r] += a * b1;
+#pragma GCC unroll 4
+      for (int n = 0; n < NV; ++n) acc[n][r] += a * b[n];
     }
   }
-  if (cols == 2 * V) {
+  if (cols == NR) {
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      Vec<V>::store(C + r * ldc, activate(acc0[r], act));
-      Vec<V>::store(C + r * ldc + V, activate(acc1[r], act));
-    }
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int n = 0; n < NV; ++n) Vec<V>::store(C + r * ldc + n * V, activate(acc[n][r], act));
     return;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {  // unrolled too: indexing the accumulators here kept them all in memory, stored
-    float tmp[2 * V];              // before and after the loop on every call (1-3% of the K <= 256 layers' time)
-    Vec<V>::store(tmp, activate(acc0[r], act));
-    Vec<V>::store(tmp + V, activate(acc1[r], act));
+    float tmp[NR];                 // before and after the loop on every call (1-3% of the K <= 256 layers' time)
+#pragma GCC unroll 4
+    for (int n = 0; n < NV; ++n) Vec<V>::store(tmp + n * V, activate(acc[n][r], act));
     std::memcpy(C + r * ldc, tmp, sizeof(float) * cols);
   }
 }
 
 // Rows [0, rows) of C against one panel, in register blocks of MR rows, then 8 (when MR > 8), 4, 2, 1; A's rows
 // lda apart (and read through off when Gather, see micro).
-template <int V, int MR, bool Gather = false>
+template <int V, int MR, int NV, bool Gather = false>
 INLINE void panel_rows(const float* __restrict A, int64_t lda, const int64_t* __restrict off, int64_t rows,
                        int64_t K, const float* __restrict panel, const float* __restrict bias, float* __restrict C,
                        int64_t N, int64_t cols, int64_t act) {
   int64_t r = 0;
-  for (; r + MR <= rows; r += MR) micro<V, MR, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+  for (; r + MR <= rows; r += MR)
+    micro<V, MR, NV, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
   if constexpr (MR > 8)
-    for (; r + 8 <= rows; r += 8) micro<V, 8, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
-  for (; r + 4 <= rows; r += 4) micro<V, 4, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
-  for (; r + 2 <= rows; r += 2) micro<V, 2, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
-  for (; r < rows; ++r) micro<V, 1, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+    for (; r + 8 <= rows; r += 8) micro<V, 8, NV, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+  if constexpr (MR > 4)
+    for (; r + 4 <= rows; r += 4) micro<V, 4, NV, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+  for (; r + 2 <= rows; r += 2) micro<V, 2, NV, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
+  for (; r < rows; ++r) micro<V, 1, NV, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
 }
 
-// C (rows, N) = act(A (rows, K) B + bias), C's rows `ldc` apart; Bp: (panels, K, 2V), bias: (panels * 2V). Small
-// weights (up to 32 KiB, resident in L1): row blocks outside, so that each output row is written whole while in
-// cache; larger weights: panels outside, so that each panel stays in cache for all the rows of the tile.
-template <int V, int MR>
+// C (rows, N) = act(A (rows, K) B + bias), C's rows `ldc` apart; Bp: (panels, K, NV * V), bias: (panels * NV * V).
+// Small weights (up to 32 KiB, resident in L1): row blocks outside, so that each output row is written whole while
+// in cache; larger weights: panels outside, so that each panel stays in cache for all the rows of the tile.
+template <int V, int MR, int NV>
 INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const float* __restrict Bp,
                       const float* __restrict bias, float* __restrict C, int64_t N, int64_t ldc, int64_t act) {
-  const int64_t NR = 2 * V, panels = (N + NR - 1) / NR;
+  const int64_t NR = NV * V, panels = (N + NR - 1) / NR;
   if (panels * K * NR * 4 <= 32 * 1024) {
     for (int64_t r0 = 0; r0 < rows; r0 += MR) {
       const int64_t block = std::min<int64_t>(MR, rows - r0);
       for (int64_t pn = 0; pn < panels; ++pn)
-        panel_rows<V, MR>(A + r0 * K, K, nullptr, block, K, Bp + pn * K * NR, bias + pn * NR, C + r0 * ldc + pn * NR, ldc,
-                          std::min<int64_t>(NR, N - pn * NR), act);
+        panel_rows<V, MR, NV>(A + r0 * K, K, nullptr, block, K, Bp + pn * K * NR, bias + pn * NR,
+                              C + r0 * ldc + pn * NR, ldc, std::min<int64_t>(NR, N - pn * NR), act);
     }
     return;
   }
   for (int64_t pn = 0; pn < panels; ++pn)
-    panel_rows<V, MR>(A, K, nullptr, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
-                      std::min<int64_t>(NR, N - pn * NR), act);
+    panel_rows<V, MR, NV>(A, K, nullptr, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
+                          std::min<int64_t>(NR, N - pn * NR), act);
 }
 
 // count neighbouring output pixels of a standard conv whose taps are all inside the image, straight from the
 // input: pixel r's patch element k is x[r * step + off[k]] (an implicit im2col). C: their rows, N apart; Bp and
 // bias as for gemm_body. Row blocks outside, so that each output row is written whole while in cache.
-template <int V, int MR>
+template <int V, int MR, int NV>
 INLINE void conv_line_body(const float* __restrict x, int64_t step, const int64_t* __restrict off, int64_t count,
                            int64_t K, const float* __restrict Bp, const float* __restrict bias, float* __restrict C,
                            int64_t N, int64_t act) {
-  const int64_t NR = 2 * V, panels = (N + NR - 1) / NR;
+  const int64_t NR = NV * V, panels = (N + NR - 1) / NR;
   for (int64_t r0 = 0; r0 < count; r0 += MR) {
     const int64_t block = std::min<int64_t>(MR, count - r0);
     for (int64_t pn = 0; pn < panels; ++pn)
-      panel_rows<V, MR, true>(x + r0 * step, step, off, block, K, Bp + pn * K * NR, bias + pn * NR,
+      panel_rows<V, MR, NV, true>(x + r0 * step, step, off, block, K, Bp + pn * K * NR, bias + pn * NR,
                               C + r0 * N + pn * NR, N, std::min<int64_t>(NR, N - pn * NR), act);
   }
 }
@@ -467,29 +474,41 @@ INLINE void max_pool_body(const float* __restrict x, float* __restrict out, cons
   }
 }
 
-#define SEPCONV_VARIANTS(TARGET, SUFFIX, V, MR)                                                                \
+// The GEMMs of one register tile: MR rows x NV vectors of V floats.
+#define SEPCONV_GEMMS(TARGET, SUFFIX, V, MR, NV)                                                                 \
+  TARGET void gemm_##SUFFIX(const float* A, int64_t rows, int64_t K, const float* Bp, const float* bias,         \
+                            float* C, int64_t N, int64_t ldc, int64_t act) {                                     \
+    gemm_body<V, MR, NV>(A, rows, K, Bp, bias, C, N, ldc, act);                                                 \
+  }                                                                                                              \
+  TARGET void conv_line_##SUFFIX(const float* x, int64_t step, const int64_t* off, int64_t count, int64_t K,     \
+                                 const float* Bp, const float* bias, float* C, int64_t N, int64_t act) {         \
+    conv_line_body<V, MR, NV>(x, step, off, count, K, Bp, bias, C, N, act);                                     \
+  }
+
+#define SEPCONV_VARIANTS(TARGET, SUFFIX, V, MR)                                                                  \
   TARGET void depthwise_##SUFFIX(const float* x, const float* w, const float* bias, float* buf,                 \
                                  const Geometry& g, int64_t p0, int64_t p1, int64_t act) {                      \
     depthwise_body<V>(x, w, bias, buf, g, p0, p1, act);                                                         \
   }                                                                                                              \
-  TARGET void gemm_##SUFFIX(const float* A, int64_t rows, int64_t K, const float* Bp, const float* bias,         \
-                            float* C, int64_t N, int64_t ldc, int64_t act) {                                     \
-    gemm_body<V, MR>(A, rows, K, Bp, bias, C, N, ldc, act);                                                     \
-  }                                                                                                              \
-  TARGET void conv_line_##SUFFIX(const float* x, int64_t step, const int64_t* off, int64_t count, int64_t K,     \
-                                 const float* Bp, const float* bias, float* C, int64_t N, int64_t act) {         \
-    conv_line_body<V, MR>(x, step, off, count, K, Bp, bias, C, N, act);                                         \
-  }                                                                                                              \
   TARGET void max_pool_##SUFFIX(const float* x, float* out, const Geometry& g, int64_t p0, int64_t p1) {        \
     max_pool_body<V>(x, out, g, p0, p1);                                                                         \
-  }
+  }                                                                                                              \
+  SEPCONV_GEMMS(TARGET, SUFFIX, V, MR, 2)
 
 // Rows per register block (MR): with 2V columns, 2 * MR accumulators. AVX-512 has 32 vector registers: 14 rows
 // (28 accumulators, 2 weight vectors, 1 broadcast) load the weight panel 14/8 times less often than 8 rows (1
 // thread, MobileNet v1's separable layers at batch 1: 4.14 -> 3.99 ms in all); AVX2 has 16: 6 rows.
+// The wide variants (`_wide`) take the same accumulators as 7 rows x 4 vectors (AVX-512, 64 columns) and 4 rows x
+// 3 vectors (AVX2, 24 columns): a broadcast feeds 4 (3) FMAs instead of 2, 11 (7) loads per 28 (12) FMAs instead
+// of 16 (8). The caller picks them where the output channels fill the wider panels (kernel.py, gemm_variant):
+// AVX-512, in the model, A/B in one process: MobileNet v1 1.02-1.11x (1 and 2 threads, batch 1 and 8), per
+// layer up to 1.2x at K = 512-1024; AVX2 (4 x 3 from 256 output channels on): MobileNet v1 1.04-1.08x.
+#define SEPCONV_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #if defined(__x86_64__)
-SEPCONV_VARIANTS(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), avx512, 16, 14)
+SEPCONV_VARIANTS(SEPCONV_AVX512, avx512, 16, 14)
+SEPCONV_GEMMS(SEPCONV_AVX512, avx512_wide, 16, 7, 4)
 SEPCONV_VARIANTS(__attribute__((target("avx2,fma"))), avx2, 8, 6)
+SEPCONV_GEMMS(__attribute__((target("avx2,fma"))), avx2_wide, 8, 4, 3)
 #endif
 SEPCONV_VARIANTS(, generic, 4, 4)
 
@@ -511,11 +530,14 @@ struct Kernels {
   int64_t panel;  // NR, the pointwise weights' panel width
 };
 
-// isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline; the caller checks what the CPU supports.
+// isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline, 3 and 4: AVX-512 and AVX2 with the wide GEMMs; the caller checks
+// what the CPU supports.
 Kernels kernels_for(int64_t isa) {
 #if defined(__x86_64__)
   if (isa == 2) return {depthwise_avx512, gemm_avx512, conv_line_avx512, max_pool_avx512, 32};
   if (isa == 1) return {depthwise_avx2, gemm_avx2, conv_line_avx2, max_pool_avx2, 16};
+  if (isa == 3) return {depthwise_avx512, gemm_avx512_wide, conv_line_avx512_wide, max_pool_avx512, 64};
+  if (isa == 4) return {depthwise_avx2, gemm_avx2_wide, conv_line_avx2_wide, max_pool_avx2, 24};
 #endif
   return {depthwise_generic, gemm_generic, conv_line_generic, max_pool_generic, 8};
 }
