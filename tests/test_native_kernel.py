@@ -373,3 +373,23 @@ def test_the_wide_gemm_is_chosen_where_the_output_channels_fill_its_panels(monke
         prepared = native.plan(layer, x)
     assert prepared.width == 4 and prepared.pw_packed.shape == (11, 8, 24) and prepared.tile % 12 == 0
     assert_native_is_plain(layer, x)
+
+
+def test_tiles_are_whole_register_blocks_balanced_over_the_threads() -> None:
+    """Rows per tile: a multiple of the GEMM's rows, at most the byte budget of depthwise output (a larger one
+    where the pointwise weights are large, so that fewer tiles stream them), the busiest thread within BALANCE of
+    an even share."""
+    tile_of = native.kernel._tile
+    rng = random.Random(0)
+    for _ in range(300):
+        pixels, depth, n = rng.randint(1, 30000), rng.choice([3, 32, 128, 512, 728, 1024]), rng.choice([16, 728, 2048])
+        threads, rows = rng.choice([1, 2, 3, 8]), rng.choice([4, 6, 12, 14])
+        tile = tile_of(pixels, depth, n, threads, rows)
+        assert tile % rows == 0 and tile >= rows
+        budget = (native.kernel.BIG_TILE_BYTES if 4 * depth * n > native.kernel.BIG_WEIGHT_BYTES
+                  else native.kernel.TILE_BYTES)
+        assert tile == rows or tile <= min(256, budget // (4 * depth))
+        tiles = -(-pixels // tile)
+        busiest = min(pixels, -(-tiles // threads) * tile)
+        assert tile == rows or busiest <= native.kernel.BALANCE * -(-pixels // threads)
+    assert tile_of(361, 728, 728, 1, 14) > 4 * tile_of(361, 728, 256, 1, 14)  # Xception's middle flow: big weights

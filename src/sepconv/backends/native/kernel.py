@@ -42,6 +42,12 @@ __all__ = ["PLANS", "alias", "depthwise_only", "fuses_post_steps", "gemm_variant
 ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.ReLU6: 2}
 MAX_TAPS = 64
 TILE_BYTES = 32 * 1024  # the depthwise rows of one tile stay in L1 while the GEMM reads them
+# Pointwise weights above BIG_WEIGHT_BYTES no longer stay in L2 next to everything else: each tile streams them
+# from L3, so tiles get BIG_TILE_BYTES of rows (Xception's 728 -> 728 layers, 2.1 MB of weights: 14 rows -> 84;
+# Xception one thread 1.09x, two threads unchanged, A/B in one process)
+BIG_WEIGHT_BYTES = 1 << 20
+BIG_TILE_BYTES = 256 * 1024
+BALANCE = 1.1  # the busiest thread's rows at most this times an even share (larger tiles split less evenly)
 GEMM_ROWS = {0: 4, 1: 6, 2: 14, 3: 7, 4: 4}  # rows per register block of the GEMM (separable.cpp), per variant
 WIDE = {2: 3, 1: 4}  # per vector width, its variant with wider weight panels (separable.cpp, kernels_for)
 MAX_PADDING = 1.05  # the wide variant pads the output channels to at most this times the default's columns
@@ -101,7 +107,7 @@ class _Plan:
         self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
         self.geometry = [dw.out_channels // dw.in_channels, kh, kw, *dw.stride, *dw.dilation, pads[0][0],
                          pads[1][0], *out, n]
-        self.tile = _tile(shape[0] * out[0] * out[1], k, threads, math.lcm(GEMM_ROWS[width], GEMM_ROWS[variant]))
+        self.tile = _tile(shape[0] * out[0] * out[1], k, n, threads, math.lcm(GEMM_ROWS[width], GEMM_ROWS[variant]))
         self.width = variant
         self.call = calls().separable
         self.spare: torch.Tensor | None = None
@@ -118,14 +124,22 @@ def gemm_variant(width: int, n: int) -> int:
     return wide if -(-n // broad) * broad <= MAX_PADDING * (-(-n // narrow) * narrow) else width
 
 
-def _tile(pixels: int, depth: int, threads: int, rows: int) -> int:
-    """Rows per tile: about :data:`TILE_BYTES` of depthwise output, a multiple of the GEMM's ``rows`` per block (so
-    that no tile ends in slow narrow blocks), in a number of tiles close to a multiple of the threads."""
-    target = max(rows, min(256, TILE_BYTES // (4 * depth)))
-    tiles = -(-max(pixels, 1) // target)
-    tiles = -(-tiles // threads) * threads
-    tile = -(-pixels // tiles)
-    return max(rows, -(-tile // rows) * rows)
+def _tile(pixels: int, depth: int, n: int, threads: int, rows: int) -> int:
+    """Rows per tile: a multiple of the GEMM's ``rows`` per block (so that no tile ends in slow narrow blocks), the
+    largest up to about :data:`TILE_BYTES` of depthwise output (:data:`BIG_TILE_BYTES` where the pointwise weights
+    exceed :data:`BIG_WEIGHT_BYTES`: every tile streams them) whose split over the threads keeps the busiest
+    thread within :data:`BALANCE` of an even share."""
+    budget = BIG_TILE_BYTES if 4 * depth * n > BIG_WEIGHT_BYTES else TILE_BYTES
+    target = max(rows, min(256, budget // (4 * depth)))
+    pixels = max(pixels, 1)
+    even = -(-pixels // threads)
+    best = rows
+    for tile in range(rows, target + 1, rows):
+        tiles = -(-pixels // tile)
+        busiest = min(pixels, -(-tiles // threads) * tile)
+        if busiest <= BALANCE * even:
+            best = tile
+    return best
 
 
 def _folded(weight: torch.Tensor, bias: torch.Tensor | None,
