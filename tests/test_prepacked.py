@@ -333,3 +333,28 @@ def test_a_new_thread_count_gets_its_own_plan_and_no_stale_ticket(any_size: None
         assert {(tuple(x.shape), 1), (tuple(x.shape), 2)} <= keys
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(("conv", "shape", "layout", "expected"), [
+    (nn.Conv2d(64, 128, 1, stride=2), (1, 64, 56, 56), "cl", "sepconv_native::dense"),  # 1x1, 32 KiB of weights
+    (nn.Conv2d(256, 256, 1), (1, 256, 28, 28), "cl", "sepconv_native::dense"),  # 256 KiB
+    (nn.Conv2d(256, 728, 1, stride=2), (1, 256, 37, 37), "cl", "mkldnn::_convolution_pointwise"),  # 728 KiB
+    (nn.Conv2d(32, 32, 3, padding=1), (1, 32, 56, 56), "cl", "mkldnn::_convolution_pointwise"),  # 3x3, symmetric
+    (nn.Conv2d(3, 32, 3, stride=2, padding=1), (1, 3, 224, 224), "nchw", "sepconv_native::dense"),  # a stem
+])
+def test_each_conv_runs_the_implementation_measured_faster(conv: nn.Conv2d, shape: tuple, layout: str,
+                                                           expected: str) -> None:
+    """Above the break-even, the native kernel runs the convs where oneDNN needs a pass over the input first and the
+    1x1 convs with small weights; oneDNN the others (prepacked._native_pays)."""
+    if native_dense.load_error() is not None:
+        pytest.skip(native_dense.load_error())
+    fast = prepacked.prepack(copy.deepcopy(conv).eval())
+    x = torch.randn(shape)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "cl" else x
+    with torch.inference_mode():
+        reference = nn.Conv2d.forward(conv, x)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            out = fast(x)
+    ran = {event.name for event in profile.events()} & {"sepconv_native::dense", "mkldnn::_convolution_pointwise"}
+    assert ran == {expected}
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-4)
