@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -48,7 +47,7 @@ TILE_BYTES = 32 * 1024  # the depthwise rows of one tile stay in L1 while the GE
 BIG_WEIGHT_BYTES = 1 << 20
 BIG_TILE_BYTES = 256 * 1024
 BALANCE = 1.1  # the busiest thread's rows at most this times an even share (larger tiles split less evenly)
-GEMM_ROWS = {0: 4, 1: 6, 2: 14, 3: 7, 4: 4}  # rows per register block of the GEMM (separable.cpp), per variant
+GEMM_ROWS = {0: 4, 1: 6, 2: 14, 3: 6, 4: 4}  # rows per register block of the GEMM (separable.cpp), per variant
 WIDE = {2: 3, 1: 4}  # per vector width, its variant with wider weight panels (separable.cpp, kernels_for)
 MAX_PADDING = 1.05  # the wide variant pads the output channels to at most this times the default's columns
 SPARE_BYTES = 256 * 1024  # outputs from this size on reuse their memory (frozen layers): no page faults
@@ -107,7 +106,7 @@ class _Plan:
         self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
         self.geometry = [dw.out_channels // dw.in_channels, kh, kw, *dw.stride, *dw.dilation, pads[0][0],
                          pads[1][0], *out, n]
-        self.tile = _tile(shape[0] * out[0] * out[1], k, n, threads, math.lcm(GEMM_ROWS[width], GEMM_ROWS[variant]))
+        self.tile = _tile(shape[0] * out[0] * out[1], k, n, threads, GEMM_ROWS[variant])
         self.width = variant
         self.call = calls().separable
         self.spare: torch.Tensor | None = None

@@ -498,15 +498,17 @@ INLINE void max_pool_body(const float* __restrict x, float* __restrict out, cons
 // Rows per register block (MR): with 2V columns, 2 * MR accumulators. AVX-512 has 32 vector registers: 14 rows
 // (28 accumulators, 2 weight vectors, 1 broadcast) load the weight panel 14/8 times less often than 8 rows (1
 // thread, MobileNet v1's separable layers at batch 1: 4.14 -> 3.99 ms in all); AVX2 has 16: 6 rows.
-// The wide variants (`_wide`) take the same accumulators as 7 rows x 4 vectors (AVX-512, 64 columns) and 4 rows x
-// 3 vectors (AVX2, 24 columns): a broadcast feeds 4 (3) FMAs instead of 2, 11 (7) loads per 28 (12) FMAs instead
-// of 16 (8). The caller picks them where the output channels fill the wider panels (kernel.py, gemm_variant):
-// AVX-512, in the model, A/B in one process: MobileNet v1 1.02-1.11x (1 and 2 threads, batch 1 and 8), per
-// layer up to 1.2x at K = 512-1024; AVX2 (4 x 3 from 256 output channels on): MobileNet v1 1.04-1.08x.
+// The wide variants (`_wide`) are 6 rows x 4 vectors (AVX-512, 64 columns) and 4 rows x 3 vectors (AVX2, 24
+// columns): a broadcast feeds 4 (3) FMAs instead of 2, 10 (7) loads per 24 (12) FMAs instead of 16 (8) per 28
+// (12). The caller picks them where the output channels fill the wider panels (kernel.py, gemm_variant): AVX-512,
+// in the model, A/B in one process: MobileNet v1 1.02-1.11x (1 and 2 threads, batch 1 and 8), per layer up to
+// 1.2x at K = 512-1024; AVX2 (4 x 3 from 256 output channels on): MobileNet v1 1.04-1.08x. 7 x 4 (28
+// accumulators, 4 weight vectors and a broadcast: one register short) kept one accumulator on the stack, loaded
+// and stored every k: 1-2% slower than 6 x 4.
 #define SEPCONV_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #if defined(__x86_64__)
 SEPCONV_VARIANTS(SEPCONV_AVX512, avx512, 16, 14)
-SEPCONV_GEMMS(SEPCONV_AVX512, avx512_wide, 16, 7, 4)
+SEPCONV_GEMMS(SEPCONV_AVX512, avx512_wide, 16, 6, 4)
 SEPCONV_VARIANTS(__attribute__((target("avx2,fma"))), avx2, 8, 6)
 SEPCONV_GEMMS(__attribute__((target("avx2,fma"))), avx2_wide, 8, 4, 3)
 #endif
