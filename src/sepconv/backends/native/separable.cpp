@@ -313,6 +313,29 @@ inline void patch_rows(const float* __restrict x, const Strides& st, float* __re
   }
 }
 
+// One k of a register block: acc[n][r] += A[r][k] * Bp[k][n-th vector]. The panel streams from L2 (from 192 rows
+// of K on AVX-512 it does not fit L1): its lines are asked for 16 rows ahead (the hardware prefetchers left the
+// FMAs waiting on these loads; 1 and 2 threads, MobileNet's and Xception's layers: 0-15% faster, most from K =
+// 512 on); past the panel's end, this is the next panel.
+template <int V, int MR, int NV, bool Gather>
+INLINE void fma_step(typename Vec<V>::type (&acc)[NV][MR], const float* __restrict A, int64_t lda,
+                     const int64_t* __restrict off, const float* __restrict Bp, int64_t k) {
+  using vec = typename Vec<V>::type;
+  constexpr int NR = NV * V;
+  vec b[NV];
+#pragma GCC unroll 4
+  for (int n = 0; n < NV; ++n) b[n] = Vec<V>::load(Bp + k * NR + n * V);
+#pragma GCC unroll 4
+  for (int l = 0; l < NR; l += 16) __builtin_prefetch(Bp + (k + 16) * NR + l);  // one per cache line
+  const int64_t column = Gather ? off[k] : k;
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    const vec a = Vec<V>::splat(A[r * lda + column]);
+#pragma GCC unroll 4
+    for (int n = 0; n < NV; ++n) acc[n][r] += a * b[n];
+  }
+}
+
 // C rows [0, MR) x one panel of NR = NV * V columns: C = act(A B + bias). A: (rows, K) row-major (lda = K).
 // Bp: the panel, (K, NR) row-major. Columns beyond `cols` (the last panel's padding) are not stored. The
 // accumulators start from the bias (bias is padded to the panels) and every loop over the rows is unrolled, so
@@ -334,29 +357,26 @@ INLINE void micro(const float* __restrict A, int64_t lda, const int64_t* __restr
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) acc[n][r] = b;
   }
+  int64_t k = 0;
+  if constexpr (!Gather && MR > 4 && V <= 8) {
+    // AVX2 and narrower: one prefetch per row of A every 16 k, 3 cache lines ahead (the panel's stream evicts A's
+    // rows from L1), outside the k loop: a loop of 12 FMAs is short enough for its scalar work to matter (AVX2,
+    // MobileNet v1, 1 and 2 threads: 1.3-1.9% faster than the AVX-512 scheme below)
+    for (; k + 16 <= K; k += 16) {
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) __builtin_prefetch(A + r * lda + k + 48);
+      for (int64_t kk = k; kk < k + 16; ++kk) fma_step<V, MR, NV, Gather>(acc, A, lda, off, Bp, kk);
+    }
+  }
   int ahead_row = 0;
-  for (int64_t k = 0; k < K; ++k) {
-    vec b[NV];
-#pragma GCC unroll 4
-    for (int n = 0; n < NV; ++n) b[n] = Vec<V>::load(Bp + k * NR + n * V);
-    // the panel streams from L2 (from 192 rows of K on AVX-512 it does not fit L1): asked for 16 rows ahead (the
-    // hardware prefetchers left the FMAs waiting on these loads; 1 and 2 threads, MobileNet's and Xception's
-    // layers: 0-15% faster, most from K = 512 on); past the panel's end, this is the next panel
-#pragma GCC unroll 4
-    for (int l = 0; l < std::max(NR, 32); l += 16) __builtin_prefetch(Bp + (k + 16) * NR + l);
-    // and one row of A per k, each row every MR k, 3 cache lines ahead (the panel's stream evicts A's rows from L1:
-    // 1-11% per layer, A/B in one process, 1 and 2 threads, batch 1 and 8, never slower)
-    if constexpr (!Gather && MR > 4) {
+  for (; k < K; ++k) {
+    // AVX-512: one row of A per k, each row every MR k, 3 cache lines ahead (1-11% per layer, A/B in one process,
+    // 1 and 2 threads, batch 1 and 8, never slower; 2% faster than the AVX2 scheme above)
+    if constexpr (!Gather && MR > 4 && V > 8) {
       __builtin_prefetch(A + ahead_row * lda + k + 48);
       ahead_row = ahead_row + 1 == MR ? 0 : ahead_row + 1;
     }
-    const int64_t column = Gather ? off[k] : k;
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      const vec a = Vec<V>::splat(A[r * lda + column]);
-#pragma GCC unroll 4
-      for (int n = 0; n < NV; ++n) acc[n][r] += a * b[n];
-    }
+    fma_step<V, MR, NV, Gather>(acc, A, lda, off, Bp, k);
   }
   if (cols == NR) {
 #pragma GCC unroll 16
