@@ -59,8 +59,7 @@ class _Plan:
         n = conv.out_channels
         weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(n, -1)  # patches in (i, j, c) order
         variant = gemm_variant(width, n)
-        self.packed, self.bias = _pack(weight, None if conv.bias is None else conv.bias.detach(),
-                                       calls().panel_width(variant))
+        self.packed, self.bias = _pack(weight, None if conv.bias is None else conv.bias.detach(), variant)
         self.geometry = [1, *conv.kernel_size, *conv.stride, *conv.dilation, pads[0][0], pads[1][0], *outs, n]
         self.act = ACTIVATIONS[type(act)] if act is not None else 0
         self.width = variant

@@ -100,7 +100,7 @@ class _Plan:
         pw_weight, pw_bias = _folded(pw.weight.detach().reshape(n, k), None if pw.bias is None else pw.bias.detach(),
                                      post_norm)
         variant = gemm_variant(width, n)
-        self.pw_packed, self.pw_bias = _pack(pw_weight, pw_bias, calls().panel_width(variant))
+        self.pw_packed, self.pw_bias = _pack(pw_weight, pw_bias, variant)
         post_act = getattr(layer, "pointwise_act", None) if self.fused_post else None
         self.act_mid = ACTIVATIONS[type(layer.act)]
         self.act_out = 0 if post_act is None else ACTIVATIONS[type(post_act)]
@@ -119,8 +119,8 @@ def gemm_variant(width: int, n: int) -> int:
     wide = WIDE.get(width)
     if wide is None:
         return width
-    narrow, broad = calls().panel_width(width), calls().panel_width(wide)
-    return wide if -(-n // broad) * broad <= MAX_PADDING * (-(-n // narrow) * narrow) else width
+    columns = calls().packed_columns
+    return wide if columns(wide, n) <= MAX_PADDING * columns(width, n) else width
 
 
 def _tile(pixels: int, depth: int, n: int, threads: int, rows: int) -> int:
@@ -151,13 +151,18 @@ def _folded(weight: torch.Tensor, bias: torch.Tensor | None,
     return weight, shift if bias is None else bias * scale + shift
 
 
-def _pack(weight: torch.Tensor, bias: torch.Tensor | None, panel: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N, K)`` pointwise weights -> ``(ceil(N / panel), K, panel)`` panels; bias -> zero-padded to the panels."""
+def _pack(weight: torch.Tensor, bias: torch.Tensor | None, variant: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, K)`` pointwise weights -> the panels of kernel ``variant``'s GEMM, one after the other: ``(K, NR)``
+    each, the last one narrower where the kernel packs it so (``separable.cpp``, ``panel_of``); bias -> zero-padded
+    to the packed columns."""
     n, k = weight.shape
-    panels = -(-n // panel)
-    padded = F.pad(weight, (0, 0, 0, panels * panel - n)).reshape(panels, panel, k)
+    panel, columns = calls().panel_width(variant), calls().packed_columns(variant, n)
+    padded = F.pad(weight, (0, 0, 0, columns - n))
+    whole = columns // panel * panel
+    panels = padded[:whole].reshape(-1, panel, k).permute(0, 2, 1).reshape(-1)
+    packed = torch.cat([panels, padded[whole:].t().reshape(-1)])
     bias = torch.zeros(n, dtype=weight.dtype) if bias is None else bias
-    return padded.permute(0, 2, 1).contiguous(), F.pad(bias, (0, panels * panel - n)).contiguous()
+    return packed.contiguous(), F.pad(bias, (0, columns - n)).contiguous()
 
 
 def plan(layer: nn.Module, x: torch.Tensor) -> _Plan:

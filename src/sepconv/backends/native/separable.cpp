@@ -411,9 +411,33 @@ INLINE void panel_rows(const float* __restrict A, int64_t lda, const int64_t* __
   for (; r < rows; ++r) micro<V, 1, NV, Gather>(A + r * lda, lda, off, K, panel, bias, C + r * N, N, cols, act);
 }
 
-// C (rows, N) = act(A (rows, K) B + bias), C's rows `ldc` apart; Bp: (panels, K, NV * V), bias: (panels * NV * V).
-// Small weights (up to 32 KiB, resident in L1): row blocks outside, so that each output row is written whole while
-// in cache; larger weights: panels outside, so that each panel stays in cache for all the rows of the tile.
+// Panel pn of a GEMM with N output columns on panels of NR = NV * V columns, all full but the last: C's columns
+// of that panel for `rows` rows of A (lda apart, read through off when Gather). Bp holds the panels one after the
+// other, (K, NR) each; the last one is packed half as wide where the columns left fit in half a panel (NV even),
+// so that its padding is not multiplied (Xception's 728 channels on 64 columns: 736 columns instead of 768).
+constexpr bool has_half_tail(int NV) { return NV % 2 == 0; }
+
+template <int V, int MR, int NV, bool Gather = false>
+INLINE void panel_of(const float* __restrict A, int64_t lda, const int64_t* __restrict off, int64_t rows,
+                     int64_t K, const float* __restrict Bp, const float* __restrict bias, float* __restrict C,
+                     int64_t ldc, int64_t N, int64_t pn, int64_t act) {
+  constexpr int64_t NR = NV * V;
+  const int64_t cols = std::min<int64_t>(NR, N - pn * NR);
+  if constexpr (has_half_tail(NV)) {
+    if (cols <= NR / 2) {
+      panel_rows<V, MR, NV / 2, Gather>(A, lda, off, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
+                                        cols, act);
+      return;
+    }
+  }
+  panel_rows<V, MR, NV, Gather>(A, lda, off, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc, cols,
+                                act);
+}
+
+// C (rows, N) = act(A (rows, K) B + bias), C's rows `ldc` apart; Bp: the packed panels (see panel_of), bias: zeros
+// past N. Small weights (up to 32 KiB, resident in L1): row blocks outside, so that each output row is written
+// whole while in cache; larger weights: panels outside, so that each panel stays in cache for all the rows of the
+// tile.
 template <int V, int MR, int NV>
 INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const float* __restrict Bp,
                       const float* __restrict bias, float* __restrict C, int64_t N, int64_t ldc, int64_t act) {
@@ -422,14 +446,11 @@ INLINE void gemm_body(const float* __restrict A, int64_t rows, int64_t K, const 
     for (int64_t r0 = 0; r0 < rows; r0 += MR) {
       const int64_t block = std::min<int64_t>(MR, rows - r0);
       for (int64_t pn = 0; pn < panels; ++pn)
-        panel_rows<V, MR, NV>(A + r0 * K, K, nullptr, block, K, Bp + pn * K * NR, bias + pn * NR,
-                              C + r0 * ldc + pn * NR, ldc, std::min<int64_t>(NR, N - pn * NR), act);
+        panel_of<V, MR, NV>(A + r0 * K, K, nullptr, block, K, Bp, bias, C + r0 * ldc, ldc, N, pn, act);
     }
     return;
   }
-  for (int64_t pn = 0; pn < panels; ++pn)
-    panel_rows<V, MR, NV>(A, K, nullptr, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
-                          std::min<int64_t>(NR, N - pn * NR), act);
+  for (int64_t pn = 0; pn < panels; ++pn) panel_of<V, MR, NV>(A, K, nullptr, rows, K, Bp, bias, C, ldc, N, pn, act);
 }
 
 // count neighbouring output pixels of a standard conv whose taps are all inside the image, straight from the
@@ -443,8 +464,7 @@ INLINE void conv_line_body(const float* __restrict x, int64_t step, const int64_
   for (int64_t r0 = 0; r0 < count; r0 += MR) {
     const int64_t block = std::min<int64_t>(MR, count - r0);
     for (int64_t pn = 0; pn < panels; ++pn)
-      panel_rows<V, MR, NV, true>(x + r0 * step, step, off, block, K, Bp + pn * K * NR, bias + pn * NR,
-                              C + r0 * N + pn * NR, N, std::min<int64_t>(NR, N - pn * NR), act);
+      panel_of<V, MR, NV, true>(x + r0 * step, step, off, block, K, Bp, bias, C + r0 * N, N, N, pn, act);
   }
 }
 
@@ -496,6 +516,8 @@ INLINE void max_pool_body(const float* __restrict x, float* __restrict out, cons
 
 // The GEMMs of one register tile: MR rows x NV vectors of V floats.
 #define SEPCONV_GEMMS(TARGET, SUFFIX, V, MR, NV)                                                                 \
+  constexpr int64_t panel_##SUFFIX = NV * V;                                                                     \
+  constexpr bool half_tail_##SUFFIX = has_half_tail(NV);                                                         \
   TARGET void gemm_##SUFFIX(const float* A, int64_t rows, int64_t K, const float* Bp, const float* bias,         \
                             float* C, int64_t N, int64_t ldc, int64_t act) {                                     \
     gemm_body<V, MR, NV>(A, rows, K, Bp, bias, C, N, ldc, act);                                                 \
@@ -549,19 +571,31 @@ struct Kernels {
   GemmFn gemm;
   ConvLineFn conv_line;
   MaxPoolFn max_pool;
-  int64_t panel;  // NR, the pointwise weights' panel width
+  int64_t panel;    // NR, the pointwise weights' panel width
+  bool half_tail;   // whether a last panel of at most NR / 2 columns is packed half as wide (panel_of)
 };
 
 // isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline, 3 and 4: AVX-512 and AVX2 with the wide GEMMs; the caller checks
 // what the CPU supports.
 Kernels kernels_for(int64_t isa) {
 #if defined(__x86_64__)
-  if (isa == 2) return {depthwise_avx512, gemm_avx512, conv_line_avx512, max_pool_avx512, 32};
-  if (isa == 1) return {depthwise_avx2, gemm_avx2, conv_line_avx2, max_pool_avx2, 16};
-  if (isa == 3) return {depthwise_avx512, gemm_avx512_wide, conv_line_avx512_wide, max_pool_avx512, 64};
-  if (isa == 4) return {depthwise_avx2, gemm_avx2_wide, conv_line_avx2_wide, max_pool_avx2, 24};
+  if (isa == 2)
+    return {depthwise_avx512, gemm_avx512, conv_line_avx512, max_pool_avx512, panel_avx512, half_tail_avx512};
+  if (isa == 1) return {depthwise_avx2, gemm_avx2, conv_line_avx2, max_pool_avx2, panel_avx2, half_tail_avx2};
+  if (isa == 3)
+    return {depthwise_avx512, gemm_avx512_wide, conv_line_avx512_wide, max_pool_avx512, panel_avx512_wide,
+            half_tail_avx512_wide};
+  if (isa == 4)
+    return {depthwise_avx2, gemm_avx2_wide, conv_line_avx2_wide, max_pool_avx2, panel_avx2_wide, half_tail_avx2_wide};
 #endif
-  return {depthwise_generic, gemm_generic, conv_line_generic, max_pool_generic, 8};
+  return {depthwise_generic, gemm_generic, conv_line_generic, max_pool_generic, panel_generic, half_tail_generic};
+}
+
+// The columns the weights of N output channels take once packed for k's GEMM (panel_of): whole panels, the last
+// one half as wide where what is left fits in half a panel.
+int64_t packed_columns(const Kernels& k, int64_t N) {
+  const int64_t full = N / k.panel * k.panel, rest = N - full;
+  return full + (rest == 0 ? 0 : k.half_tail && 2 * rest <= k.panel ? k.panel / 2 : k.panel);
 }
 
 // The chunks [front, back) of one thread's share of a split, packed in one atomic (front in the high 32 bits): the
@@ -651,8 +685,9 @@ const float* data_or_null(const std::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
 }
 
-// x: (B, C, H, W) float32, any memory format (copied to channels_last if it is not). dw_w: (kh * kw, C * mult) contiguous. pw_packed: (panels, K, NR) from
-// pack_pointwise for the same isa; pw_b: (panels * NR), zeros past N. Returns (B, N, OH, OW) channels_last.
+// x: (B, C, H, W) float32, any memory format (copied to channels_last if it is not). dw_w: (kh * kw, C * mult)
+// contiguous. pw_packed: the panels of the isa's GEMM (panel_of; packed_columns(N) columns of K rows, kernel.py's
+// _pack); pw_b: packed_columns(N) values, zeros past N. Returns (B, N, OH, OW) channels_last.
 // geometry = [mult, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w, N].
 at::Tensor separable(const at::Tensor& x_any, const at::Tensor& dw_w, const std::optional<at::Tensor>& dw_b,
                      const at::Tensor& pw_packed, const at::Tensor& pw_b, at::IntArrayRef geometry, int64_t act_mid,
@@ -667,11 +702,11 @@ at::Tensor separable(const at::Tensor& x_any, const at::Tensor& dw_w, const std:
              geometry[7], geometry[8], geometry[9], geometry[10]};
   const int64_t N = geometry[11], P = g.batch * g.out_h * g.out_w;
   const Kernels k = kernels_for(isa);
-  const int64_t panels = (N + k.panel - 1) / k.panel;
+  const int64_t panels = (N + k.panel - 1) / k.panel, columns = packed_columns(k, N);
   TORCH_CHECK(g.kh * g.kw <= 64, "sepconv native: at most 64 taps");
   TORCH_CHECK(dw_w.is_contiguous() && dw_w.numel() == g.kh * g.kw * g.depth, "sepconv native: depthwise weight");
-  TORCH_CHECK(pw_packed.is_contiguous() && pw_packed.numel() == panels * g.depth * k.panel &&
-                  pw_b.is_contiguous() && pw_b.numel() == panels * k.panel,
+  TORCH_CHECK(pw_packed.is_contiguous() && pw_packed.numel() == columns * g.depth && pw_b.is_contiguous() &&
+                  pw_b.numel() == columns,
               "sepconv native: pointwise weights not packed for this isa");
   at::Tensor out = output_for(spare, {g.batch, N, g.out_h, g.out_w}, x.options());
   if (P == 0 || N == 0) return out;
@@ -736,7 +771,7 @@ at::Tensor depthwise(const at::Tensor& x_any, const at::Tensor& dw_w, const std:
 // A standard conv (groups 1) with its activation: x (B, C, H, W) float32, any memory format (read in place
 // through its strides: a network's (B, 3, H, W) input needs no layout copy) -> (B, N, OH, OW) channels_last.
 // Line by line of output pixels, the GEMM of the separable kernel multiplies the pixels' patches by the prepacked
-// weights (panels, kh * kw * C, NR), bias and activation in registers: the patches of the pixels whose taps are
+// weights (panel_of's panels, kh * kw * C rows), bias and activation in registers: the patches of the pixels whose taps are
 // all inside the image are read straight from the input (conv_line, an implicit im2col), the others are gathered
 // with their zeros into a per-thread buffer first (patch_rows). For convs with few input channels (a network's
 // stem), where oneDNN's direct kernels run far below the FMA rate. geometry as for separable (its first value,
@@ -752,9 +787,9 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w_packed, const at::Tens
              geometry[4], geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]};
   const int64_t N = geometry[11], K = g.kh * g.kw * g.channels;
   const Kernels k = kernels_for(isa);
-  const int64_t panels = (N + k.panel - 1) / k.panel;
-  TORCH_CHECK(w_packed.is_contiguous() && w_packed.numel() == panels * K * k.panel && bias.is_contiguous() &&
-                  bias.numel() == panels * k.panel,
+  const int64_t columns = packed_columns(k, N);
+  TORCH_CHECK(w_packed.is_contiguous() && w_packed.numel() == columns * K && bias.is_contiguous() &&
+                  bias.numel() == columns,
               "sepconv native: conv weights not packed for this isa");
   at::Tensor out = output_for(spare, {g.batch, N, g.out_h, g.out_w}, x.options());
   const int64_t lines = g.batch * g.out_h;
@@ -840,8 +875,9 @@ at::Tensor alias(const at::Tensor& t) {
   return at::empty({0}, t.options()).set_(t.storage(), t.storage_offset(), t.sizes(), t.strides());
 }
 
-// The panel width NR the kernels of `isa` expect (pack the pointwise weights into (ceil(N / NR), K, NR)).
+// The panel width NR the kernels of `isa` expect, and the columns N output channels take once packed (panel_of).
 int64_t panel_width(int64_t isa) { return kernels_for(isa).panel; }
+int64_t columns_for(int64_t isa, int64_t n) { return packed_columns(kernels_for(isa), n); }
 
 }  // namespace
 
@@ -877,6 +913,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dense", &dense, released());
   m.def("max_pool", &max_pool, released());
   m.def("panel_width", &panel_width);
+  m.def("packed_columns", &columns_for);
   m.def("alias", &alias);
   m.def("dynamic_for_coverage", &dynamic_for_coverage);
 }
