@@ -771,11 +771,11 @@ at::Tensor depthwise(const at::Tensor& x_any, const at::Tensor& dw_w, const std:
 // A standard conv (groups 1) with its activation: x (B, C, H, W) float32, any memory format (read in place
 // through its strides: a network's (B, 3, H, W) input needs no layout copy) -> (B, N, OH, OW) channels_last.
 // Line by line of output pixels, the GEMM of the separable kernel multiplies the pixels' patches by the prepacked
-// weights (panel_of's panels, kh * kw * C rows), bias and activation in registers: the patches of the pixels whose taps are
-// all inside the image are read straight from the input (conv_line, an implicit im2col), the others are gathered
-// with their zeros into a per-thread buffer first (patch_rows). For convs with few input channels (a network's
-// stem), where oneDNN's direct kernels run far below the FMA rate. geometry as for separable (its first value,
-// the depth multiplier, must be 1).
+// weights (panel_of's panels of kh * kw * C rows), bias and activation in registers: the patches of the pixels
+// whose taps are all inside the image are read straight from the input (conv_line, an implicit im2col), the others
+// are gathered with their zeros into a per-thread buffer first (patch_rows). For convs with few input channels (a
+// network's stem), where oneDNN's direct kernels run far below the FMA rate. geometry as for separable (its first
+// value, the depth multiplier, must be 1).
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& bias, at::IntArrayRef geometry,
                  int64_t act, int64_t isa, const std::optional<at::Tensor>& spare) {
   RECORD_FUNCTION("sepconv_native::dense", std::vector<c10::IValue>());  // seen by torch.profiler
