@@ -15,8 +15,10 @@ Four parts, each timed interleaved in this one process (every variant once per r
 4. the limit: this machine's FMA rate (the faster of two GEMMs: torch.mm 2048^3 and a prepacked oneDNN 1x1 conv)
    and copy bandwidth, and every figure as a fraction of them.
 
-Usage: ``python benchmarks/bench_cpu_inference.py [--repeats N] [--threads 2,1] [--no-compile] [--quick]``;
-writes ``benchmarks/results/cpu_inference.{json,md}``.
+Usage: ``python benchmarks/bench_cpu_inference.py [--repeats N] [--threads 2,1] [--no-compile] [--quick]
+[--name NAME]``; writes ``benchmarks/results/cpu_inference.{json,md}`` (or ``NAME.{json,md}``). An AVX2-only machine
+is emulated on an AVX-512 one with ``SEPCONV_NATIVE_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_ENABLE_INSTRUCTIONS=AVX2`` (recorded; ONNX Runtime cannot be limited and keeps its AVX-512 kernels).
 """
 
 from __future__ import annotations
@@ -207,6 +209,10 @@ def _layer_case(c: int, n: int, size: int, stride: int, batch: int, repeats: int
             "depthwise_gbps": dw_bytes / ms["depthwise step"] / 1e6}
 
 
+# environment variables that lower the instruction set of sepconv's kernel, PyTorch's, oneDNN's and MKL's
+ISA_LIMITS = ("SEPCONV_NATIVE_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def save(stem: str, report: dict, text: str) -> None:
     """Write ``results/<stem>.json`` (the report) and ``results/<stem>.md`` (its ``text``), each atomically."""
     RESULTS.mkdir(exist_ok=True)
@@ -228,6 +234,9 @@ def markdown(report: dict) -> str:
         f"{m['cpu']}, {m['cores']} cores, AVX-512: {m['avx512']}, torch {m['torch']}, onnxruntime "
         f"{m['onnxruntime']}, native kernel: {m['native']}; {m['date']}; {report['repeats']} interleaved rounds, "
         f"medians. Load average before/after: {m['load_before']} / {m['load_after']}.", "",
+        *([f"Instruction sets limited (an AVX2-only machine emulated): "
+           f"{', '.join(f'{k}={v}' for k, v in m['isa_limits'].items())}; ONNX Runtime cannot be limited and "
+           "still runs its AVX-512 kernels.", ""] if m.get("isa_limits") else []),
         "## The limit (this machine)", "",
         "| threads | GEMM rate (GMAC/s): the larger of | torch.mm 2048^3 | oneDNN 1x1 conv, prepacked | "
         "copy bandwidth (GB/s) |", "| ---: | ---: | ---: | ---: | ---: |"]
@@ -304,6 +313,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="MobileNet batch 1 only, no Xception")
     parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a recorded JSON")
+    parser.add_argument("--name", help="results/<name>.json and .md (default: cpu_inference, or cpu_inference_quick)")
     args = parser.parse_args()
     if args.render:
         path = Path(args.render)
@@ -337,8 +347,9 @@ def main() -> None:
     report["machine"] = {**machine(), "avx512": torch.backends.cpu.get_cpu_capability(),
                          "onnxruntime": onnxruntime.__version__, "native": native_state,
                          "load_before": [round(v, 2) for v in load_before],
-                         "load_after": [round(v, 2) for v in os.getloadavg()]}
-    save("cpu_inference_quick" if args.quick else "cpu_inference", report, markdown(report))
+                         "load_after": [round(v, 2) for v in os.getloadavg()],
+                         "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ}}
+    save(args.name or ("cpu_inference_quick" if args.quick else "cpu_inference"), report, markdown(report))
     print(markdown(report))
 
 
