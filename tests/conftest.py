@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import pytest
@@ -39,11 +38,16 @@ CPU_PATHS = {
 def force_cpu_path(name: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Set the environment that makes ``name`` of :data:`CPU_PATHS` run; returns the path ``choose`` reports."""
     from sepconv.backends import native
+    from sepconv.backends.native import dense
 
     for key, value in CPU_PATHS[name].items():
         monkeypatch.setenv(key, value)
-    if name.endswith("-wide"):
-        monkeypatch.setattr(native.kernel, "MAX_PADDING", math.inf)
+    if name.endswith("-wide"):  # every layer on the wide GEMM, half-width last panels included
+        def wide(width: int, n: int) -> int:
+            return native.kernel.WIDE.get(width, width)
+
+        monkeypatch.setattr(native.kernel, "gemm_variant", wide)
+        monkeypatch.setattr(dense, "gemm_variant", wide)
     path = name.split("-")[0]
     if path == "native" and native.load_error() is not None:
         pytest.skip(native.load_error())

@@ -366,7 +366,7 @@ def test_the_wide_gemm_is_chosen_where_the_output_channels_fill_its_panels(monke
     assert [calls.packed_columns(3, n) for n in (64, 728, 740, 1, 0)] == [64, 736, 768, 32, 0]
     assert [calls.packed_columns(4, n) for n in (24, 25, 36)] == [24, 48, 48]
     variant = native.kernel.gemm_variant
-    assert [variant(2, n) for n in (64, 128, 728, 33, 31, 16)] == [3, 3, 3, 2, 3, 2]  # 33: 64 vs 48 columns
+    assert [variant(2, n) for n in (64, 128, 120, 728, 33, 31)] == [3, 3, 3, 2, 2, 2]  # 728: a half-width last panel
     assert [variant(1, n) for n in (256, 512, 48, 64, 128, 16)] == [4, 4, 4, 1, 1, 1]  # 64: 72 vs 64 columns
     assert variant(0, 64) == 0
     force_cpu_path("native-avx2", monkeypatch)
@@ -396,3 +396,15 @@ def test_tiles_are_whole_register_blocks_balanced_over_the_threads() -> None:
         busiest = min(pixels, -(-tiles // threads) * tile)
         assert tile == rows or busiest <= native.kernel.BALANCE * -(-pixels // threads)
     assert tile_of(361, 728, 728, 1, 14) > 4 * tile_of(361, 728, 256, 1, 14)  # Xception's middle flow: big weights
+
+
+def test_forcing_the_wide_gemm_reaches_its_half_width_last_panel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forced '-wide' paths put every layer on the wide GEMM, so that the random geometries reach its half-width
+    last panel (72 output channels: one panel of 64, one of 32 for the 8 left) although no layer takes it unforced."""
+    force_cpu_path("native-wide", monkeypatch)
+    layer = sepconv.SeparableConv2d(8, 72, 3, padding=1).eval()
+    x = torch.randn(2, 8, 7, 9)
+    with torch.inference_mode():
+        prepared = native.plan(layer, x)
+    assert prepared.width == native.kernel.WIDE[native.isa()] or native.isa() == 0
+    assert_native_is_plain(layer, x)

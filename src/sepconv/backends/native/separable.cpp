@@ -45,7 +45,11 @@ enum Act : int64_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
 template <typename T>
 INLINE T activate(T v, int64_t act) {
   if (act == kNone) return v;
-  const T zero{};
+  // made here, opaque to the optimizer: GCC otherwise kept 0 and 6 in two vector registers through the GEMM's whole
+  // k loop, one register short for the AVX-512 GEMM's 28 accumulators, and kept one of them on the stack, loaded
+  // and stored every k (the 14 x 2 GEMM 2-6% slower)
+  T zero{};
+  asm volatile("" : "+v"(zero));
   v = v < zero ? zero : v;
   if (act == kRelu6) v = v > zero + 6.f ? zero + 6.f : v;
   return v;
@@ -417,6 +421,32 @@ INLINE void panel_rows(const float* __restrict A, int64_t lda, const int64_t* __
 // so that its padding is not multiplied (Xception's 728 channels on 64 columns: 736 columns instead of 768).
 constexpr bool has_half_tail(int NV) { return NV % 2 == 0; }
 
+// The half-width last panel, in a function of its own: inlined next to the main register blocks, its own blocks
+// (14 x 1 on AVX-512) kept accumulators on the stack, loaded and stored every k (GCC's register allocation).
+#define SEPCONV_TAIL_ROWS(TARGET, V)                                                                            \
+  template <int MR, int NV, bool Gather>                                                                        \
+  TARGET __attribute__((noinline)) void tail_rows_##V(const float* A, int64_t lda, const int64_t* off,           \
+                                                       int64_t rows, int64_t K, const float* panel,              \
+                                                       const float* bias, float* C, int64_t N, int64_t cols,     \
+                                                       int64_t act) {                                            \
+    panel_rows<V, MR, NV, Gather>(A, lda, off, rows, K, panel, bias, C, N, cols, act);                            \
+  }
+#if defined(__x86_64__)
+SEPCONV_TAIL_ROWS(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), 16)
+SEPCONV_TAIL_ROWS(__attribute__((target("avx2,fma"))), 8)
+#endif
+SEPCONV_TAIL_ROWS(, 4)
+
+template <int V, int MR, int NV, bool Gather>
+INLINE void tail_rows(const float* A, int64_t lda, const int64_t* off, int64_t rows, int64_t K, const float* panel,
+                      const float* bias, float* C, int64_t N, int64_t cols, int64_t act) {
+#if defined(__x86_64__)
+  if constexpr (V == 16) return tail_rows_16<MR, NV, Gather>(A, lda, off, rows, K, panel, bias, C, N, cols, act);
+  if constexpr (V == 8) return tail_rows_8<MR, NV, Gather>(A, lda, off, rows, K, panel, bias, C, N, cols, act);
+#endif
+  if constexpr (V == 4) return tail_rows_4<MR, NV, Gather>(A, lda, off, rows, K, panel, bias, C, N, cols, act);
+}
+
 template <int V, int MR, int NV, bool Gather = false>
 INLINE void panel_of(const float* __restrict A, int64_t lda, const int64_t* __restrict off, int64_t rows,
                      int64_t K, const float* __restrict Bp, const float* __restrict bias, float* __restrict C,
@@ -425,8 +455,8 @@ INLINE void panel_of(const float* __restrict A, int64_t lda, const int64_t* __re
   const int64_t cols = std::min<int64_t>(NR, N - pn * NR);
   if constexpr (has_half_tail(NV)) {
     if (cols <= NR / 2) {
-      panel_rows<V, MR, NV / 2, Gather>(A, lda, off, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
-                                        cols, act);
+      tail_rows<V, MR, NV / 2, Gather>(A, lda, off, rows, K, Bp + pn * K * NR, bias + pn * NR, C + pn * NR, ldc,
+                                       cols, act);
       return;
     }
   }
