@@ -408,3 +408,42 @@ def test_forcing_the_wide_gemm_reaches_its_half_width_last_panel(monkeypatch: py
         prepared = native.plan(layer, x)
     assert prepared.width == native.kernel.WIDE[native.isa()] or native.isa() == 0
     assert_native_is_plain(layer, x)
+
+
+def _innermost_fma_loops(disassembly: str) -> dict[str, list[list[str]]]:
+    """Per GEMM function of an ``objdump -d`` listing, the bodies of its innermost loops that multiply-add (a
+    backward jump with no other jump between its target and itself)."""
+    import re
+
+    loops: dict[str, list[list[str]]] = {}
+    for function in re.split(r"\n(?=[0-9a-f]+ <)", disassembly):
+        name = re.search(r"::((?:gemm|conv_line|tail_rows)_\w+)", function.splitlines()[0])
+        if name is None:
+            continue
+        code = [(int(m.group(1), 16), m.group(2)) for m in re.finditer(r"^\s*([0-9a-f]+):\s*(.*)$", function, re.M)]
+        for end, (address, text) in enumerate(code):
+            jump = re.match(r"j\w+\s+([0-9a-f]+)", text)
+            if jump is None or int(jump.group(1), 16) >= address:
+                continue
+            body = [t for a, t in code[:end + 1] if a >= int(jump.group(1), 16)]
+            if any(re.match(r"j\w+\s", t) for t in body[:-1]) or not any("vfmadd" in t for t in body):
+                continue
+            loops.setdefault(name.group(1), []).append(body)
+    return loops
+
+
+def test_the_gemm_loops_keep_their_accumulators_in_registers() -> None:
+    """No innermost multiply-add loop of the built kernel reads or writes a vector on the stack: an accumulator
+    spilled there is loaded and stored every k (GCC did so twice while the GEMM was generalized: 2-6% per layer)."""
+    import re
+    import shutil
+
+    if native.load_error() is not None or shutil.which("objdump") is None:
+        pytest.skip("needs the native kernel and objdump")
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", native.build.calls().__file__],
+                             capture_output=True, text=True, check=True).stdout
+    loops = _innermost_fma_loops(listing)
+    assert {"gemm_avx512", "gemm_avx512_wide", "gemm_avx2", "gemm_avx2_wide"} <= set(loops)
+    stack = re.compile(r"v\w+\s.*[xyz]mm\d+.*\(%r[sb]p\)|v\w+\s+-?0x[0-9a-f]+\(%r[sb]p\)")
+    spilled = {name: line for name, bodies in loops.items() for body in bodies for line in body if stack.search(line)}
+    assert not spilled

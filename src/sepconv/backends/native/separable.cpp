@@ -49,7 +49,9 @@ INLINE T activate(T v, int64_t act) {
   // k loop, one register short for the AVX-512 GEMM's 28 accumulators, and kept one of them on the stack, loaded
   // and stored every k (the 14 x 2 GEMM 2-6% slower)
   T zero{};
+#if defined(__x86_64__)
   asm volatile("" : "+v"(zero));
+#endif
   v = v < zero ? zero : v;
   if (act == kRelu6) v = v > zero + 6.f ? zero + 6.f : v;
   return v;
@@ -431,8 +433,9 @@ constexpr bool has_half_tail(int NV) { return NV % 2 == 0; }
                                                        int64_t act) {                                            \
     panel_rows<V, MR, NV, Gather>(A, lda, off, rows, K, panel, bias, C, N, cols, act);                            \
   }
+#define SEPCONV_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #if defined(__x86_64__)
-SEPCONV_TAIL_ROWS(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), 16)
+SEPCONV_TAIL_ROWS(SEPCONV_AVX512, 16)
 SEPCONV_TAIL_ROWS(__attribute__((target("avx2,fma"))), 8)
 #endif
 SEPCONV_TAIL_ROWS(, 4)
@@ -577,7 +580,6 @@ INLINE void max_pool_body(const float* __restrict x, float* __restrict out, cons
 // 1.2x at K = 512-1024; AVX2 (4 x 3 from 256 output channels on): MobileNet v1 1.04-1.08x. 7 x 4 (28
 // accumulators, 4 weight vectors and a broadcast: one register short) kept one accumulator on the stack, loaded
 // and stored every k: 1-2% slower than 6 x 4.
-#define SEPCONV_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #if defined(__x86_64__)
 SEPCONV_VARIANTS(SEPCONV_AVX512, avx512, 16, 14)
 SEPCONV_GEMMS(SEPCONV_AVX512, avx512_wide, 16, 6, 4)
