@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -315,6 +316,8 @@ def main() -> None:
     parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a recorded JSON")
     parser.add_argument("--name", help="results/<name>.json and .md (default: cpu_inference, or cpu_inference_quick)")
     args = parser.parse_args()
+    if args.name is not None and not re.fullmatch(r"[\w.-]+", args.name):  # checked before a run of minutes
+        parser.error(f"--name must be a file name stem (letters, digits, '.', '-', '_'), got {args.name!r}")
     if args.render:
         path = Path(args.render)
         path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
