@@ -195,9 +195,9 @@ def _native_pays(conv: nn.Module, x: torch.Tensor) -> bool:
     per output line): 1.0-2.5x faster than oneDNN on channels_last inputs (Xception's stride-2 shortcuts 64 -> 128
     and 128 -> 256, 16 -> 96, 64 -> 384, 256 -> 256 ...; 1 and 2 threads, batch 1 and 8). Larger 1x1 convs
     (Xception's 256 -> 728: 0.95x) and k x k convs on channels_last inputs (0.76-1.56x) stay with oneDNN."""
-    (top, bottom), (left, right) = conv_pads_and_outputs(conv, x.shape)[0]
     if tuple(conv.kernel_size) == (1, 1) and 4 * conv.weight.numel() <= NATIVE_1X1_WEIGHT_BYTES:
         return True
+    (top, bottom), (left, right) = conv_pads_and_outputs(conv, x.shape)[0]
     return not x.is_contiguous(memory_format=torch.channels_last) or top != bottom or left != right
 
 
