@@ -29,7 +29,6 @@ CPU_PATHS = {
     "native": {},
     "native-wide": {},
     "native-avx2": {"SEPCONV_NATIVE_ISA": "avx2"},
-    "native-avx2-wide": {"SEPCONV_NATIVE_ISA": "avx2"},
     "native-generic": {"SEPCONV_NATIVE_ISA": "generic"},
     "onednn": {"SEPCONV_NATIVE": "0"},
 }

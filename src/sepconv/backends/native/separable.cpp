@@ -573,18 +573,18 @@ INLINE void max_pool_body(const float* __restrict x, float* __restrict out, cons
 // Rows per register block (MR): with 2V columns, 2 * MR accumulators. AVX-512 has 32 vector registers: 14 rows
 // (28 accumulators, 2 weight vectors, 1 broadcast) load the weight panel 14/8 times less often than 8 rows (1
 // thread, MobileNet v1's separable layers at batch 1: 4.14 -> 3.99 ms in all); AVX2 has 16: 6 rows.
-// The wide variants (`_wide`) are 6 rows x 4 vectors (AVX-512, 64 columns) and 4 rows x 3 vectors (AVX2, 24
-// columns): a broadcast feeds 4 (3) FMAs instead of 2, 10 (7) loads per 24 (12) FMAs instead of 16 (8) per 28
-// (12). The caller picks them where the output channels fill the wider panels (kernel.py, gemm_variant): AVX-512,
-// in the model, A/B in one process: MobileNet v1 1.02-1.11x (1 and 2 threads, batch 1 and 8), per layer up to
-// 1.2x at K = 512-1024; AVX2 (4 x 3 from 256 output channels on): MobileNet v1 1.04-1.08x. 7 x 4 (28
-// accumulators, 4 weight vectors and a broadcast: one register short) kept one accumulator on the stack, loaded
-// and stored every k: 1-2% slower than 6 x 4.
+// The wide variant (`_wide`, AVX-512) is 6 rows x 4 vectors (64 columns): a broadcast feeds 4 FMAs instead of
+// 2, 10 loads per 24 FMAs instead of 16 per 28. The caller picks it where the output channels fill the wider
+// panels (kernel.py, gemm_variant): in the model, A/B in one process: MobileNet v1 1.02-1.11x (1 and 2 threads,
+// batch 1 and 8), per layer up to 1.2x at K = 512-1024. 7 x 4 (28 accumulators, 4 weight vectors and a broadcast:
+// one register short) kept one accumulator on the stack, loaded and stored every k: 1-2% slower than 6 x 4. AVX2
+// had a 4 x 3 variant (24 columns), 1.04-1.08x on MobileNet v1 on an AVX-512 Intel core limited to AVX2, but on
+// real AVX2 hardware (AMD EPYC, Zen 3) 6 x 2 was the faster one: MobileNet v1 1.01-1.05x, Xception 1.02-1.06x, per
+// layer up to 1.14x (1 and 2 threads, batch 1 and 8); it was removed.
 #if defined(__x86_64__)
 SEPCONV_VARIANTS(SEPCONV_AVX512, avx512, 16, 14)
 SEPCONV_GEMMS(SEPCONV_AVX512, avx512_wide, 16, 6, 4)
 SEPCONV_VARIANTS(__attribute__((target("avx2,fma"))), avx2, 8, 6)
-SEPCONV_GEMMS(__attribute__((target("avx2,fma"))), avx2_wide, 8, 4, 3)
 #endif
 SEPCONV_VARIANTS(, generic, 4, 4)
 
@@ -607,8 +607,8 @@ struct Kernels {
   bool half_tail;   // whether a last panel of at most NR / 2 columns is packed half as wide (panel_of)
 };
 
-// isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline, 3 and 4: AVX-512 and AVX2 with the wide GEMMs; the caller checks
-// what the CPU supports.
+// isa: 2 = AVX-512, 1 = AVX2+FMA, 0 = baseline, 3: AVX-512 with the wide GEMM; the caller checks what the CPU
+// supports.
 Kernels kernels_for(int64_t isa) {
 #if defined(__x86_64__)
   if (isa == 2)
@@ -617,8 +617,6 @@ Kernels kernels_for(int64_t isa) {
   if (isa == 3)
     return {depthwise_avx512, gemm_avx512_wide, conv_line_avx512_wide, max_pool_avx512, panel_avx512_wide,
             half_tail_avx512_wide};
-  if (isa == 4)
-    return {depthwise_avx2, gemm_avx2_wide, conv_line_avx2_wide, max_pool_avx2, panel_avx2_wide, half_tail_avx2_wide};
 #endif
   return {depthwise_generic, gemm_generic, conv_line_generic, max_pool_generic, panel_generic, half_tail_generic};
 }
