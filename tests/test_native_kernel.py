@@ -79,6 +79,20 @@ def test_every_channel_tail(width: str, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_three_tap_rows_at_stride_one_and_two(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels 3 taps wide without horizontal dilation run their interior pixels through a sliding window over
+    each tap row (stride 1 and 2): every kernel height, vertical stride and dilation, the image's top and bottom
+    rows (fewer tap rows), padding that leaves no interior column, channel tails."""
+    force_cpu_path(width, monkeypatch)
+    for (kh, sh, sw, dh, padding, cin, size) in [(3, 1, 1, 1, 1, 13, (6, 13)), (3, 2, 2, 1, 1, 24, (9, 17)),
+                                                 (1, 1, 2, 1, (0, 1), 40, (5, 12)), (5, 3, 1, 2, "same", 8, (11, 9)),
+                                                 (3, 1, 2, 1, "valid", 17, (4, 11)), (3, 1, 1, 1, (1, 4), 16, (5, 3))]:
+        layer = sepconv.SeparableConv2d(cin, 10, (kh, 3), stride=(sh, sw), padding=padding, dilation=(dh, 1),
+                                        activation="relu").eval()
+        assert_native_is_plain(layer, torch.randn(2, cin, *size))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_depth_multipliers(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Output channel k reads input channel k // m: vectors of outputs with shuffled input lanes, then scalars."""
     force_cpu_path(width, monkeypatch)

@@ -251,6 +251,56 @@ INLINE void depthwise_quad(const float* __restrict x, const float* __restrict w,
   }
 }
 
+// depthwise_quad for the common kernel: 3 taps wide, no horizontal dilation, stride S = 1 or 2. Along each tap row
+// the four pixels' 3 S + 3 input columns are loaded once each and feed every tap that reads them (stride 1: 6 loads
+// for 12 multiply-adds, where depthwise_quad makes 12 and reads the tap offsets from memory); the 3 weights of the
+// row stay in registers. Same order of the multiply-adds per output as depthwise_quad. The taps are those of the
+// first pixel, row by row, 3 per row (interior pixels: all columns valid; rows outside the image left out).
+template <int V, int S>
+INLINE void depthwise_quad3(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
+                            float* __restrict row, const Geometry& g, const Taps& t, int64_t shift, int64_t act,
+                            int64_t c0 = 0) {
+  using vec = typename Vec<V>::type;
+  const int64_t C = g.channels, K = g.depth, step = S * C;
+  int64_t c = c0;
+  for (; c + V <= C; c += V) {
+    const vec b = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
+    vec acc[4] = {b, b, b, b};
+    {  // the next quad's last tap row, as in depthwise_quad
+      const float* ahead = x + t.input[t.count - 1] + shift + 4 * step + c;
+      __builtin_prefetch(ahead);
+      __builtin_prefetch(ahead + step);
+      __builtin_prefetch(ahead + 2 * step);
+      __builtin_prefetch(ahead + 3 * step);
+    }
+    for (int64_t s = 0; s < t.count; s += 3) {
+      const float* xs = x + t.input[s] + shift + c;
+      const float* ws = w + t.weight[s] + c;
+      const vec taps[3] = {Vec<V>::load(ws), Vec<V>::load(ws + K), Vec<V>::load(ws + 2 * K)};
+#pragma GCC unroll 16
+      for (int m = 0; m < 3 * S + 3; ++m) {  // input column m feeds pixel q through tap j = m - q S
+        const vec in = Vec<V>::load(xs + m * C);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q)
+          if (m - q * S >= 0 && m - q * S < 3) acc[q] += in * taps[m - q * S];
+      }
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) Vec<V>::store(row + q * K + c, activate(acc[q], act));
+  }
+  if constexpr (V > 4) {
+    if (c < C) depthwise_quad3<V / 2, S>(x, w, bias, row, g, t, shift, act, c);
+    return;
+  }
+  for (; c < C; ++c) {
+    for (int64_t q = 0; q < 4; ++q) {
+      float a = bias ? bias[c] : 0.f;
+      for (int64_t s = 0; s < t.count; ++s) a += x[t.input[s] + shift + q * step + c] * w[t.weight[s] + c];
+      row[q * K + c] = activate(a, act);
+    }
+  }
+}
+
 // Depthwise output of pixels [p0, p1) (flattened over batch, out_h, out_w) into buf (p1 - p0, depth). Along a
 // row, the pixels whose horizontal taps are all inside the image share one tap list, shifted per pixel, and run
 // four at a time.
@@ -262,6 +312,7 @@ INLINE void depthwise_body(const float* __restrict x, const float* __restrict w,
   std::optional<Multiplied> map;
   if (g.mult != 1) map.emplace(g.depth, g.mult, V);
   const Multiplied* multiplied = map ? &*map : nullptr;
+  const bool three_taps = g.kw == 3 && g.dw == 1;  // depthwise_quad3 (with stride 1 or 2)
   int64_t p = p0;
   while (p < p1) {
     const int64_t ow0 = p % g.out_w, t = p / g.out_w, oh = t % g.out_h, b = t / g.out_h;
@@ -277,7 +328,12 @@ INLINE void depthwise_body(const float* __restrict x, const float* __restrict w,
         }
         const int64_t shift = (ow - lo) * g.sw * g.channels;
         if (g.mult == 1 && ow + 3 <= hi && q + 3 < row_end) {
-          depthwise_quad<V>(x, w, bias, row, g, inner, shift, g.sw * g.channels, act);
+          if (three_taps && g.sw == 1)
+            depthwise_quad3<V, 1>(x, w, bias, row, g, inner, shift, act);
+          else if (three_taps && g.sw == 2)
+            depthwise_quad3<V, 2>(x, w, bias, row, g, inner, shift, act);
+          else
+            depthwise_quad<V>(x, w, bias, row, g, inner, shift, g.sw * g.channels, act);
           q += 3;
         } else {
           depthwise_pixel<V>(x, w, bias, row, g, inner, shift, act, 0, multiplied);
