@@ -75,6 +75,17 @@ def gemm_rate(repeats: int = 10) -> dict[str, float]:
     return {"torch.mm": 2048**3 / seconds["mm"], "oneDNN 1x1 conv": 4096 * 1024 * 1024 / seconds["1x1"]}
 
 
+def cpu_steal_seconds() -> float | None:
+    """Seconds the hypervisor ran other guests on this machine's CPUs since boot (``steal`` in ``/proc/stat``;
+    ``None`` where there is no such file): its growth during a run says how much of the run was taken away."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def native_off(fn: Callable[[], object]) -> Callable[[], object]:
     """``fn`` run with the native kernel turned off (``SEPCONV_NATIVE=0``): the oneDNN path."""
     def run() -> object:
@@ -223,6 +234,19 @@ def save(stem: str, report: dict, text: str) -> None:
         tmp.replace(RESULTS / f"{stem}{suffix}")
 
 
+def steadiness(report: dict) -> str:
+    """The record's note on how steady the machine was: the GEMM rate measured again at the end of the run (a
+    shared host's neighbours change it by tens of percent within minutes) and the CPU steal time during it."""
+    end, text = report.get("gemm_at_end"), ""
+    if end:
+        text += " GEMM rate at the start / end of the run (GMAC/s): " + ", ".join(
+            f"{report['peak'][t]['gemm_gmacs']:.1f} / {rate:.1f} ({t} thread{'' if t == '1' else 's'})"
+            for t, rate in end.items()) + "."
+    if report["machine"].get("steal_seconds") is not None:
+        text += f" CPU steal time during the run: {report['machine']['steal_seconds']:.1f} s."
+    return text
+
+
 def geomean(values: list[float]) -> float:
     values = [v for v in values if v > 0]
     return float(torch.tensor(values).log().mean().exp()) if values else float("nan")
@@ -232,9 +256,9 @@ def markdown(report: dict) -> str:
     m, peak = report["machine"], report["peak"]
     lines = [
         "# CPU inference: sepconv against ONNX Runtime and torch.compile (issue 13)", "",
-        f"{m['cpu']}, {m['cores']} cores, AVX-512: {m['avx512']}, torch {m['torch']}, onnxruntime "
+        f"{m['cpu']}, {m['cores']} cores, CPU capability (PyTorch): {m['avx512']}, torch {m['torch']}, onnxruntime "
         f"{m['onnxruntime']}, native kernel: {m['native']}; {m['date']}; {report['repeats']} interleaved rounds, "
-        f"medians. Load average before/after: {m['load_before']} / {m['load_after']}.", "",
+        f"medians. Load average before/after: {m['load_before']} / {m['load_after']}.{steadiness(report)}", "",
         *([f"Instruction sets limited (an AVX2-only machine emulated): "
            f"{', '.join(f'{k}={v}' for k, v in m['isa_limits'].items())}; ONNX Runtime cannot be limited and "
            "still runs its AVX-512 kernels.", ""] if m.get("isa_limits") else []),
@@ -323,7 +347,7 @@ def main() -> None:
         path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
         return
     threads = tuple(int(t) for t in args.threads.split(","))
-    load_before = os.getloadavg()
+    load_before, steal_before = os.getloadavg(), cpu_steal_seconds()
     native_state = native.load_error() or f"built ({['baseline', 'AVX2', 'AVX-512'][native.isa()]} variant)"
     report: dict = {"repeats": args.repeats, "peak": {}, "end_to_end": [], "per_layer_threads": threads[0]}
     for count in threads:
@@ -345,12 +369,19 @@ def main() -> None:
         "fraction_of_mac_ratio": geomean([r["fraction_of_mac_ratio"] for r in report["per_layer"]]),
         "vs_plain_nchw": geomean([r["vs_plain_nchw"] for r in report["per_layer"]]),
         "depthwise_fraction_of_copy": geomean([r["depthwise_gbps"] / copy for r in report["per_layer"]])}
+    report["gemm_at_end"] = {}
+    for count in threads:
+        torch.set_num_threads(count)
+        report["gemm_at_end"][str(count)] = max(gemm_rate().values()) / 1e9
+    steal_after = cpu_steal_seconds()
     import onnxruntime
 
     report["machine"] = {**machine(), "avx512": torch.backends.cpu.get_cpu_capability(),
                          "onnxruntime": onnxruntime.__version__, "native": native_state,
                          "load_before": [round(v, 2) for v in load_before],
                          "load_after": [round(v, 2) for v in os.getloadavg()],
+                         "steal_seconds": None if steal_before is None or steal_after is None
+                         else round(steal_after - steal_before, 1),
                          "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ}}
     save(args.name or ("cpu_inference_quick" if args.quick else "cpu_inference"), report, markdown(report))
     print(markdown(report))
