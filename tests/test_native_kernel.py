@@ -80,9 +80,9 @@ def test_every_channel_tail(width: str, monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_three_tap_rows_at_stride_one_and_two(width: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kernels 3 taps wide without horizontal dilation run their interior pixels through a sliding window over
-    each tap row (stride 1 and 2): every kernel height, vertical stride and dilation, the image's top and bottom
-    rows (fewer tap rows), padding that leaves no interior column, channel tails."""
+    """Kernels 3 taps wide without horizontal dilation run their interior pixels through a sliding window over each
+    tap row (stride 1 and 2; AVX2 and baseline widths): every kernel height, vertical stride and dilation, the
+    image's top and bottom rows (fewer tap rows), padding that leaves no interior column, channel tails."""
     force_cpu_path(width, monkeypatch)
     for (kh, sh, sw, dh, padding, cin, size) in [(3, 1, 1, 1, 1, 13, (6, 13)), (3, 2, 2, 1, 1, 24, (9, 17)),
                                                  (1, 1, 2, 1, (0, 1), 40, (5, 12)), (5, 3, 1, 2, "same", 8, (11, 9)),
