@@ -203,6 +203,16 @@ INLINE void depthwise_pixel(const float* __restrict x, const float* __restrict w
   }
 }
 
+// The next quad's last tap row (channels from c), read from memory for the first time there: asked one quad ahead
+// (a prefetch past the end of the input is harmless: it never faults). `step`: the input offset between pixels.
+INLINE void prefetch_next_quad(const float* x, const Taps& t, int64_t shift, int64_t step, int64_t c) {
+  const float* ahead = x + t.input[t.count - 1] + shift + 4 * step + c;
+  __builtin_prefetch(ahead);
+  __builtin_prefetch(ahead + step);
+  __builtin_prefetch(ahead + 2 * step);
+  __builtin_prefetch(ahead + 3 * step);
+}
+
 // Four neighbouring interior pixels of one row at once (depth multiplier 1): each weight vector is loaded once
 // for the four, which halves the loads per multiply-add of depthwise_pixel. `step` is the input offset between
 // neighbours (stride * channels); rows of the output are `depth` apart. Channels from c0 on; the channels left
@@ -217,14 +227,7 @@ INLINE void depthwise_quad(const float* __restrict x, const float* __restrict w,
   for (; c + V <= C; c += V) {
     const vec b = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
     vec a0 = b, a1 = b, a2 = b, a3 = b;
-    {  // the next quad's last tap row, read from memory for the first time there: asked one quad ahead (a prefetch
-       // past the end of the input is harmless: it never faults)
-      const float* ahead = x + t.input[t.count - 1] + shift + 4 * step + c;
-      __builtin_prefetch(ahead);
-      __builtin_prefetch(ahead + step);
-      __builtin_prefetch(ahead + 2 * step);
-      __builtin_prefetch(ahead + 3 * step);
-    }
+    prefetch_next_quad(x, t, shift, step, c);
     for (int64_t s = 0; s < t.count; ++s) {
       const vec wv = Vec<V>::load(w + t.weight[s] + c);
       const float* xs = x + t.input[s] + shift + c;
@@ -266,13 +269,7 @@ INLINE void depthwise_quad3(const float* __restrict x, const float* __restrict w
   for (; c + V <= C; c += V) {
     const vec b = bias ? Vec<V>::load(bias + c) : Vec<V>::splat(0.f);
     vec acc[4] = {b, b, b, b};
-    {  // the next quad's last tap row, as in depthwise_quad
-      const float* ahead = x + t.input[t.count - 1] + shift + 4 * step + c;
-      __builtin_prefetch(ahead);
-      __builtin_prefetch(ahead + step);
-      __builtin_prefetch(ahead + 2 * step);
-      __builtin_prefetch(ahead + 3 * step);
-    }
+    prefetch_next_quad(x, t, shift, step, c);
     for (int64_t s = 0; s < t.count; s += 3) {
       const float* xs = x + t.input[s] + shift + c;
       const float* ws = w + t.weight[s] + c;
@@ -290,14 +287,8 @@ INLINE void depthwise_quad3(const float* __restrict x, const float* __restrict w
   }
   if constexpr (V > 4) {
     if (c < C) depthwise_quad3<V / 2, S>(x, w, bias, row, g, t, shift, act, c);
-    return;
-  }
-  for (; c < C; ++c) {
-    for (int64_t q = 0; q < 4; ++q) {
-      float a = bias ? bias[c] : 0.f;
-      for (int64_t s = 0; s < t.count; ++s) a += x[t.input[s] + shift + q * step + c] * w[t.weight[s] + c];
-      row[q * K + c] = activate(a, act);
-    }
+  } else if (c < C) {  // fewer channels than a vector left: depthwise_quad's scalars
+    depthwise_quad<V>(x, w, bias, row, g, t, shift, step, act, c);
   }
 }
 
