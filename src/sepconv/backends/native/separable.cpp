@@ -552,7 +552,8 @@ INLINE void conv_line_body(const float* __restrict x, int64_t step, const int64_
 
 // Where the lanes of v (as int32 bits) are NaN: -1, else 0. Integer arithmetic only: GCC lowers a vector select
 // on a float comparison other than a plain maximum (`v > m ? v : m`) to one comparison per lane in these
-// templates, which made the pooling 40x slower. NaN: |bits| > 0x7f800000, so 0x7f800000 - |bits| < 0.
+// templates, which made the pooling 40x slower (a comparison's mask alone, `v != v`, compiles to one vector
+// compare: the taps use it). NaN: |bits| > 0x7f800000, so 0x7f800000 - |bits| < 0.
 // (A macro: a template taking the local vector typedef deduced a scalar.)
 #define SEPCONV_NAN_LANES(bits) ((0x7f800000 - ((bits) & 0x7fffffff)) >> 31)
 
@@ -576,11 +577,11 @@ INLINE void max_pool_body(const float* __restrict x, float* __restrict out, cons
     int64_t c = 0;
     for (; c + V <= C; c += V) {  // the maximum, and apart the OR of the NaN taps' bits, which wins where any
       vec m = Vec<V>::load(x + t.input[0] + c);
-      lanes nan = reinterpret_cast<lanes>(m) & SEPCONV_NAN_LANES(reinterpret_cast<lanes>(m));
+      lanes nan = reinterpret_cast<lanes>(m) & reinterpret_cast<lanes>(m != m);
       for (int64_t s = 1; s < t.count; ++s) {
         const vec v = Vec<V>::load(x + t.input[s] + c);
         m = v > m ? v : m;
-        nan |= reinterpret_cast<lanes>(v) & SEPCONV_NAN_LANES(reinterpret_cast<lanes>(v));
+        nan |= reinterpret_cast<lanes>(v) & reinterpret_cast<lanes>(v != v);
       }
       const lanes any = SEPCONV_NAN_LANES(nan);
       Vec<V>::store(row + c, reinterpret_cast<vec>((reinterpret_cast<lanes>(m) & ~any) | nan));
